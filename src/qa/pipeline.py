@@ -1,0 +1,205 @@
+"""Bring an index up to date with a corpus folder, doing only the work that changed."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa.encoder import DEFAULT_MODEL, Encoder, SentenceTransformerEncoder, model_from_environment
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from qa.index import CACHE_NAME, Chunking, EmbeddingCache, Manifest, PassageIndex, read_manifest
+from qa.ingest import CorpusFile, find_corpus_files, load_document
+from qa.records import Document, Passage
+from qa.split import approximate_token_count, split_passages
+
+# Paragraphs shorter than this join a neighbour: alone they carry too little context.
+MIN_WORDS = 12
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What ``index_corpus`` did, for the person who ran it."""
+
+    documents: int
+    passages: int
+    added: int
+    changed: int
+    removed: int
+    skipped: int
+    embedded: int
+    seconds: float
+    rebuilt_reason: str = ""
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.added or self.changed or self.removed or self.rebuilt_reason)
+
+
+def corpus_fingerprint(files: list[CorpusFile]) -> str:
+    """One hash for the corpus: every file's path and content."""
+    digest = hashlib.sha256()
+    for corpus_file in sorted(files, key=lambda f: f.source):
+        digest.update(f"{corpus_file.source}\0{corpus_file.checksum}\n".encode())
+    return digest.hexdigest()
+
+
+def index_corpus(
+    corpus_dir: Path,
+    index_dir: Path,
+    *,
+    encoder: Encoder,
+    chunking: Chunking,
+    count_tokens: Callable[[str], int] = approximate_token_count,
+    rebuild: bool = False,
+    progress: bool = False,
+) -> IndexReport:
+    """Build or update the index of ``corpus_dir`` in ``index_dir``.
+
+    Unchanged files keep their passages; only new or changed passage texts are
+    embedded; when nothing changed the encoder is never called (nor loaded).
+    """
+    started = time.perf_counter()
+    files = find_corpus_files(corpus_dir)
+    fingerprint = corpus_fingerprint(files)
+    manifest, reason = _reusable_manifest(index_dir, encoder.name, rebuild)
+    if manifest and _is_current(manifest, index_dir, fingerprint, chunking):
+        return IndexReport(
+            documents=manifest.documents,
+            passages=manifest.passages,
+            added=0,
+            changed=0,
+            removed=0,
+            skipped=len(files) - manifest.documents,
+            embedded=0,
+            seconds=time.perf_counter() - started,
+        )
+    previous, reason = _previous_index(index_dir, manifest, encoder.name, chunking, reason)
+    reusable_documents = previous.documents if previous.manifest.chunking == chunking else []
+    documents, passages = _prepare(files, reusable_documents, previous.passages, chunking, count_tokens)
+    cache = EmbeddingCache(index_dir / CACHE_NAME)
+    try:
+        if rebuild:
+            cache.clear(encoder.name)
+        built = previous.update(
+            documents,
+            passages,
+            encoder=encoder,
+            chunking=chunking,
+            corpus_fingerprint=fingerprint,
+            cache=cache,
+            progress=progress,
+        )
+    finally:
+        cache.close()
+    built.save(index_dir)
+    return _report(previous.documents, built, len(files), started, reason)
+
+
+def _reusable_manifest(index_dir: Path, model: str, rebuild: bool) -> tuple[Manifest | None, str]:
+    """The manifest of an index this build may update, or ``None`` with the reason to start afresh."""
+    if rebuild:
+        return None, "rebuild requested"
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexNotFoundError:
+        return None, ""
+    except (IndexMismatchError, IndexCorruptError) as error:
+        return None, str(error)
+    if manifest.model != model:
+        return None, f"model changed from {manifest.model} to {model}"
+    return manifest, ""
+
+
+def _is_current(manifest: Manifest, index_dir: Path, fingerprint: str, chunking: Chunking) -> bool:
+    """Whether the index already holds this corpus, so there is nothing to do."""
+    files_present = all((index_dir / name).is_file() for name in manifest.files.values())
+    return files_present and manifest.corpus_fingerprint == fingerprint and manifest.chunking == chunking
+
+
+def _previous_index(
+    index_dir: Path, manifest: Manifest | None, model: str, chunking: Chunking, reason: str
+) -> tuple[PassageIndex, str]:
+    """The index to update: the saved one, or an empty one when it cannot be used."""
+    if manifest is not None:
+        try:
+            return PassageIndex.load(index_dir), reason
+        except IndexCorruptError as error:
+            reason = f"previous index unusable ({error})"
+    return PassageIndex.empty(model, chunking), reason
+
+
+def _prepare(
+    files: list[CorpusFile],
+    old_documents: list[Document],
+    old_passages: list[Passage],
+    chunking: Chunking,
+    count_tokens: Callable[[str], int],
+) -> tuple[list[Document], list[Passage]]:
+    """Documents and passages for ``files``, reusing those of files whose content is unchanged."""
+    unchanged = {d.source: d for d in old_documents}
+    passages_of: dict[str, list[Passage]] = {}
+    for passage in old_passages:
+        passages_of.setdefault(passage.doc_id, []).append(passage)
+    documents: list[Document] = []
+    passages: list[Passage] = []
+    for corpus_file in files:
+        document = unchanged.get(corpus_file.source)
+        if document is not None and document.checksum == corpus_file.checksum:
+            documents.append(document)
+            passages.extend(passages_of.get(document.doc_id, []))
+            continue
+        document = load_document(corpus_file)
+        if document is not None:
+            documents.append(document)
+            passages.extend(
+                split_passages(
+                    document, max_tokens=chunking.max_tokens, count_tokens=count_tokens, min_words=chunking.min_words
+                )
+            )
+    return documents, passages
+
+
+def _report(
+    old_documents: list[Document], current: PassageIndex, files: int, started: float, reason: str
+) -> IndexReport:
+    old = {d.source: d.checksum for d in old_documents}
+    new = {d.source: d.checksum for d in current.documents}
+    return IndexReport(
+        documents=len(current.documents),
+        passages=len(current.passages),
+        added=sum(source not in old for source in new),
+        changed=sum(source in old and old[source] != checksum for source, checksum in new.items()),
+        removed=sum(source not in new for source in old),
+        skipped=files - len(current.documents),
+        embedded=current.embed_stats.embedded,
+        seconds=time.perf_counter() - started,
+        rebuilt_reason=reason,
+    )
+
+
+def open_index(index_dir: Path, *, model: str | None = None) -> tuple[PassageIndex, SentenceTransformerEncoder]:
+    """Load the index and an encoder for its model (checked against ``model`` if one is asked for)."""
+    index = PassageIndex.load(index_dir)
+    name = model_from_environment(model) or index.manifest.model
+    index.check_model(name)
+    return index, SentenceTransformerEncoder(name)
+
+
+def encoder_for_corpus(index_dir: Path, *, model: str | None = None) -> SentenceTransformerEncoder:
+    """The encoder ``qa index`` uses: the one asked for, else the index's own, else the default."""
+    name = model_from_environment(model)
+    if name is None:
+        try:
+            name = read_manifest(index_dir).model
+        except (IndexNotFoundError, IndexMismatchError, IndexCorruptError):
+            name = DEFAULT_MODEL
+    return SentenceTransformerEncoder(name)
+
+
+def chunking_for(encoder: SentenceTransformerEncoder) -> tuple[Chunking, Callable[[str], int]]:
+    """Passage settings fitted to the model's window, and its token counter."""
+    count_tokens = encoder.token_counter() or approximate_token_count
+    return Chunking(max_tokens=encoder.max_tokens(), min_words=MIN_WORDS), count_tokens

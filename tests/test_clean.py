@@ -1,0 +1,156 @@
+"""The cleaner on the real scraped articles (against hand-made labels) and on made-up pages."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import CORPUS, GOLD
+from qa.clean import clean_text, is_self_repeating, parse_date, split_blocks
+
+
+@pytest.mark.parametrize("name", sorted(GOLD))
+def test_real_article_keeps_every_paragraph_whole_and_nothing_else(name: str) -> None:
+    cleaned = clean_text((CORPUS / name).read_text(encoding="utf-8"))
+    assert list(cleaned.paragraphs) == GOLD[name]["paragraphs"]
+
+
+@pytest.mark.parametrize("name", sorted(GOLD))
+def test_real_article_metadata_matches_labels(name: str) -> None:
+    cleaned = clean_text((CORPUS / name).read_text(encoding="utf-8"))
+    found = {field: getattr(cleaned, field) for field in ("title", "author", "date", "outlet")}
+    assert found == {field: GOLD[name][field] for field in ("title", "author", "date", "outlet")}
+
+
+@pytest.mark.parametrize("name", sorted(GOLD))
+def test_no_boilerplate_line_of_a_real_article_survives(name: str) -> None:
+    raw_lines = {line.strip() for line in (CORPUS / name).read_text(encoding="utf-8").splitlines()}
+    boilerplate = {line for line in raw_lines if line and line not in GOLD[name]["paragraphs"]}
+    body = "\n".join(clean_text((CORPUS / name).read_text(encoding="utf-8")).paragraphs)
+    # Lines of a few characters ("1", "Open") occur inside prose by chance; check the rest.
+    leaked = [line for line in boilerplate if len(line) > 12 and line in body]
+    assert leaked == []
+
+
+MADE_UP_PAGE = """\
+Daily Planet
+  • Home
+  • World
+  • Weather
+  • Subscribe
+Login
+Register
+Harbour town votes to rebuild its old lighthouse
+Published: March 3, 2021 09:15
+By Lois Lane
+Share on Facebook
+Share on Telegram
+lighthouse-2021.jpeg The old lighthouse at dawn.
+
+Residents of the harbour town voted on Tuesday to rebuild the lighthouse that has stood empty since the storm of 1998.
+
+The council said the work would begin in spring and take about two years, paid for by a regional heritage fund.
+
+WHAT HAPPENS NEXT
+
+Engineers will first survey the foundations, which were damaged when the sea wall failed during the storm.
+Bridge reopens after repairs
+Bridge reopens after repairs
+2021-02-27 10:00 | Local
+"We have waited a long time for this," said the harbour master, who has campaigned for the project since 2005.
+
+Read in French
+Contact the newsroom: news@planet.example
+Leave a comment. Comments are approved by a moderator and must follow our terms of use.
+Copyright © 2021 Daily Planet. All rights reserved.
+"""
+
+
+def test_made_up_page_keeps_article_and_subheading_drops_furniture() -> None:
+    cleaned = clean_text(MADE_UP_PAGE)
+    assert cleaned.paragraphs == (
+        "Residents of the harbour town voted on Tuesday to rebuild the lighthouse that has stood empty since the "
+        "storm of 1998.",
+        "The council said the work would begin in spring and take about two years, paid for by a regional heritage "
+        "fund.",
+        "WHAT HAPPENS NEXT",
+        "Engineers will first survey the foundations, which were damaged when the sea wall failed during the storm.",
+        '"We have waited a long time for this," said the harbour master, who has campaigned for the project since '
+        "2005.",
+    )
+
+
+def test_made_up_page_metadata() -> None:
+    cleaned = clean_text(MADE_UP_PAGE)
+    assert (cleaned.title, cleaned.author, cleaned.date) == (
+        "Harbour town votes to rebuild its old lighthouse",
+        "Lois Lane",
+        "2021-03-03",
+    )
+
+
+def test_unknown_metadata_stays_empty() -> None:
+    cleaned = clean_text(
+        "A long paragraph about nothing in particular that still reads like a real sentence.\n\n"
+        "Another paragraph, also long enough to be treated as part of the article body."
+    )
+    assert (cleaned.title, cleaned.author, cleaned.date, cleaned.outlet) == ("", "", "", "")
+    assert len(cleaned.paragraphs) == 2
+
+
+def test_credit_line_gives_author_and_outlet_and_is_not_a_paragraph() -> None:
+    cleaned = clean_text(
+        "The minister resigned on Friday after weeks of pressure from members of her own party.\n\n"
+        "Reported by Ana Souza for KBZ's Portuguese Service. Translated by Tom Reed."
+    )
+    assert (cleaned.author, cleaned.outlet) == ("Ana Souza", "KBZ")
+    assert cleaned.paragraphs == (
+        "The minister resigned on Friday after weeks of pressure from members of her own party.",
+    )
+
+
+def test_by_contrast_is_not_a_byline() -> None:
+    text = "By contrast, the northern towns voted against the plan by a wide margin on Sunday."
+    cleaned = clean_text(text)
+    assert cleaned.author == ""
+    assert cleaned.paragraphs == (text,)
+
+
+def test_long_prose_mentioning_copyright_or_email_is_kept() -> None:
+    text = (
+        "The court ruled that the copyright on the photographs belonged to the agency, and lawyers for the "
+        "photographer, who can be reached at office@law.example, said they would appeal the decision next week "
+        "because the contract never mentioned resale."
+    )
+    assert clean_text(text).paragraphs == (text,)
+
+
+def test_repeated_long_paragraph_is_kept_once() -> None:
+    paragraph = "The same paragraph was captured twice by the scraper, which happens on pages with print views."
+    assert clean_text(f"{paragraph}\n\n{paragraph}").paragraphs == (paragraph,)
+
+
+def test_hard_wrapped_prose_is_joined() -> None:
+    blocks = split_blocks("The committee met again on Monday and agreed that\nthe budget would be cut by a tenth.\n")
+    assert blocks == ["The committee met again on Monday and agreed that the budget would be cut by a tenth."]
+
+
+def test_self_repeating_line() -> None:
+    assert is_self_repeating("Print PreviewPrint Preview")
+    assert is_self_repeating("3Town council approves budget Town council approves budget")
+    assert not is_self_repeating("Town council approves budget")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2020-08-02 17:47", "2020-08-02"),
+        ("2020.02.05", "2020-02-05"),
+        ("March 3, 2021", "2021-03-03"),
+        ("Sept. 9 2019", "2019-09-09"),
+        ("4 July 2022", "2022-07-04"),
+        ("June 10", ""),
+        ("2020-13-40", ""),
+    ],
+)
+def test_parse_date(text: str, expected: str) -> None:
+    assert parse_date(text) == expected

@@ -1,0 +1,193 @@
+"""PassageIndex: search against a brute-force reference, save/load, errors, embedding reuse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FakeEncoder, RefusingEncoder
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
+from qa.index import MANIFEST_NAME, Chunking, EmbeddingCache, PassageIndex, normalize, read_manifest
+from qa.records import Document
+from qa.split import split_passages
+
+CHUNKING = Chunking(max_tokens=128, min_words=1)
+WORDS = [
+    "defector",
+    "family",
+    "border",
+    "regime",
+    "money",
+    "school",
+    "river",
+    "bridge",
+    "army",
+    "letter",
+    "phone",
+    "market",
+    "court",
+    "prison",
+]
+
+
+def make_documents(count: int, seed: int = 0) -> list[Document]:
+    rng = np.random.default_rng(seed)
+    documents = []
+    for number in range(count):
+        paragraphs = tuple(
+            " ".join(rng.choice(WORDS, size=int(rng.integers(5, 15)))) + "." for _ in range(int(rng.integers(1, 5)))
+        )
+        documents.append(
+            Document(doc_id=f"doc{number}", source=f"doc{number}.txt", paragraphs=paragraphs, title=f"T{number}")
+        )
+    return documents
+
+
+def build(documents: list[Document], encoder: FakeEncoder, **options: object) -> PassageIndex:
+    passages = [p for d in documents for p in split_passages(d, max_tokens=128, min_words=1)]
+    return PassageIndex.build(documents, passages, encoder=encoder, chunking=CHUNKING, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("query", ["defector family", "river bridge army", "prison court letter phone", "money"])
+def test_search_agrees_with_brute_force_numpy_ranking(encoder: FakeEncoder, query: str) -> None:
+    index = build(make_documents(30), encoder)
+    hits = index.search(query, encoder=encoder, k=10)
+
+    matrix = normalize(encoder.encode([p.text for p in index.passages]))
+    scores = matrix @ normalize(encoder.encode([query]))[0]
+    expected = np.sort(scores)[::-1][:10]
+    assert [h.rank for h in hits] == list(range(1, 11))
+    np.testing.assert_allclose([h.score for h in hits], expected, rtol=1e-5, atol=1e-6)
+    for hit in hits:  # ties may come in any order; each hit's score must be its own
+        assert scores[index.passages.index(hit.passage)] == pytest.approx(hit.score, abs=1e-5)
+
+
+def test_k_larger_than_index_returns_everything(encoder: FakeEncoder) -> None:
+    index = build(make_documents(2), encoder)
+    assert len(index.search("defector", encoder=encoder, k=1000)) == len(index.passages)
+
+
+def test_empty_question_is_refused(encoder: FakeEncoder) -> None:
+    index = build(make_documents(2), encoder)
+    with pytest.raises(QAError, match="empty"):
+        index.search("   ", encoder=encoder)
+
+
+def test_save_load_round_trip(tmp_path: Path, encoder: FakeEncoder) -> None:
+    index = build(make_documents(10), encoder)
+    index.save(tmp_path)
+    loaded = PassageIndex.load(tmp_path)
+    assert loaded.passages == index.passages
+    assert loaded.documents == index.documents
+    assert loaded.manifest == index.manifest
+    assert loaded.search("border regime", encoder=encoder, k=5) == index.search("border regime", encoder=encoder, k=5)
+
+
+def test_manifest_is_readable_json_with_what_built_the_index(tmp_path: Path, encoder: FakeEncoder) -> None:
+    build(make_documents(3), encoder).save(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert manifest["model"] == "fake-encoder"
+    assert manifest["dimension"] == 256
+    assert manifest["normalized"] is True
+    assert manifest["format_version"] == 1
+    assert set(manifest["files"]) == {"documents", "passages", "vectors"}
+    assert {"corpus_fingerprint", "built_at", "chunking"} <= set(manifest)
+
+
+def test_saving_again_replaces_the_previous_generation(tmp_path: Path, encoder: FakeEncoder) -> None:
+    build(make_documents(3), encoder).save(tmp_path)
+    build(make_documents(4, seed=1), encoder).save(tmp_path)
+    data_files = sorted(p.name for p in tmp_path.iterdir() if p.suffix in {".jsonl", ".faiss"})
+    assert sorted(read_manifest(tmp_path).files.values()) == data_files
+
+
+def test_interrupted_save_leaves_previous_index_whole(
+    tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faiss
+
+    old = build(make_documents(3), encoder)
+    old.save(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(faiss, "write_index", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build(make_documents(5, seed=2), encoder).save(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert PassageIndex.load(tmp_path).passages == old.passages
+
+
+def test_update_embeds_only_texts_it_does_not_hold(encoder: FakeEncoder) -> None:
+    documents = make_documents(5)
+    index = build(documents, encoder)
+    encoder.calls.clear()
+    new_document = Document(doc_id="new", source="new.txt", paragraphs=("A brand new paragraph about rivers.",))
+    documents = [*documents[1:], new_document]
+    passages = [p for d in documents for p in split_passages(d, max_tokens=128, min_words=1)]
+    updated = index.update(documents, passages, encoder=encoder, chunking=CHUNKING)
+    assert encoder.encoded == ["A brand new paragraph about rivers."]
+    assert updated.embed_stats.embedded == 1
+    assert {p.doc_id for p in updated.passages} == {d.doc_id for d in documents}
+    assert index.passages != updated.passages  # the old index is left as it was
+
+
+def test_cache_spares_re_embedding(tmp_path: Path, encoder: FakeEncoder) -> None:
+    documents = make_documents(4)
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    first = build(documents, encoder, cache=cache)
+    second = build(documents, RefusingEncoder(), cache=cache)
+    assert second.embed_stats.cached == len({p.text for p in first.passages})
+    assert second.search("army", encoder=encoder, k=3) == first.search("army", encoder=encoder, k=3)
+
+
+def test_cache_is_keyed_by_model(tmp_path: Path) -> None:
+    documents = make_documents(2)
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    build(documents, FakeEncoder("model-a"), cache=cache)
+    other = FakeEncoder("model-b")
+    build(documents, other, cache=cache)
+    assert other.encoded  # vectors of model-a are never served for model-b
+
+
+def test_searching_with_another_model_is_refused(encoder: FakeEncoder) -> None:
+    index = build(make_documents(2), encoder)
+    with pytest.raises(IndexMismatchError, match="fake-encoder"):
+        index.search("army", encoder=FakeEncoder("other-model"))
+
+
+def test_load_missing_index(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFoundError, match="qa index"):
+        PassageIndex.load(tmp_path)
+
+
+def test_load_other_format_version(tmp_path: Path, encoder: FakeEncoder) -> None:
+    build(make_documents(2), encoder).save(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    manifest["format_version"] = 99
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatchError, match="--rebuild"):
+        PassageIndex.load(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate_vectors", "delete_passages", "garble_manifest", "drop_passage"])
+def test_damaged_index_names_the_fix(tmp_path: Path, encoder: FakeEncoder, damage: str) -> None:
+    build(make_documents(4), encoder).save(tmp_path)
+    files = read_manifest(tmp_path).files
+    if damage == "truncate_vectors":
+        path = tmp_path / files["vectors"]
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "delete_passages":
+        (tmp_path / files["passages"]).unlink()
+    elif damage == "garble_manifest":
+        (tmp_path / MANIFEST_NAME).write_text("{ not json")
+    else:
+        path = tmp_path / files["passages"]
+        path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
+    with pytest.raises(IndexCorruptError, match="qa index --rebuild"):
+        PassageIndex.load(tmp_path)

@@ -1,0 +1,161 @@
+"""index_corpus: incremental updates on a copy of the real corpus, counted at the encoder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import GOLD, FakeEncoder, RefusingEncoder
+from qa.index import Chunking, PassageIndex, read_manifest
+from qa.pipeline import IndexReport, index_corpus
+from qa.records import PARAGRAPH_SEPARATOR
+
+CHUNKING = Chunking(max_tokens=254, min_words=12)
+KOREA_TIMES = "koreatimes-why-do-nk-defectors-flee-to-destitute-north.txt"
+NEW_ARTICLE = """A new headline about the border
+
+Villagers near the river said soldiers had doubled their patrols along the border this spring.
+
+Traders told reporters that smuggling of phones and medicine had almost stopped since the winter.
+"""
+
+
+def run(corpus: Path, index: Path, encoder: FakeEncoder, *, rebuild: bool = False) -> IndexReport:
+    return index_corpus(corpus, index, encoder=encoder, chunking=CHUNKING, rebuild=rebuild)
+
+
+def test_first_build_indexes_every_article(corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder) -> None:
+    report = run(corpus_copy, tmp_path / "index", encoder)
+    index = PassageIndex.load(tmp_path / "index")
+    assert (report.documents, report.added, report.changed, report.removed) == (5, 5, 0, 0)
+    assert report.passages == len(index.passages) == report.embedded
+    assert len(encoder.encoded) == len(index.passages)
+
+
+def test_passages_hold_every_article_paragraph_and_no_boilerplate(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    run(corpus_copy, tmp_path / "index", encoder)
+    index = PassageIndex.load(tmp_path / "index")
+    for source, gold in GOLD.items():
+        pieces = [
+            piece
+            for passage in index.passages
+            if passage.source == source
+            for piece in passage.text.split(PARAGRAPH_SEPARATOR)
+        ]
+        assert pieces == gold["paragraphs"]
+    document_texts = {d.doc_id: d.text for d in index.documents}
+    for passage in index.passages:
+        assert document_texts[passage.doc_id][passage.start : passage.end] == passage.text
+
+
+def test_attribution_travels_with_each_passage(corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder) -> None:
+    run(corpus_copy, tmp_path / "index", encoder)
+    passages = [p for p in PassageIndex.load(tmp_path / "index").passages if p.source == KOREA_TIMES]
+    gold = GOLD[KOREA_TIMES]
+    assert {(p.title, p.outlet, p.author, p.date) for p in passages} == {
+        (gold["title"], gold["outlet"], gold["author"], gold["date"])
+    }
+    assert [p.paragraph for p in passages] == sorted(p.paragraph for p in passages)
+    assert passages[0].paragraph == 1
+
+
+def test_nothing_changed_never_touches_the_encoder(corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder) -> None:
+    run(corpus_copy, tmp_path / "index", encoder)
+    before = read_manifest(tmp_path / "index")
+    report = run(corpus_copy, tmp_path / "index", RefusingEncoder())
+    assert report.unchanged
+    assert read_manifest(tmp_path / "index") == before
+
+
+def test_added_changed_and_deleted_files(corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder) -> None:
+    index_dir = tmp_path / "index"
+    run(corpus_copy, index_dir, encoder)
+
+    (corpus_copy / "new").mkdir()
+    (corpus_copy / "new" / "border.txt").write_text(NEW_ARTICLE)
+    added = FakeEncoder()
+    report = run(corpus_copy, index_dir, added)
+    assert (report.added, report.changed, report.removed) == (1, 0, 0)
+    assert all("patrols" in text or "smuggling" in text for text in added.encoded)
+
+    article = corpus_copy / KOREA_TIMES
+    article.write_text(article.read_text().replace("three broad groups", "three wide groups"))
+    changed = FakeEncoder()
+    report = run(corpus_copy, index_dir, changed)
+    assert (report.added, report.changed, report.removed) == (0, 1, 0)
+    assert len(changed.encoded) == 1 and "three wide groups" in changed.encoded[0]
+
+    (corpus_copy / KOREA_TIMES).unlink()
+    report = run(corpus_copy, index_dir, RefusingEncoder())
+    assert (report.added, report.changed, report.removed) == (0, 0, 1)
+    index = PassageIndex.load(index_dir)
+    assert KOREA_TIMES not in {p.source for p in index.passages}
+    hits = index.search("three wide groups of reasons", encoder=encoder, k=len(index.passages))
+    assert KOREA_TIMES not in {h.passage.source for h in hits}
+
+
+def test_another_model_rebuilds_everything(corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder) -> None:
+    run(corpus_copy, tmp_path / "index", encoder)
+    other = FakeEncoder("other-model")
+    report = run(corpus_copy, tmp_path / "index", other)
+    assert "model changed" in report.rebuilt_reason
+    assert len(other.encoded) == report.passages
+    assert read_manifest(tmp_path / "index").model == "other-model"
+
+
+def test_rebuild_re_embeds_everything(corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder) -> None:
+    run(corpus_copy, tmp_path / "index", encoder)
+    again = FakeEncoder()
+    report = run(corpus_copy, tmp_path / "index", again, rebuild=True)
+    assert len(again.encoded) == report.passages
+
+
+def test_changing_chunking_re_splits_but_reuses_vectors(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    run(corpus_copy, tmp_path / "index", encoder)
+    finer = Chunking(max_tokens=40, min_words=12)
+    recount = FakeEncoder()
+    index_corpus(corpus_copy, tmp_path / "index", encoder=recount, chunking=finer)
+    index = PassageIndex.load(tmp_path / "index")
+    assert index.manifest.chunking == finer
+    assert max(len(p.text.split()) for p in index.passages) <= 40
+    assert 0 < len(recount.encoded) < len(index.passages)  # unchanged short paragraphs keep their vectors
+
+
+class InterruptingEncoder(FakeEncoder):
+    """Embeds a few batches, then behaves like Ctrl-C."""
+
+    def __init__(self, batches: int) -> None:
+        super().__init__()
+        self.batches = batches
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if len(self.calls) == self.batches:
+            raise KeyboardInterrupt
+        return super().encode(texts)
+
+
+def test_interrupted_build_keeps_old_index_and_resumes(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qa.index.EMBED_BATCH_SIZE", 4)
+    index_dir = tmp_path / "index"
+    shutil.move(corpus_copy / KOREA_TIMES, tmp_path / KOREA_TIMES)
+    run(corpus_copy, index_dir, encoder)
+    before = PassageIndex.load(index_dir).passages
+    shutil.move(tmp_path / KOREA_TIMES, corpus_copy / KOREA_TIMES)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(corpus_copy, index_dir, InterruptingEncoder(batches=2))
+    assert PassageIndex.load(index_dir).passages == before
+
+    resumed = FakeEncoder()
+    report = run(corpus_copy, index_dir, resumed)
+    # The two batches embedded before the interruption were kept in the cache.
+    assert report.embedded == len(resumed.encoded) == report.passages - len(before) - 8
