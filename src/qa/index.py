@@ -42,7 +42,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 CACHE_NAME = "embeddings.sqlite"
 REBUILD_HINT = "run `qa index --rebuild` to build it again"
-EMBED_BATCH_SIZE = 64
+EMBED_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -355,8 +355,8 @@ def _encode_in_batches(
 
     items = list(texts.items())
     encoded: dict[str, np.ndarray] = {}
-    # The bar appears only on runs that last a few seconds, with passages/s.
-    with tqdm(total=len(items), unit=" passages", desc="embedding", delay=2, disable=not progress) as bar:
+    # Shows passages/s; the first batch also pays for loading the model.
+    with tqdm(total=len(items), unit=" passages", desc="embedding", disable=not (progress and items)) as bar:
         for start in range(0, len(items), EMBED_BATCH_SIZE):
             batch = items[start : start + EMBED_BATCH_SIZE]
             batch_vectors = normalize(encoder.encode([text for _, text in batch]))
