@@ -10,6 +10,7 @@ import pytest
 from conftest import FakeEncoder
 from qa.cli import main
 
+KOREA_TIMES = "koreatimes-why-do-nk-defectors-flee-to-destitute-north.txt"
 HIT_FIELDS = {
     "rank",
     "score",
@@ -20,13 +21,20 @@ HIT_FIELDS = {
     "outlet",
     "author",
     "date",
+    "url",
     "paragraph",
     "text",
+    "evidence",
+    "dense_rank",
+    "dense_score",
+    "bm25_rank",
+    "bm25_score",
+    "also_in",
 }
 
 
 class FakeModelEncoder(FakeEncoder):
-    """Stands in for SentenceTransformerEncoder: same constructor and chunking hooks."""
+    """Stands in for SentenceTransformerEncoder: same constructor and settings hooks."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -64,9 +72,13 @@ def test_search_json_has_the_documented_shape(index_dir: Path, capsys: pytest.Ca
     assert main(["search", "Why do defectors return?", "--k", "3", "--json", "--index", str(index_dir)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"query", "answerable", "answer", "hits"}
-    assert (result["query"], result["answerable"], result["answer"]) == ("Why do defectors return?", True, "")
+    assert (result["query"], result["answerable"]) == ("Why do defectors return?", True)
     assert [hit["rank"] for hit in result["hits"]] == [1, 2, 3]
     assert all(set(hit) == HIT_FIELDS for hit in result["hits"])
+    for hit in result["hits"]:
+        evidence = hit["evidence"]
+        assert hit["text"][evidence["start"] : evidence["end"]] == evidence["text"]
+        assert f"{evidence['text']} [{hit['rank']}]" in result["answer"] or evidence["score"] < 1
     scores = [hit["score"] for hit in result["hits"]]
     assert scores == sorted(scores, reverse=True)
 
@@ -87,8 +99,8 @@ def test_search_readable_output_shows_attribution(index_dir: Path, capsys: pytes
         == 0
     )
     out = capsys.readouterr().out
-    assert out.startswith("1. [")
-    assert "The Korea Times, 2020-08-02, paragraph 5" in out
+    assert "Sources:" in out
+    assert "1. [" in out and "The Korea Times, 2020-08-02, paragraph 5" in out
 
 
 def test_batch_answers_each_line_in_order(index_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,3 +161,55 @@ def test_skipped_file_is_a_warning_not_a_failure(
     captured = capsys.readouterr()
     assert "qa: warning: skipped broken.txt" in captured.err
     assert "5 documents" in captured.out
+
+
+def test_search_modes_and_filters(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = "dailynk-kim-yo-jong-orders-encouragement-for-defector-families"
+    for argv in (["--mode", "bm25"], ["--doc", doc], ["--outlet", "Daily NK"]):
+        capsys.readouterr()
+        assert main(["search", "families of defectors", "--json", "--index", str(index_dir), *argv]) == 0
+        hits = json.loads(capsys.readouterr().out)["hits"]
+        assert hits
+        if argv[0] != "--mode":
+            assert {hit["doc_id"] for hit in hits} == {doc}
+        else:
+            assert all(hit["dense_rank"] is None and hit["bm25_rank"] for hit in hits)
+
+
+def test_follow_up_question_uses_earlier_turns(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    argv = ["search", "What did she say?", "--k", "1", "--json", "--index", str(index_dir)]
+    assert main([*argv, "--after", "Lim Ji-hyun video Uriminzokkiri Jeon Hye-sung"]) == 0
+    assert "Lim" in json.loads(capsys.readouterr().out)["hits"][0]["text"]
+
+
+def test_eval_writes_table_json_report_and_chart(
+    index_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    questions = tmp_path / "questions.jsonl"
+    rows = [
+        {
+            "id": "a",
+            "question": "three broad groups of reasons",
+            "kind": "single",
+            "relevant": [{"source": KOREA_TIMES, "anchor": "could be classified into three broad groups"}],
+        },
+        {"id": "b", "question": "sourdough bread recipe", "kind": "unanswerable", "relevant": []},
+    ]
+    questions.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    report, chart = tmp_path / "out" / "report.md", tmp_path / "out" / "chart.png"
+    argv = ["eval", "--questions", str(questions), "--index", str(index_dir), "--modes", "bm25,hybrid"]
+    capsys.readouterr()
+    assert main([*argv, "--report", str(report), "--chart", str(chart)]) == 0
+    table = capsys.readouterr().out
+    assert "bm25" in table and "hybrid" in table and "MRR@10" in table and "dense " not in table
+    assert "# Retrieval evaluation" in report.read_text() and chart.read_bytes()[:4] == b"\x89PNG"
+    assert main([*argv, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert set(results["modes"]) == {"bm25", "hybrid"}
+    assert results["modes"]["bm25"]["metrics"]["recall@10"] == 1.0
+
+
+def test_eval_rejects_unknown_mode(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--questions", "x.jsonl", "--index", str(index_dir), "--modes", "bm25,magic"]) == 1
+    assert "magic" in capsys.readouterr().err

@@ -61,4 +61,4 @@ def test_end_to_end_finds_the_three_groups_paragraph(
     index = PassageIndex.load(index_dir)
     count = SentenceTransformerEncoder().token_counter()
     assert count is not None
-    assert max(count(p.text) for p in index.passages) <= index.manifest.chunking.max_tokens
+    assert max(count(p.text) for p in index.passages) <= index.manifest.settings.max_tokens

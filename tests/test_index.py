@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +12,21 @@ import pytest
 
 from conftest import FakeEncoder, RefusingEncoder
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
-from qa.index import MANIFEST_NAME, Chunking, EmbeddingCache, PassageIndex, normalize, read_manifest
+from qa.index import (
+    MANIFEST_NAME,
+    EmbeddingCache,
+    IndexSettings,
+    PassageIndex,
+    lexical_text,
+    normalize,
+    read_manifest,
+)
+from qa.lexical import LexicalIndex
 from qa.records import Document
+from qa.retrieve import SearchFilter
 from qa.split import split_passages
 
-CHUNKING = Chunking(max_tokens=128, min_words=1)
+SETTINGS = IndexSettings(max_tokens=128, min_words=1)
 WORDS = [
     "defector",
     "family",
@@ -48,13 +60,13 @@ def make_documents(count: int, seed: int = 0) -> list[Document]:
 
 def build(documents: list[Document], encoder: FakeEncoder, **options: object) -> PassageIndex:
     passages = [p for d in documents for p in split_passages(d, max_tokens=128, min_words=1)]
-    return PassageIndex.build(documents, passages, encoder=encoder, chunking=CHUNKING, **options)  # type: ignore[arg-type]
+    return PassageIndex.build(documents, passages, encoder=encoder, settings=SETTINGS, **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("query", ["defector family", "river bridge army", "prison court letter phone", "money"])
 def test_search_agrees_with_brute_force_numpy_ranking(encoder: FakeEncoder, query: str) -> None:
     index = build(make_documents(30), encoder)
-    hits = index.search(query, encoder=encoder, k=10)
+    hits = index.search(query, encoder=encoder, k=10, mode="dense")
 
     matrix = normalize(encoder.encode([p.text for p in index.passages]))
     scores = matrix @ normalize(encoder.encode([query]))[0]
@@ -63,6 +75,76 @@ def test_search_agrees_with_brute_force_numpy_ranking(encoder: FakeEncoder, quer
     np.testing.assert_allclose([h.score for h in hits], expected, rtol=1e-5, atol=1e-6)
     for hit in hits:  # ties may come in any order; each hit's score must be its own
         assert scores[index.passages.index(hit.passage)] == pytest.approx(hit.score, abs=1e-5)
+        assert hit.dense_score == pytest.approx(hit.score, abs=1e-5)
+
+
+def min_max(values: np.ndarray) -> np.ndarray:
+    spread = values.max() - values.min()
+    return (values - values.min()) / spread if spread else np.zeros_like(values)
+
+
+@pytest.mark.parametrize("query", ["defector family", "river bridge army", "prison court letter phone"])
+def test_bm25_and_hybrid_agree_with_brute_force(encoder: FakeEncoder, query: str) -> None:
+    index = build(make_documents(30), encoder)  # under CANDIDATE_DEPTH passages: every row is a candidate
+    bm25 = LexicalIndex.build([lexical_text(p, SETTINGS) for p in index.passages]).scores(query)
+    dense = normalize(encoder.encode([p.text for p in index.passages])) @ normalize(encoder.encode([query]))[0]
+    fused = 0.5 * min_max(dense) + 0.5 * min_max(bm25)
+    for mode, reference in (("bm25", bm25), ("hybrid", fused)):
+        hits = index.search(query, encoder=encoder, k=8, mode=mode)  # type: ignore[arg-type]
+        np.testing.assert_allclose([h.score for h in hits], np.sort(reference)[::-1][:8], rtol=1e-5, atol=1e-6)
+    hybrid = index.search(query, encoder=encoder, k=3, mode="hybrid")
+    assert all(h.dense_rank is not None and h.bm25_rank is not None for h in hybrid)
+    top_bm25 = index.search(query, encoder=encoder, k=1, mode="bm25")[0]
+    assert top_bm25.bm25_rank == 1 and top_bm25.bm25_score == pytest.approx(float(bm25.max()), rel=1e-5)
+
+
+def test_filters_restrict_hits_to_matching_passages(encoder: FakeEncoder) -> None:
+    documents = [
+        dataclasses.replace(d, outlet="Gazette" if i % 2 else "Herald", date=f"2020-01-{i + 1:02d}")
+        for i, d in enumerate(make_documents(10))
+    ]
+    index = build(documents, encoder)
+    only = SearchFilter(doc_ids=frozenset({"doc3", "doc4"}))
+    assert {h.passage.doc_id for h in index.search("army", encoder=encoder, k=50, where=only)} == {"doc3", "doc4"}
+    gazette = index.search("army", encoder=encoder, k=50, where=SearchFilter(outlets=frozenset({"Gazette"})))
+    assert gazette and {h.passage.outlet for h in gazette} == {"Gazette"}
+    dated = index.search(
+        "army", encoder=encoder, k=50, where=SearchFilter(date_from="2020-01-03", date_to="2020-01-05")
+    )
+    assert {h.passage.date for h in dated} == {"2020-01-03", "2020-01-04", "2020-01-05"}
+    assert index.search("army", encoder=encoder, where=SearchFilter(outlets=frozenset({"Nobody"}))) == []
+
+
+def test_history_gives_a_follow_up_its_subject(encoder: FakeEncoder) -> None:
+    documents = [
+        Document("baker", "baker.txt", ("Alice the baker opened a shop. Later she said bread prices rose.",)),
+        Document("pilot", "pilot.txt", ("Bob the pilot flew north. Later she said nothing at all about it.",)),
+    ]
+    index = build(documents, encoder)
+    follow_up = "what did she say later"
+    with_history = index.search(
+        follow_up, encoder=encoder, k=1, mode="dense", history=["Tell me about Alice the baker"]
+    )
+    with_other = index.search(follow_up, encoder=encoder, k=1, mode="dense", history=["Tell me about Bob the pilot"])
+    assert with_history[0].passage.doc_id == "baker"
+    assert with_other[0].passage.doc_id == "pilot"
+
+
+def test_copies_of_a_passage_appear_once_with_the_other_source(encoder: FakeEncoder) -> None:
+    text = "The council voted to rebuild the lighthouse after the storm damaged the harbour wall."
+    documents = [
+        Document("a", "a.txt", (text,)),
+        Document("b", "copy/b.txt", (text.replace("voted", "voted  "),)),
+        Document("c", "c.txt", ("Farmers in the valley expect a good harvest of apples this year.",)),
+    ]
+    hits = build(documents, encoder).search("lighthouse council storm", encoder=encoder, k=5)
+    assert [h.rank for h in hits] == [1, 2]
+    assert hits[0].also_in in (("copy/b.txt",), ("a.txt",))
+
+
+def test_unknown_mode_is_refused(encoder: FakeEncoder) -> None:
+    with pytest.raises(QAError, match="unknown search mode"):
+        build(make_documents(2), encoder).search("army", encoder=encoder, mode="fuzzy")  # type: ignore[arg-type]
 
 
 def test_k_larger_than_index_returns_everything(encoder: FakeEncoder) -> None:
@@ -92,16 +174,20 @@ def test_manifest_is_readable_json_with_what_built_the_index(tmp_path: Path, enc
     assert manifest["model"] == "fake-encoder"
     assert manifest["dimension"] == 256
     assert manifest["normalized"] is True
-    assert manifest["format_version"] == 1
-    assert set(manifest["files"]) == {"documents", "passages", "vectors"}
-    assert {"corpus_fingerprint", "built_at", "chunking"} <= set(manifest)
+    assert manifest["format_version"] == 2
+    assert set(manifest["files"]) == {"documents", "passages", "vectors", "bm25"}
+    assert {"corpus_fingerprint", "built_at", "settings"} <= set(manifest)
 
 
 def test_saving_again_replaces_the_previous_generation(tmp_path: Path, encoder: FakeEncoder) -> None:
     build(make_documents(3), encoder).save(tmp_path)
     build(make_documents(4, seed=1), encoder).save(tmp_path)
-    data_files = sorted(p.name for p in tmp_path.iterdir() if p.suffix in {".jsonl", ".faiss"})
+    data_files = sorted(p.name for p in tmp_path.iterdir() if p.name not in {MANIFEST_NAME})
     assert sorted(read_manifest(tmp_path).files.values()) == data_files
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def test_interrupted_save_leaves_previous_index_whole(
@@ -111,7 +197,7 @@ def test_interrupted_save_leaves_previous_index_whole(
 
     old = build(make_documents(3), encoder)
     old.save(tmp_path)
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = snapshot(tmp_path)
 
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt
@@ -119,7 +205,7 @@ def test_interrupted_save_leaves_previous_index_whole(
     monkeypatch.setattr(faiss, "write_index", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build(make_documents(5, seed=2), encoder).save(tmp_path)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert snapshot(tmp_path) == before
     assert PassageIndex.load(tmp_path).passages == old.passages
 
 
@@ -130,7 +216,7 @@ def test_update_embeds_only_texts_it_does_not_hold(encoder: FakeEncoder) -> None
     new_document = Document(doc_id="new", source="new.txt", paragraphs=("A brand new paragraph about rivers.",))
     documents = [*documents[1:], new_document]
     passages = [p for d in documents for p in split_passages(d, max_tokens=128, min_words=1)]
-    updated = index.update(documents, passages, encoder=encoder, chunking=CHUNKING)
+    updated = index.update(documents, passages, encoder=encoder, settings=SETTINGS)
     assert encoder.encoded == ["A brand new paragraph about rivers."]
     assert updated.embed_stats.embedded == 1
     assert {p.doc_id for p in updated.passages} == {d.doc_id for d in documents}
@@ -175,7 +261,9 @@ def test_load_other_format_version(tmp_path: Path, encoder: FakeEncoder) -> None
         PassageIndex.load(tmp_path)
 
 
-@pytest.mark.parametrize("damage", ["truncate_vectors", "delete_passages", "garble_manifest", "drop_passage"])
+@pytest.mark.parametrize(
+    "damage", ["truncate_vectors", "delete_passages", "garble_manifest", "drop_passage", "delete_bm25"]
+)
 def test_damaged_index_names_the_fix(tmp_path: Path, encoder: FakeEncoder, damage: str) -> None:
     build(make_documents(4), encoder).save(tmp_path)
     files = read_manifest(tmp_path).files
@@ -184,6 +272,8 @@ def test_damaged_index_names_the_fix(tmp_path: Path, encoder: FakeEncoder, damag
         path.write_bytes(path.read_bytes()[:100])
     elif damage == "delete_passages":
         (tmp_path / files["passages"]).unlink()
+    elif damage == "delete_bm25":
+        shutil.rmtree(tmp_path / files["bm25"])
     elif damage == "garble_manifest":
         (tmp_path / MANIFEST_NAME).write_text("{ not json")
     else:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import GOLD, FakeEncoder, RefusingEncoder
-from qa.index import Chunking, PassageIndex, read_manifest
+from qa.index import IndexSettings, PassageIndex, read_manifest
 from qa.pipeline import IndexReport, index_corpus
 from qa.records import PARAGRAPH_SEPARATOR
 
-CHUNKING = Chunking(max_tokens=254, min_words=12)
+SETTINGS = IndexSettings(max_tokens=254, min_words=12)
 KOREA_TIMES = "koreatimes-why-do-nk-defectors-flee-to-destitute-north.txt"
 NEW_ARTICLE = """A new headline about the border
 
@@ -24,7 +24,7 @@ Traders told reporters that smuggling of phones and medicine had almost stopped 
 
 
 def run(corpus: Path, index: Path, encoder: FakeEncoder, *, rebuild: bool = False) -> IndexReport:
-    return index_corpus(corpus, index, encoder=encoder, chunking=CHUNKING, rebuild=rebuild)
+    return index_corpus(corpus, index, encoder=encoder, settings=SETTINGS, rebuild=rebuild)
 
 
 def test_first_build_indexes_every_article(corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder) -> None:
@@ -115,15 +115,15 @@ def test_rebuild_re_embeds_everything(corpus_copy: Path, tmp_path: Path, encoder
     assert len(again.encoded) == report.passages
 
 
-def test_changing_chunking_re_splits_but_reuses_vectors(
+def test_changing_settings_re_splits_but_reuses_vectors(
     corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
 ) -> None:
     run(corpus_copy, tmp_path / "index", encoder)
-    finer = Chunking(max_tokens=40, min_words=12)
+    finer = IndexSettings(max_tokens=40, min_words=12)
     recount = FakeEncoder()
-    index_corpus(corpus_copy, tmp_path / "index", encoder=recount, chunking=finer)
+    index_corpus(corpus_copy, tmp_path / "index", encoder=recount, settings=finer)
     index = PassageIndex.load(tmp_path / "index")
-    assert index.manifest.chunking == finer
+    assert index.manifest.settings == finer
     assert max(len(p.text.split()) for p in index.passages) <= 40
     assert 0 < len(recount.encoded) < len(index.passages)  # unchanged short paragraphs keep their vectors
 

@@ -14,13 +14,18 @@ from typing import TYPE_CHECKING
 
 from qa.errors import QAError
 from qa.records import Hit, Passage, SearchResult, result_to_dict
+from qa.retrieve import MODES, SearchFilter
 
 if TYPE_CHECKING:
     from qa.encoder import Encoder
+    from qa.evaluate import EvalReport
     from qa.index import PassageIndex
 
 DEFAULT_CORPUS = Path("corpus")
 DEFAULT_INDEX = Path("index")
+MODEL_HELP = (
+    "sentence-transformers model name or folder (default: $QA_MODEL, else the index's model, else all-MiniLM-L6-v2)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,30 +35,77 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--index", type=Path, default=DEFAULT_INDEX, metavar="DIR", help="index folder (default: index/)"
     )
+    _add_index_parser(commands, common)
+    _add_search_parser(commands, common)
+    passages = commands.add_parser("passages", parents=[common], help="list every indexed passage in order")
+    passages.add_argument("--json", action="store_true", help="JSON Lines, one passage per line")
+    _add_eval_parser(commands, common)
+    return parser
 
+
+def _add_index_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     index = commands.add_parser("index", parents=[common], help="build or update the index of the corpus")
     index.add_argument(
         "--corpus", type=Path, default=DEFAULT_CORPUS, metavar="DIR", help="corpus folder (default: corpus/)"
     )
-    index.add_argument(
-        "--model",
-        help="sentence-transformers model name or folder "
-        "(default: $QA_MODEL, else the index's model, else all-MiniLM-L6-v2)",
-    )
+    index.add_argument("--model", help=MODEL_HELP)
     index.add_argument("--rebuild", action="store_true", help="re-read and re-embed everything")
 
+
+def _add_search_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     search = commands.add_parser("search", parents=[common], help="find the passages that answer a question")
     search.add_argument("question", nargs="?", help="the question")
     search.add_argument(
         "--batch", type=Path, metavar="FILE", help="one question per line ('-' for stdin), JSON Lines out"
     )
     search.add_argument("--k", type=int, default=5, help="number of passages (default: 5)")
+    search.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval (default: hybrid)")
+    search.add_argument(
+        "--after",
+        action="append",
+        default=[],
+        metavar="QUESTION",
+        help="an earlier question of the conversation (repeat, oldest first)",
+    )
+    search.add_argument("--doc", action="append", default=[], metavar="DOC_ID", help="only this document (repeatable)")
+    search.add_argument("--outlet", action="append", default=[], help="only this outlet (repeatable)")
+    search.add_argument(
+        "--from", dest="date_from", default="", metavar="YYYY-MM-DD", help="only articles from this date"
+    )
+    search.add_argument("--to", dest="date_to", default="", metavar="YYYY-MM-DD", help="only articles up to this date")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.add_argument("--model", help="model to embed the question with (must be the index's model)")
 
-    passages = commands.add_parser("passages", parents=[common], help="list every indexed passage in order")
-    passages.add_argument("--json", action="store_true", help="JSON Lines, one passage per line")
-    return parser
+
+def _add_eval_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    evaluation = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
+    source = evaluation.add_mutually_exclusive_group(required=True)
+    source.add_argument("--questions", type=Path, metavar="FILE", help="labelled questions (JSON Lines) for the index")
+    source.add_argument("--beir", type=Path, metavar="DIR", help="a BEIR-format dataset folder")
+    evaluation.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
+    evaluation.add_argument(
+        "--modes", default=",".join(reversed(MODES)), help="comma-separated (default: bm25,dense,hybrid)"
+    )
+    evaluation.add_argument(
+        "--no-history", action="store_true", help="ask follow-up questions without their earlier turns"
+    )
+    evaluation.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_INDEX / "beir",
+        metavar="DIR",
+        help="where BEIR indexes are kept (default: index/beir)",
+    )
+    evaluation.add_argument("--model", help=MODEL_HELP)
+    evaluation.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluation.add_argument("--report", type=Path, metavar="FILE", help="write a Markdown report")
+    evaluation.add_argument("--chart", type=Path, metavar="FILE", help="write a PNG chart comparing the modes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("always")
             status = COMMANDS[args.command](args)
         for warning in caught:
-            print(f"qa: warning: {warning.message}", file=sys.stderr)
+            if issubclass(warning.category, UserWarning):
+                print(f"qa: warning: {warning.message}", file=sys.stderr)
         return status
     except QAError as error:
         print(f"qa: error: {error}", file=sys.stderr)
@@ -78,15 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from qa.pipeline import chunking_for, encoder_for_corpus, index_corpus
+    from qa.pipeline import encoder_for_corpus, index_corpus, settings_for
 
     encoder = encoder_for_corpus(args.index, model=args.model)
-    chunking, count_tokens = chunking_for(encoder)
+    settings, count_tokens = settings_for(encoder)
     report = index_corpus(
         args.corpus,
         args.index,
         encoder=encoder,
-        chunking=chunking,
+        settings=settings,
         count_tokens=count_tokens,
         rebuild=args.rebuild,
         progress=sys.stderr.isatty(),
@@ -110,16 +163,42 @@ def run_search(args: argparse.Namespace) -> int:
     from qa.pipeline import open_index
 
     index, encoder = open_index(args.index, model=args.model)
+    ask_one = _asker(index, encoder, args)
     if args.batch is not None:
         for question in _read_questions(args.batch):
-            print(json.dumps(_batch_row(index, encoder, question, args.k), ensure_ascii=False), flush=True)
+            row = (
+                result_to_dict(ask_one(question))
+                if question.strip()
+                else {"query": "", "error": "the question is empty"}
+            )
+            print(json.dumps(row, ensure_ascii=False), flush=True)  # one line out per line in, blank ones too
         return 0
-    question = args.question.strip()
-    if not question:
+    if not args.question.strip():
         raise QAError('the question is empty: ask something, e.g. qa search "Why do defectors return?"')
-    result = SearchResult(query=question, hits=tuple(index.search(question, encoder=encoder, k=args.k)))
+    result = ask_one(args.question)
     print(json.dumps(result_to_dict(result), ensure_ascii=False, indent=2) if args.json else format_result(result))
     return 0
+
+
+def _asker(index: PassageIndex, encoder: Encoder, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from qa.answer import ask, calibrated_abstention
+
+    where = SearchFilter(frozenset(args.doc), frozenset(args.outlet), args.date_from, args.date_to)
+    abstention = calibrated_abstention(index.manifest.model)
+
+    def ask_one(question: str) -> SearchResult:
+        return ask(
+            index,
+            question,
+            encoder=encoder,
+            k=args.k,
+            mode=args.mode,
+            history=args.after,
+            where=where,
+            abstention=abstention,
+        )
+
+    return ask_one
 
 
 def _read_questions(path: Path) -> Iterator[str]:
@@ -133,16 +212,6 @@ def _read_questions(path: Path) -> Iterator[str]:
         raise QAError(f"cannot read questions from {path}: {error}") from error
 
 
-def _batch_row(index: PassageIndex, encoder: Encoder, question: str, k: int) -> dict[str, object]:
-    # One output line per input line, so answers stay aligned with questions;
-    # a blank line gets an error object rather than shifting everything after it.
-    question = question.strip()
-    if not question:
-        return {"query": question, "error": "the question is empty"}
-    hits = index.search(question, encoder=encoder, k=k)
-    return result_to_dict(SearchResult(query=question, hits=tuple(hits)))
-
-
 def run_passages(args: argparse.Namespace) -> int:
     from qa.index import PassageIndex
 
@@ -150,6 +219,58 @@ def run_passages(args: argparse.Namespace) -> int:
     for passage in index.passages:
         print(json.dumps(passage_to_dict(passage), ensure_ascii=False) if args.json else format_passage(passage))
     return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or not modes:
+        raise QAError(f"unknown mode(s) {', '.join(unknown) or '(none)'}: use {', '.join(MODES)}")
+    report = _beir_report(args, modes) if args.beir else _questions_report(args, modes)
+    from qa.report import format_failures, format_table, to_markdown, write_chart
+
+    print(
+        json.dumps(report.to_json(), indent=2) if args.json else f"{format_table(report)}\n\n{format_failures(report)}"
+    )
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(to_markdown(report, command="qa " + " ".join(sys.argv[1:])), encoding="utf-8")
+    if args.chart:
+        write_chart(report, args.chart)
+    return 0
+
+
+def _questions_report(args: argparse.Namespace, modes: list[str]) -> EvalReport:
+    from qa.answer import calibrated_abstention
+    from qa.evaluate import EvalReport, evaluate_questions, load_questions
+    from qa.pipeline import open_index
+
+    questions = load_questions(args.questions)
+    index, encoder = open_index(args.index, model=args.model)
+    results = evaluate_questions(
+        index,
+        questions,
+        encoder=encoder,
+        modes=modes,  # type: ignore[arg-type]
+        abstention=calibrated_abstention(index.manifest.model),
+        use_history=not args.no_history,
+        progress=sys.stderr.isatty(),
+    )
+    texts = {q.question_id: " / ".join([*q.history, q.question]) for q in questions}
+    return EvalReport(args.questions.name, len(questions), results, texts)
+
+
+def _beir_report(args: argparse.Namespace, modes: list[str]) -> EvalReport:
+    from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder, model_from_environment
+    from qa.evaluate import EvalReport, beir_index, evaluate_beir, load_beir
+    from qa.pipeline import settings_for
+
+    dataset = load_beir(args.beir, split=args.split)
+    encoder = SentenceTransformerEncoder(model_from_environment(args.model) or DEFAULT_MODEL)
+    settings, _ = settings_for(encoder)
+    index = beir_index(dataset, args.cache, encoder=encoder, settings=settings, progress=sys.stderr.isatty())
+    results = evaluate_beir(index, dataset, encoder=encoder, modes=modes, progress=sys.stderr.isatty())  # type: ignore[arg-type]
+    return EvalReport(f"{dataset.name} ({args.split})", len(dataset.queries), results, dict(dataset.queries))
 
 
 def passage_to_dict(passage: Passage) -> dict[str, object]:
@@ -171,20 +292,28 @@ def _indented(text: str, width: int) -> str:
 
 
 def format_hit(hit: Hit, width: int = 88) -> str:
-    return f"{hit.rank}. [{hit.score:.3f}] {format_attribution(hit.passage)}\n{_indented(hit.passage.text, width)}"
+    lines = [f"{hit.rank}. [{hit.score:.3f}] {format_attribution(hit.passage)}"]
+    if hit.also_in:
+        lines.append(f"   (also in {', '.join(hit.also_in)})")
+    lines.append(_indented(hit.passage.text, width))
+    if hit.evidence:
+        lines.append(f"   evidence: {hit.evidence.text}")
+    return "\n".join(lines)
 
 
-def format_result(result: SearchResult) -> str:
+def format_result(result: SearchResult, width: int = 88) -> str:
     if not result.hits:
-        return "No passages found: the index is empty."
-    return "\n\n".join(format_hit(hit) for hit in result.hits)
+        return "No passages found."
+    answer = textwrap.fill(result.answer, width=width) if result.answer else ""
+    hits = "\n\n".join(format_hit(hit, width) for hit in result.hits)
+    return f"{answer}\n\nSources:\n\n{hits}" if answer else hits
 
 
 def format_passage(passage: Passage, width: int = 88) -> str:
     return f"{passage.passage_id}  {format_attribution(passage)}\n{_indented(passage.text, width)}\n"
 
 
-COMMANDS = {"index": run_index, "search": run_search, "passages": run_passages}
+COMMANDS = {"index": run_index, "search": run_search, "passages": run_passages, "eval": run_eval}
 
 
 def entry_point() -> None:

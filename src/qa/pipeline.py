@@ -10,7 +10,7 @@ from pathlib import Path
 
 from qa.encoder import DEFAULT_MODEL, Encoder, SentenceTransformerEncoder, model_from_environment
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
-from qa.index import CACHE_NAME, Chunking, EmbeddingCache, Manifest, PassageIndex, read_manifest
+from qa.index import CACHE_NAME, EmbeddingCache, IndexSettings, Manifest, PassageIndex, read_manifest
 from qa.ingest import CorpusFile, find_corpus_files, load_document
 from qa.records import Document, Passage
 from qa.split import approximate_token_count, split_passages
@@ -51,7 +51,7 @@ def index_corpus(
     index_dir: Path,
     *,
     encoder: Encoder,
-    chunking: Chunking,
+    settings: IndexSettings,
     count_tokens: Callable[[str], int] = approximate_token_count,
     rebuild: bool = False,
     progress: bool = False,
@@ -65,7 +65,7 @@ def index_corpus(
     files = find_corpus_files(corpus_dir)
     fingerprint = corpus_fingerprint(files)
     manifest, reason = _reusable_manifest(index_dir, encoder.name, rebuild)
-    if manifest and _is_current(manifest, index_dir, fingerprint, chunking):
+    if manifest and _is_current(manifest, index_dir, fingerprint, settings):
         return IndexReport(
             documents=manifest.documents,
             passages=manifest.passages,
@@ -76,9 +76,9 @@ def index_corpus(
             embedded=0,
             seconds=time.perf_counter() - started,
         )
-    previous, reason = _previous_index(index_dir, manifest, encoder.name, chunking, reason)
-    reusable_documents = previous.documents if previous.manifest.chunking == chunking else []
-    documents, passages = _prepare(files, reusable_documents, previous.passages, chunking, count_tokens)
+    previous, reason = _previous_index(index_dir, manifest, encoder.name, settings, reason)
+    reusable_documents = previous.documents if previous.manifest.settings.splits_like(settings) else []
+    documents, passages = _prepare(files, reusable_documents, previous.passages, settings, count_tokens)
     cache = EmbeddingCache(index_dir / CACHE_NAME)
     try:
         if rebuild:
@@ -87,7 +87,7 @@ def index_corpus(
             documents,
             passages,
             encoder=encoder,
-            chunking=chunking,
+            settings=settings,
             corpus_fingerprint=fingerprint,
             cache=cache,
             progress=progress,
@@ -113,14 +113,14 @@ def _reusable_manifest(index_dir: Path, model: str, rebuild: bool) -> tuple[Mani
     return manifest, ""
 
 
-def _is_current(manifest: Manifest, index_dir: Path, fingerprint: str, chunking: Chunking) -> bool:
+def _is_current(manifest: Manifest, index_dir: Path, fingerprint: str, settings: IndexSettings) -> bool:
     """Whether the index already holds this corpus, so there is nothing to do."""
-    files_present = all((index_dir / name).is_file() for name in manifest.files.values())
-    return files_present and manifest.corpus_fingerprint == fingerprint and manifest.chunking == chunking
+    files_present = all((index_dir / name).exists() for name in manifest.files.values())
+    return files_present and manifest.corpus_fingerprint == fingerprint and manifest.settings == settings
 
 
 def _previous_index(
-    index_dir: Path, manifest: Manifest | None, model: str, chunking: Chunking, reason: str
+    index_dir: Path, manifest: Manifest | None, model: str, settings: IndexSettings, reason: str
 ) -> tuple[PassageIndex, str]:
     """The index to update: the saved one, or an empty one when it cannot be used."""
     if manifest is not None:
@@ -128,14 +128,14 @@ def _previous_index(
             return PassageIndex.load(index_dir), reason
         except IndexCorruptError as error:
             reason = f"previous index unusable ({error})"
-    return PassageIndex.empty(model, chunking), reason
+    return PassageIndex.empty(model, settings), reason
 
 
 def _prepare(
     files: list[CorpusFile],
     old_documents: list[Document],
     old_passages: list[Passage],
-    chunking: Chunking,
+    settings: IndexSettings,
     count_tokens: Callable[[str], int],
 ) -> tuple[list[Document], list[Passage]]:
     """Documents and passages for ``files``, reusing those of files whose content is unchanged."""
@@ -156,7 +156,7 @@ def _prepare(
             documents.append(document)
             passages.extend(
                 split_passages(
-                    document, max_tokens=chunking.max_tokens, count_tokens=count_tokens, min_words=chunking.min_words
+                    document, max_tokens=settings.max_tokens, count_tokens=count_tokens, min_words=settings.min_words
                 )
             )
     return documents, passages
@@ -199,7 +199,7 @@ def encoder_for_corpus(index_dir: Path, *, model: str | None = None) -> Sentence
     return SentenceTransformerEncoder(name)
 
 
-def chunking_for(encoder: SentenceTransformerEncoder) -> tuple[Chunking, Callable[[str], int]]:
+def settings_for(encoder: SentenceTransformerEncoder) -> tuple[IndexSettings, Callable[[str], int]]:
     """Passage settings fitted to the model's window, and its token counter."""
     count_tokens = encoder.token_counter() or approximate_token_count
-    return Chunking(max_tokens=encoder.max_tokens(), min_words=MIN_WORDS), count_tokens
+    return IndexSettings(max_tokens=encoder.max_tokens(), min_words=MIN_WORDS), count_tokens

@@ -70,17 +70,42 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """The sentence (or two) of a passage that best answers the question.
+
+    ``start`` and ``end`` index into the passage's ``text``; ``score`` is the
+    cosine similarity of the sentence to the question.
+    """
+
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
 class Hit:
-    """A passage returned for a query, with its 1-based rank and similarity score."""
+    """A passage returned for a query, with its 1-based rank and fused score.
+
+    The dense and BM25 ranks and scores say how each retriever saw the passage
+    (``None`` where the passage was not among that retriever's candidates).
+    ``also_in`` lists the sources of near-duplicate passages folded into this one.
+    """
 
     rank: int
     score: float
     passage: Passage
+    dense_rank: int | None = None
+    dense_score: float | None = None
+    bm25_rank: int | None = None
+    bm25_score: float | None = None
+    evidence: Evidence | None = None
+    also_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The answer to one question: hits best first, and (later) an extractive answer."""
+    """The answer to one question: hits best first, an extractive answer, and whether the corpus answers it."""
 
     query: str
     hits: tuple[Hit, ...]
@@ -88,12 +113,17 @@ class SearchResult:
     answer: str = ""
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 def hit_to_dict(hit: Hit) -> dict[str, object]:
     """A hit as the flat JSON object of ``qa search --json``."""
     passage = hit.passage
+    evidence = hit.evidence
     return {
         "rank": hit.rank,
-        "score": round(hit.score, 6),
+        "score": _rounded(hit.score),
         "passage_id": passage.passage_id,
         "doc_id": passage.doc_id,
         "source": passage.source,
@@ -101,8 +131,17 @@ def hit_to_dict(hit: Hit) -> dict[str, object]:
         "outlet": passage.outlet,
         "author": passage.author,
         "date": passage.date,
+        "url": passage.url,
         "paragraph": passage.paragraph,
         "text": passage.text,
+        "evidence": None
+        if evidence is None
+        else {"text": evidence.text, "start": evidence.start, "end": evidence.end, "score": _rounded(evidence.score)},
+        "dense_rank": hit.dense_rank,
+        "dense_score": _rounded(hit.dense_score),
+        "bm25_rank": hit.bm25_rank,
+        "bm25_score": _rounded(hit.bm25_score),
+        "also_in": list(hit.also_in),
     }
 
 

@@ -1,0 +1,157 @@
+"""From retrieved passages to an answer: evidence sentences, an extractive answer, or an honest abstention.
+
+No language model writes anything: the answer is made of sentences from the
+articles, each followed by ``[n]``, the rank of the passage it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from qa.encoder import Encoder
+from qa.index import PassageIndex, embed_query, normalize
+from qa.lexical import tokenize
+from qa.records import Evidence, Hit, SearchResult
+from qa.retrieve import Mode, SearchFilter
+from qa.split import split_sentences
+
+NOT_IN_CORPUS = "These articles do not answer that question. The nearest passages are listed below."
+# A second sentence joins the evidence when it scores nearly as well as the best one.
+EVIDENCE_PAIR_MARGIN = 0.05
+# Answer sentences: the best evidence, and others within this margin of it.
+ANSWER_MARGIN = 0.12
+ANSWER_SENTENCES = 3
+
+
+@dataclass(frozen=True)
+class Abstention:
+    """When to say the corpus has no answer; calibrated on labelled questions (``qa eval``).
+
+    A question is answered when its best evidence sentence is at least
+    ``min_evidence`` similar to it and, with ``require_specific_terms``, every
+    number and name it asks about ("2023", "Hanawon") occurs somewhere in the
+    corpus: a question about something the articles never mention can still
+    sound close to them.
+    """
+
+    min_evidence: float = 0.0
+    require_specific_terms: bool = False
+
+
+DEFAULT_ABSTENTION = Abstention()
+
+
+def ask(
+    index: PassageIndex,
+    question: str,
+    *,
+    encoder: Encoder,
+    k: int = 5,
+    mode: Mode = "hybrid",
+    history: Sequence[str] = (),
+    where: SearchFilter | None = None,
+    abstention: Abstention = DEFAULT_ABSTENTION,
+) -> SearchResult:
+    """Search, pick the evidence in each hit, and answer (or abstain) from it."""
+    question = question.strip()
+    query_vector = embed_query(encoder, question, history) if question else None
+    hits = index.search(
+        question, encoder=encoder, k=k, mode=mode, history=history, where=where, query_vector=query_vector
+    )
+    if not hits:
+        return SearchResult(query=question, hits=(), answerable=False, answer=NOT_IN_CORPUS)
+    assert query_vector is not None
+    hits = attach_evidence(hits, query_vector, encoder)
+    if not is_answerable(index, question, hits, abstention):
+        return SearchResult(query=question, hits=tuple(hits), answerable=False, answer=NOT_IN_CORPUS)
+    return SearchResult(query=question, hits=tuple(hits), answerable=True, answer=compose_answer(hits))
+
+
+def is_answerable(index: PassageIndex, question: str, hits: Sequence[Hit], abstention: Abstention) -> bool:
+    """Whether the hits answer the question, by ``abstention``'s rules."""
+    if max(_evidence_score(hit) for hit in hits) < abstention.min_evidence:
+        return False
+    if abstention.require_specific_terms:
+        vocabulary = index.vocabulary()
+        return all(term in vocabulary for term in specific_terms(question))
+    return True
+
+
+def specific_terms(question: str) -> list[str]:
+    """The numbers and capitalised names of a question, as BM25 tokens ("2023", "hanawon").
+
+    The first word is left out: it is capitalised because it starts the sentence.
+    """
+    words = re.findall(r"[\w'’-]+", question)[1:]
+    wanted = [word for word in words if word[0].isdigit() or word[0].isupper()]
+    return [token for tokens in tokenize(wanted) for token in tokens] if wanted else []
+
+
+def _evidence_score(hit: Hit) -> float:
+    return hit.evidence.score if hit.evidence else -1.0
+
+
+def attach_evidence(hits: Sequence[Hit], query_vector: np.ndarray, encoder: Encoder) -> list[Hit]:
+    """Give each hit the sentence (or two adjacent ones) of its passage closest to the question."""
+    spans = [split_sentences(hit.passage.text) for hit in hits]
+    sentences = [hit.passage.text[s:e] for hit, hit_spans in zip(hits, spans, strict=True) for s, e in hit_spans]
+    if not sentences:
+        return list(hits)
+    scores = normalize(encoder.encode(sentences)) @ query_vector
+    with_evidence = []
+    offset = 0
+    for hit, hit_spans in zip(hits, spans, strict=True):
+        hit_scores = scores[offset : offset + len(hit_spans)]
+        offset += len(hit_spans)
+        evidence = best_evidence(hit.passage.text, hit_spans, hit_scores) if hit_spans else None
+        with_evidence.append(dataclasses.replace(hit, evidence=evidence))
+    return with_evidence
+
+
+def best_evidence(text: str, spans: Sequence[tuple[int, int]], scores: np.ndarray) -> Evidence:
+    """The best-scoring sentence, joined by a neighbour that scores within ``EVIDENCE_PAIR_MARGIN``."""
+    best = int(np.argmax(scores))
+    start, end = spans[best]
+    neighbours = [i for i in (best - 1, best + 1) if 0 <= i < len(spans)]
+    close = [i for i in neighbours if scores[i] >= scores[best] - EVIDENCE_PAIR_MARGIN]
+    if close:
+        partner = max(close, key=lambda i: scores[i])
+        start, end = min(start, spans[partner][0]), max(end, spans[partner][1])
+    return Evidence(text=text[start:end], start=start, end=end, score=float(scores[best]))
+
+
+def compose_answer(hits: Sequence[Hit]) -> str:
+    """The best evidence sentences of different passages, best first, each cited as ``[rank]``."""
+    ranked = sorted((hit for hit in hits if hit.evidence), key=_evidence_score, reverse=True)
+    if not ranked:
+        return ""
+    floor = _evidence_score(ranked[0]) - ANSWER_MARGIN
+    parts: list[str] = []
+    seen: list[set[str]] = []
+    for hit in ranked:
+        assert hit.evidence is not None
+        words = set(re.findall(r"\w+", hit.evidence.text.lower()))
+        if hit.evidence.score < floor or len(parts) == ANSWER_SENTENCES:
+            break
+        if any(len(words & other) >= 0.8 * len(words) for other in seen):
+            continue  # the same sentence from a copy of the article
+        seen.append(words)
+        parts.append(f"{hit.evidence.text} [{hit.rank}]")
+    return " ".join(parts)
+
+
+# Thresholds fitted by `qa eval --questions eval/questions.jsonl` on the bundled
+# corpus (see README, "Abstention"); other models get none until calibrated.
+CALIBRATED = {
+    "sentence-transformers/all-MiniLM-L6-v2": Abstention(min_evidence=0.28, require_specific_terms=True),
+}
+
+
+def calibrated_abstention(model: str) -> Abstention:
+    """The abstention thresholds measured for ``model``, or never abstaining if there are none."""
+    return CALIBRATED.get(model, DEFAULT_ABSTENTION)
