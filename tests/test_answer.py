@@ -56,7 +56,7 @@ def test_evidence_is_the_sentence_closest_to_the_question(encoder: FakeEncoder) 
     index = build_index(encoder)
     question = "what did the lighthouse keeper say about the harbour wall"
     hits = index.search(question, encoder=encoder, k=3)
-    with_evidence = attach_evidence(hits, embed_query(encoder, question), encoder)
+    with_evidence = attach_evidence(hits, embed_query(encoder, question), lambda s: index.embed_sentences(s, encoder))
     for hit in with_evidence:
         assert hit.evidence is not None
         assert hit.passage.text[hit.evidence.start : hit.evidence.end] == hit.evidence.text
@@ -86,14 +86,14 @@ def _hit(rank: int, text: str, score: float, source: str = "a.txt") -> Hit:
     return Hit(rank=rank, score=1.0, passage=passage, evidence=Evidence(text, 0, len(text), score))
 
 
-def test_answer_cites_best_evidence_of_different_passages_in_score_order() -> None:
+def test_answer_cites_evidence_of_different_passages_in_rank_order() -> None:
     hits = [
         _hit(1, "Walls cracked in the storm.", 0.70),
         _hit(2, "Repairs will cost four million euros.", 0.80),
-        _hit(3, "Apples are ripe.", 0.20),
-        _hit(4, "Walls cracked in the storm!", 0.69, source="copy.txt"),
+        _hit(3, "Apples are ripe.", 0.20),  # far below the best evidence
+        _hit(4, "Walls cracked in the storm!", 0.69, source="copy.txt"),  # a copy of [1]
     ]
-    assert compose_answer(hits) == "Repairs will cost four million euros. [2] Walls cracked in the storm. [1]"
+    assert compose_answer(hits) == "Walls cracked in the storm. [1] Repairs will cost four million euros. [2]"
 
 
 def test_answer_has_at_most_three_sentences() -> None:

@@ -281,3 +281,13 @@ def test_damaged_index_names_the_fix(tmp_path: Path, encoder: FakeEncoder, damag
         path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
     with pytest.raises(IndexCorruptError, match="qa index --rebuild"):
         PassageIndex.load(tmp_path)
+
+
+def test_sentence_vectors_are_remembered(encoder: FakeEncoder) -> None:
+    index = build(make_documents(2), encoder)
+    encoder.calls.clear()
+    first = index.embed_sentences(["Rivers rose.", "Bridges closed."], encoder)
+    again = index.embed_sentences(["Bridges closed.", "Rivers rose."], encoder)
+    assert encoder.encoded == ["Rivers rose.", "Bridges closed."]
+    np.testing.assert_allclose(again, first[::-1])
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-6)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from qa.encoder import Encoder
-from qa.index import PassageIndex, embed_query, normalize
+from qa.index import PassageIndex, embed_query
 from qa.lexical import tokenize
 from qa.records import Evidence, Hit, SearchResult
 from qa.retrieve import Mode, SearchFilter
@@ -23,8 +23,8 @@ from qa.split import split_sentences
 NOT_IN_CORPUS = "These articles do not answer that question. The nearest passages are listed below."
 # A second sentence joins the evidence when it scores nearly as well as the best one.
 EVIDENCE_PAIR_MARGIN = 0.05
-# Answer sentences: the best evidence, and others within this margin of it.
-ANSWER_MARGIN = 0.12
+# Answer sentences: evidence within this margin of the best evidence.
+ANSWER_MARGIN = 0.25
 ANSWER_SENTENCES = 3
 
 
@@ -66,7 +66,7 @@ def ask(
     if not hits:
         return SearchResult(query=question, hits=(), answerable=False, answer=NOT_IN_CORPUS)
     assert query_vector is not None
-    hits = attach_evidence(hits, query_vector, encoder)
+    hits = attach_evidence(hits, query_vector, lambda sentences: index.embed_sentences(sentences, encoder))
     if not is_answerable(index, question, hits, abstention):
         return SearchResult(query=question, hits=tuple(hits), answerable=False, answer=NOT_IN_CORPUS)
     return SearchResult(query=question, hits=tuple(hits), answerable=True, answer=compose_answer(hits))
@@ -96,13 +96,18 @@ def _evidence_score(hit: Hit) -> float:
     return hit.evidence.score if hit.evidence else -1.0
 
 
-def attach_evidence(hits: Sequence[Hit], query_vector: np.ndarray, encoder: Encoder) -> list[Hit]:
-    """Give each hit the sentence (or two adjacent ones) of its passage closest to the question."""
+def attach_evidence(
+    hits: Sequence[Hit], query_vector: np.ndarray, embed: Callable[[list[str]], np.ndarray]
+) -> list[Hit]:
+    """Give each hit the sentence (or two adjacent ones) of its passage closest to the question.
+
+    ``embed`` turns sentences into unit vectors with the index's model.
+    """
     spans = [split_sentences(hit.passage.text) for hit in hits]
     sentences = [hit.passage.text[s:e] for hit, hit_spans in zip(hits, spans, strict=True) for s, e in hit_spans]
     if not sentences:
         return list(hits)
-    scores = normalize(encoder.encode(sentences)) @ query_vector
+    scores = embed(sentences) @ query_vector
     with_evidence = []
     offset = 0
     for hit, hit_spans in zip(hits, spans, strict=True):
@@ -126,22 +131,27 @@ def best_evidence(text: str, spans: Sequence[tuple[int, int]], scores: np.ndarra
 
 
 def compose_answer(hits: Sequence[Hit]) -> str:
-    """The best evidence sentences of different passages, best first, each cited as ``[rank]``."""
-    ranked = sorted((hit for hit in hits if hit.evidence), key=_evidence_score, reverse=True)
-    if not ranked:
+    """Evidence sentences of up to three passages, in rank order, each cited as ``[rank]``.
+
+    Rank order follows both retrievers' agreement, which is steadier than one
+    sentence's similarity; a passage whose evidence falls more than
+    ``ANSWER_MARGIN`` below the best evidence is left out of the answer.
+    """
+    with_evidence = [hit for hit in hits if hit.evidence]
+    if not with_evidence:
         return ""
-    floor = _evidence_score(ranked[0]) - ANSWER_MARGIN
+    floor = max(_evidence_score(hit) for hit in with_evidence) - ANSWER_MARGIN
     parts: list[str] = []
     seen: list[set[str]] = []
-    for hit in ranked:
+    for hit in with_evidence:
         assert hit.evidence is not None
         words = set(re.findall(r"\w+", hit.evidence.text.lower()))
-        if hit.evidence.score < floor or len(parts) == ANSWER_SENTENCES:
-            break
-        if any(len(words & other) >= 0.8 * len(words) for other in seen):
-            continue  # the same sentence from a copy of the article
+        if hit.evidence.score < floor or any(len(words & other) >= 0.8 * len(words) for other in seen):
+            continue  # too weak, or the same sentence from a copy of the article
         seen.append(words)
         parts.append(f"{hit.evidence.text} [{hit.rank}]")
+        if len(parts) == ANSWER_SENTENCES:
+            break
     return " ".join(parts)
 
 

@@ -283,7 +283,8 @@ def format_attribution(passage: Passage) -> str:
     """``Title — Outlet, date, paragraph N (source)``, leaving out what is unknown."""
     details = [part for part in (passage.outlet, passage.date) if part]
     details.append(f"paragraph {passage.paragraph}")
-    return f"{passage.title or passage.source} — {', '.join(details)} ({passage.source})"
+    where = f" ({passage.source})" if passage.title else ""
+    return f"{passage.title or passage.source} — {', '.join(details)}{where}"
 
 
 def _indented(text: str, width: int) -> str:

@@ -23,6 +23,7 @@ import os
 import shutil
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,10 +57,12 @@ CACHE_NAME = "embeddings.sqlite"
 REBUILD_HINT = "run `qa index --rebuild` to build it again"
 EMBED_BATCH_SIZE = 32
 # Hybrid score = w * dense + (1 - w) * BM25, each min-max scaled over the candidates.
-# Chosen on SciFact's train split: min-max, z-score and max scaling peaked within
-# 0.004 nDCG@10 of each other; min-max at 0.5 sits on a plateau (0.50-0.60 within
-# 0.001), so it is the least sensitive choice. Reciprocal rank fusion scored 0.72.
+# Chosen on SciFact's train split by benchmarks/fusion.py (nDCG@10): min-max 0.7352
+# at w = 0.5, z-score 0.7349, max-scaling 0.7357: a tie; min-max is flat from 0.4 to
+# 0.6 (within 0.005). Reciprocal rank fusion peaked at 0.7232 (k = 10).
 DENSE_WEIGHT = 0.5
+# Evidence-sentence vectors kept in memory (about 1.5 kB each at 384 dimensions).
+SENTENCE_MEMORY = 20_000
 # Earlier turns used for a follow-up question, and the weight of each turn back.
 HISTORY_TURNS = 2
 HISTORY_DECAY = 0.5
@@ -208,6 +211,7 @@ class PassageIndex:
         self._vectors = vectors
         self._lexical = lexical
         self._vocabulary: frozenset[str] | None = None
+        self._sentence_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @classmethod
     def empty(cls, model: str, settings: IndexSettings) -> PassageIndex:
@@ -294,6 +298,18 @@ class PassageIndex:
             from_metadata = {token for tokens in tokenize(metadata) for token in tokens}
             self._vocabulary = frozenset(self._lexical.vocabulary() | from_metadata)
         return self._vocabulary
+
+    def embed_sentences(self, sentences: Sequence[str], encoder: Encoder) -> np.ndarray:
+        """Unit vectors of evidence sentences, remembered: the same passages come back for many questions."""
+        self.check_model(encoder.name)
+        missing = list(dict.fromkeys(s for s in sentences if s not in self._sentence_vectors))
+        if missing:
+            self._sentence_vectors.update(zip(missing, normalize(encoder.encode(missing)), strict=True))
+        for sentence in sentences:
+            self._sentence_vectors.move_to_end(sentence)
+        while len(self._sentence_vectors) > SENTENCE_MEMORY:
+            self._sentence_vectors.popitem(last=False)
+        return np.stack([self._sentence_vectors[s] for s in sentences])
 
     def check_model(self, model: str) -> None:
         """Refuse to mix vectors of two models."""
