@@ -12,10 +12,8 @@ TORCH_PIP_ARGS ?=
 
 .PHONY: run index test lint clean
 
-run: index
-	@echo
-	@echo 'Ask a question:  $(BIN)/qa search "Why do defectors return to North Korea?"'
-	@echo 'As JSON:         $(BIN)/qa search "Why do defectors return to North Korea?" --json'
+run: $(STAMP)
+	$(BIN)/python app.py
 
 index: $(STAMP)
 	$(BIN)/qa index
@@ -24,8 +22,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks app.py
+	$(BIN)/ruff format --check src tests benchmarks app.py
 	$(BIN)/mypy
 
 $(STAMP): pyproject.toml

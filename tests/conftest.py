@@ -45,6 +45,19 @@ class RefusingEncoder(FakeEncoder):
         raise AssertionError(f"the encoder was asked to embed {len(texts)} texts")
 
 
+class FakeModelEncoder(FakeEncoder):
+    """Stands in for SentenceTransformerEncoder: same constructor and passage-settings hooks."""
+
+    def __init__(self, name: str = "fake-encoder") -> None:
+        super().__init__(name)
+
+    def max_tokens(self) -> int:
+        return 254
+
+    def token_counter(self) -> None:
+        return None
+
+
 @pytest.fixture
 def encoder() -> FakeEncoder:
     return FakeEncoder()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FakeEncoder
+from conftest import FakeModelEncoder
 from qa.cli import main
 
 KOREA_TIMES = "koreatimes-why-do-nk-defectors-flee-to-destitute-north.txt"
@@ -31,19 +31,6 @@ HIT_FIELDS = {
     "bm25_score",
     "also_in",
 }
-
-
-class FakeModelEncoder(FakeEncoder):
-    """Stands in for SentenceTransformerEncoder: same constructor and settings hooks."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-
-    def max_tokens(self) -> int:
-        return 254
-
-    def token_counter(self) -> None:
-        return None
 
 
 @pytest.fixture(autouse=True)

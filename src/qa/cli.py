@@ -183,7 +183,7 @@ def run_search(args: argparse.Namespace) -> int:
 def _asker(index: PassageIndex, encoder: Encoder, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from qa.answer import ask, calibrated_abstention
 
-    where = SearchFilter(frozenset(args.doc), frozenset(args.outlet), args.date_from, args.date_to)
+    where = SearchFilter.of(doc_ids=args.doc, outlets=args.outlet, date_from=args.date_from, date_to=args.date_to)
     abstention = calibrated_abstention(index.manifest.model)
 
     def ask_one(question: str) -> SearchResult:

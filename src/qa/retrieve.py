@@ -8,12 +8,13 @@ list and NumPy arrays, so they are easy to check against brute force.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from qa.errors import QAError
 from qa.records import Hit, Passage
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -22,6 +23,7 @@ MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
 CANDIDATE_DEPTH = 100
 # Reciprocal rank fusion constant (Cormack et al., 2009).
 RRF_K = 60
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Passages whose word 5-gram sets overlap this much are copies of one another.
 DUPLICATE_JACCARD = 0.8
 
@@ -47,6 +49,16 @@ class SearchFilter:
         if (self.date_from or self.date_to) and not day:
             return False
         return not (self.date_from and day < self.date_from) and not (self.date_to and day > self.date_to)
+
+    @classmethod
+    def of(
+        cls, *, doc_ids: Iterable[str] = (), outlets: Iterable[str] = (), date_from: str = "", date_to: str = ""
+    ) -> SearchFilter:
+        """A filter from user input; a date that is not ``YYYY-MM-DD`` is a clear error."""
+        for day in (date_from, date_to):
+            if day.strip() and not _ISO_DAY.fullmatch(day.strip()):
+                raise QAError(f"dates look like 2020-08-02, not {day.strip()!r}")
+        return cls(frozenset(doc_ids), frozenset(outlets), date_from.strip(), date_to.strip())
 
     @property
     def is_empty(self) -> bool:

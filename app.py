@@ -1,0 +1,57 @@
+"""Run the chat app: ``python app.py [--host 127.0.0.1] [--port 7860]``.
+
+Brings the index up to date with the corpus (building it on first run), then
+serves the Gradio app. Parsing and error messages only; the work is in ``qa``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from qa.errors import QAError
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Chat with a folder of articles in the browser.")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    parser.add_argument("--corpus", type=Path, default=Path("corpus"), help="corpus folder (default: corpus/)")
+    parser.add_argument("--index", type=Path, default=Path("index"), help="index folder (default: index/)")
+    parser.add_argument(
+        "--model", help="sentence-transformers model name or folder (default: the index's, else all-MiniLM-L6-v2)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from qa.service import AnswerService
+
+    try:
+        service = AnswerService.open(args.corpus, args.index, model=args.model)
+        report = service.refresh(progress=sys.stderr.isatty())
+    except QAError as error:
+        print(f"qa: error: {error}", file=sys.stderr)
+        return 1
+    print(f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now).")
+    # The model loads while the server starts, so the first question does not wait for it.
+    threading.Thread(target=service.warm_up, daemon=True).start()
+    from qa.web import CSS, build_app
+
+    try:
+        build_app(service).launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS)
+    except OSError as error:
+        print(f"qa: error: cannot listen on {args.host}:{args.port} ({error})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""One long-lived index behind an interactive front end: answer, describe, rebuild.
+
+Questions are answered from the index in memory while a rebuild writes a new
+one to disk; the new index replaces the old in one assignment when it is
+complete, so no question ever sees half an index.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa.answer import Abstention, ask, calibrated_abstention
+from qa.encoder import SentenceTransformerEncoder
+from qa.errors import QAError
+from qa.index import PassageIndex
+from qa.pipeline import IndexReport, encoder_for_corpus, index_corpus, settings_for
+from qa.records import Document, SearchResult
+from qa.retrieve import Mode, SearchFilter
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """What the index holds and whether a rebuild is running."""
+
+    documents: int
+    passages: int
+    model: str
+    built_at: str
+    rebuilding: bool
+
+
+class AnswerService:
+    """Answers questions from the corpus's index and rebuilds it on request."""
+
+    def __init__(self, corpus_dir: Path, index_dir: Path, *, encoder: SentenceTransformerEncoder) -> None:
+        self.corpus_dir = corpus_dir
+        self.index_dir = index_dir
+        self.encoder = encoder
+        self._index: PassageIndex | None = None
+        self._abstention: Abstention = calibrated_abstention(encoder.name)
+        self._rebuild_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, corpus_dir: Path, index_dir: Path, *, model: str | None = None) -> AnswerService:
+        """A service for the corpus, with the model asked for or the one the index was built with."""
+        return cls(corpus_dir, index_dir, encoder=encoder_for_corpus(index_dir, model=model))
+
+    @property
+    def index(self) -> PassageIndex:
+        if self._index is None:
+            raise QAError("the index is not loaded yet")
+        return self._index
+
+    def refresh(self, *, rebuild: bool = False, progress: bool = False) -> IndexReport:
+        """Bring the index on disk up to date with the corpus, then serve it.
+
+        Only one refresh runs at a time; a second caller gets an error rather
+        than a second build of the same files.
+        """
+        if not self._rebuild_lock.acquire(blocking=False):
+            raise QAError("the index is already being rebuilt")
+        try:
+            settings, count_tokens = settings_for(self.encoder)
+            report = index_corpus(
+                self.corpus_dir,
+                self.index_dir,
+                encoder=self.encoder,
+                settings=settings,
+                count_tokens=count_tokens,
+                rebuild=rebuild,
+                progress=progress,
+            )
+            fresh = PassageIndex.load(self.index_dir)
+            self._index = fresh  # one assignment: questions in flight keep the old index
+            return report
+        finally:
+            self._rebuild_lock.release()
+
+    @property
+    def rebuilding(self) -> bool:
+        return self._rebuild_lock.locked()
+
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[str] = (),
+        k: int = 5,
+        mode: Mode = "hybrid",
+        where: SearchFilter | None = None,
+    ) -> SearchResult:
+        return ask(
+            self.index,
+            question,
+            encoder=self.encoder,
+            k=k,
+            mode=mode,
+            history=history,
+            where=where,
+            abstention=self._abstention,
+        )
+
+    def status(self) -> IndexStatus:
+        manifest = self.index.manifest
+        return IndexStatus(manifest.documents, manifest.passages, manifest.model, manifest.built_at, self.rebuilding)
+
+    def documents(self) -> list[tuple[Document, int]]:
+        """Every indexed document with its number of passages."""
+        index = self.index
+        counts = Counter(passage.doc_id for passage in index.passages)
+        return [(document, counts[document.doc_id]) for document in index.documents]
+
+    def document(self, doc_id: str) -> Document | None:
+        """An indexed document by id; ``None`` for anything else (ids are never paths on disk)."""
+        return next((d for d in self.index.documents if d.doc_id == doc_id), None)
+
+    def warm_up(self) -> None:
+        """Load the model now, so the first question does not wait for it."""
+        self.encoder.encode(["warm up"])

@@ -1,0 +1,170 @@
+"""The app in a real headless Chromium: ask, read the sources, open an article, stay safe, rebuild.
+
+Runs ``app.py`` with the real bundled model on a free port. Without Chromium
+these tests skip, except in CI (``CI=true``), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS, REPO
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+QUESTION = "Why do defectors return to North Korea?"
+XSS = "<img src=x onerror=alert(1)>"
+STARTUP_SECONDS = 180
+ANSWER_MS = 120_000
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    if CHROMIUM is None:
+        message = "no Chromium found (Debian: apt-get install chromium); the browser tests need it"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"app.py did not serve {url} within {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def app_url(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workdir = tmp_path_factory.mktemp("app")
+    shutil.copytree(CORPUS, workdir / "corpus")
+    port = _free_port()
+    log = workdir / "app.log"
+    command = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--corpus", "corpus", "--index", "index"]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, cwd=workdir, stdout=output, stderr=subprocess.STDOUT, env=environment)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_until_serving(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("screenshots")
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+@pytest.fixture
+def page(chromium: str, app_url: str) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.dialogs = []  # type: ignore[attr-defined]
+        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))  # type: ignore[attr-defined]
+        page.goto(app_url)
+        page.wait_for_selector("#qa-question textarea")
+        yield page
+        browser.close()
+
+
+def _ask(page: object, question: str) -> None:
+    box = page.locator("#qa-question textarea")  # type: ignore[attr-defined]
+    box.fill(question)
+    page.locator("#qa-ask").click()  # type: ignore[attr-defined]
+
+
+def _last_reply(page: object) -> object:
+    return page.locator("#qa-chat .message-row.bot-row").last  # type: ignore[attr-defined]
+
+
+def test_example_question_gets_an_answer_with_korea_times_attribution(page: object, screenshots: Path) -> None:
+    page.get_by_role("button", name=QUESTION).click()  # type: ignore[attr-defined]
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('#qa-sources')?.innerText.includes('The Korea Times')", timeout=ANSWER_MS
+    )
+    reply = _last_reply(page).inner_text()  # type: ignore[attr-defined]
+    assert "[1]" in reply
+    sources = page.locator("#qa-sources").inner_text()  # type: ignore[attr-defined]
+    assert "Why do NK defectors flee to destitute North?" in sources and "paragraph" in sources
+    assert page.locator("#qa-sources mark").count() >= 1  # type: ignore[attr-defined]
+    page.screenshot(path=str(screenshots / "answer.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_a_source_opens_its_article_with_the_paragraph_highlighted(page: object, screenshots: Path) -> None:
+    _ask(page, QUESTION)
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('#qa-sources .qa-source')", timeout=ANSWER_MS
+    )
+    page.locator("#qa-article-choice input").click()  # type: ignore[attr-defined]
+    page.get_by_role("option").first.click()  # type: ignore[attr-defined]
+    highlighted = page.locator("#qa-article .qa-highlight")  # type: ignore[attr-defined]
+    highlighted.wait_for(timeout=30_000)
+    first_source = page.locator("#qa-sources .qa-passage").first.inner_text()  # type: ignore[attr-defined]
+    assert first_source.split("\n")[0][:60] in highlighted.inner_text()
+    page.screenshot(path=str(screenshots / "article.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_markup_in_a_question_is_shown_as_text_and_never_runs(page: object, screenshots: Path) -> None:
+    _ask(page, XSS)
+    _last_reply(page).wait_for(timeout=ANSWER_MS)  # type: ignore[attr-defined]
+    page.wait_for_timeout(1000)  # type: ignore[attr-defined]
+    assert page.dialogs == []  # type: ignore[attr-defined]
+    assert XSS in page.locator("#qa-chat").inner_text()  # type: ignore[attr-defined]
+    assert page.locator("#qa-chat img[src='x']").count() == 0  # type: ignore[attr-defined]
+    page.screenshot(path=str(screenshots / "markup.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_rebuild_completes_while_a_question_is_answered(page: object, screenshots: Path) -> None:
+    page.get_by_role("tab", name="Corpus").click()  # type: ignore[attr-defined]
+    assert (
+        "5** documents" in page.locator("#qa-status").inner_text()
+        or "5 documents"
+        in page.locator(  # type: ignore[attr-defined]
+            "#qa-status"
+        ).inner_text()
+    )
+    page.locator("#qa-rebuild").click()  # type: ignore[attr-defined]
+    page.get_by_role("tab", name="Ask").click()  # type: ignore[attr-defined]
+    _ask(page, "What presents are families in Hoeryong getting?")
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('#qa-sources')?.innerText.includes('Hoeryong')", timeout=ANSWER_MS
+    )
+    page.get_by_role("tab", name="Corpus").click()  # type: ignore[attr-defined]
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('#qa-rebuild-message')?.innerText.includes('Rebuilt')", timeout=ANSWER_MS
+    )
+    page.screenshot(path=str(screenshots / "rebuild.png"), full_page=True)  # type: ignore[attr-defined]
