@@ -64,12 +64,8 @@ def recall_at(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> fl
         Recall in ``[0, 1]``; 0.0 when the query has no relevant document
         (as trec_eval reports it; :func:`evaluate` skips such queries).
     """
-    _check_depth(k)
-    wanted = _relevant_ids(relevant)
-    if not wanted:
-        return 0.0
-    found = sum(1 for doc_id in ranking[:k] if doc_id in wanted)
-    return found / len(wanted)
+    found, wanted = _found_in_top(ranking, relevant, k)
+    return found / wanted if wanted else 0.0
 
 
 def capped_recall_at(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
@@ -79,12 +75,15 @@ def capped_recall_at(ranking: Sequence[str], relevant: Mapping[str, int], k: int
     top five; capped recall scores that 1.0 where plain recall stops at 5/12.
     With a single relevant document it equals plain recall.
     """
+    found, wanted = _found_in_top(ranking, relevant, k)
+    return found / min(k, wanted) if wanted else 0.0
+
+
+def _found_in_top(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> tuple[int, int]:
+    """How many relevant documents are in the top ``k``, and how many there are."""
     _check_depth(k)
     wanted = _relevant_ids(relevant)
-    if not wanted:
-        return 0.0
-    found = sum(1 for doc_id in ranking[:k] if doc_id in wanted)
-    return found / min(k, len(wanted))
+    return sum(1 for doc_id in ranking[:k] if doc_id in wanted), len(wanted)
 
 
 def reciprocal_rank_at(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
