@@ -291,3 +291,22 @@ def test_sentence_vectors_are_remembered(encoder: FakeEncoder) -> None:
     assert encoder.encoded == ["Rivers rose.", "Bridges closed."]
     np.testing.assert_allclose(again, first[::-1])
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-6)
+
+
+def test_large_indexes_use_hnsw_with_high_recall(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faiss
+
+    from qa.index import build_vector_index
+
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(40, 32))
+    vectors = normalize((centres[rng.integers(0, 40, 3000)] + rng.normal(0, 0.3, (3000, 32))).astype(np.float32))
+    monkeypatch.setattr("qa.index.EXACT_SEARCH_LIMIT", 1000)
+    index = build_vector_index(vectors)
+    assert isinstance(index, faiss.IndexHNSW)
+    queries = normalize((centres[:20] + rng.normal(0, 0.3, (20, 32))).astype(np.float32))
+    _, found = index.search(queries, 10)
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.95
+    assert isinstance(build_vector_index(vectors[:500]), faiss.IndexFlatIP)

