@@ -589,12 +589,16 @@ def build_vector_index(vectors: np.ndarray) -> faiss.Index:
     import faiss
 
     dimension = vectors.shape[1] if vectors.size else 1
+    index: faiss.Index
     if len(vectors) <= EXACT_SEARCH_LIMIT:
         index = faiss.IndexFlatIP(dimension)
     else:
-        index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.train(vectors)
+        # FAISS's stubs type the quantizer argument as an object; the library takes the QT_* code.
+        quantizer = faiss.ScalarQuantizer.QT_8bit
+        hnsw = faiss.IndexHNSWSQ(dimension, quantizer, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
+        hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        hnsw.train(vectors)
+        index = hnsw
     if vectors.size:
         index.add(vectors)
     _tune_for_queries(index)
