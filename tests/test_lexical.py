@@ -278,3 +278,13 @@ def test_tokenize_matches_snowball_stems_of_lower_cased_words() -> None:
     stemmer = Stemmer.Stemmer("english")
     words = ["Defectors", "RUNNING", "smuggled", "Families", "borders", "Regime", "letters"]
     assert tokenize([" ".join(words)]) == [[stemmer.stemWord(word.lower()) for word in words]]
+
+
+def test_large_indexes_are_memory_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = LexicalIndex.build(["river bank", "money bank", "river fish"])
+    index.save(tmp_path)
+    assert not isinstance(LexicalIndex.load(tmp_path)._retriever.scores["data"], np.memmap)  # type: ignore[union-attr]
+    monkeypatch.setattr("qa.lexical.MMAP_ROWS", 3)
+    mapped = LexicalIndex.load(tmp_path)
+    assert isinstance(mapped._retriever.scores["data"], np.memmap)  # type: ignore[union-attr]
+    np.testing.assert_allclose(mapped.scores("river"), index.scores("river"))

@@ -21,6 +21,8 @@ DEFAULT_B = 0.75
 STEMMER_LANGUAGE = "english"
 STOPWORDS = "en"
 SHAPE_FILE = "qa-shape.json"
+# From this many rows the postings are memory-mapped rather than read into memory.
+MMAP_ROWS = 100_000
 
 
 def _stemmer() -> object:
@@ -80,12 +82,15 @@ class LexicalIndex:
             self._retriever.save(str(directory), allow_pickle=False, show_progress=False)
 
     @classmethod
-    def load(cls, directory: Path, *, mmap: bool = False) -> LexicalIndex:
+    def load(cls, directory: Path, *, mmap: bool | None = None) -> LexicalIndex:
+        """Load a saved index; large ones are memory-mapped unless ``mmap`` says otherwise."""
         import bm25s
 
         shape = json.loads((directory / SHAPE_FILE).read_text(encoding="utf-8"))
         size = int(shape["rows"])
         if shape["empty_vocabulary"]:
             return cls(None, size)
+        if mmap is None:
+            mmap = size >= MMAP_ROWS
         retriever = bm25s.BM25.load(str(directory), mmap=mmap, allow_pickle=False, show_progress=False)
         return cls(retriever, size)
