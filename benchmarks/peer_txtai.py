@@ -25,7 +25,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -47,46 +47,62 @@ Search = Callable[[str], list[str]]
 
 
 @dataclass
+class System:
+    """A system with its index built, ready to answer."""
+
+    name: str
+    search: Search
+    index_seconds: float
+    config: dict[str, Any]
+
+
+@dataclass
 class SystemResult:
     """One system's quality and speed on the dataset."""
 
-    system: str
+    system: System
     metrics: dict[str, float]
-    index_seconds: float
     documents: int
     latencies_ms: list[float]
-    config: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
-            "system": self.system,
+            "system": self.system.name,
             "ndcg@10": self.metrics["ndcg@10"],
             "recall@10": self.metrics["recall@10"],
             "mrr@10": self.metrics["mrr@10"],
-            "index_seconds": self.index_seconds,
-            "docs_per_second": self.documents / self.index_seconds,
+            "index_seconds": self.system.index_seconds,
+            "docs_per_second": self.documents / self.system.index_seconds,
             "query_p50_ms": float(np.percentile(self.latencies_ms, 50)),
             "query_p95_ms": float(np.percentile(self.latencies_ms, 95)),
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.summary(), "all_metrics": self.metrics, "config": self.config}
+        return {**self.summary(), "all_metrics": self.metrics, "config": self.system.config}
 
 
-def timed_queries(search: Search, dataset: BeirDataset) -> tuple[dict[str, dict[str, float]], list[float]]:
-    """Ask every query once, in order, one at a time; the run (score = -rank) and each query's milliseconds."""
-    search(WARM_UP_QUERY)  # first-call costs (tokenizers, lazy tables) are not a query's latency
-    run: dict[str, dict[str, float]] = {}
-    latencies = []
-    for query_id, text in dataset.queries.items():
-        started = time.perf_counter()
-        doc_ids = search(text)
-        latencies.append((time.perf_counter() - started) * 1000)
-        run[query_id] = {doc_id: -float(rank) for rank, doc_id in enumerate(doc_ids, start=1)}
-    return run, latencies
+def run_queries(systems: list[System], dataset: BeirDataset) -> list[SystemResult]:
+    """Ask every query of every system once, one at a time, timing each call.
+
+    The systems take turns query by query (their order swapping every query), so a
+    burst of load from elsewhere on the machine falls on both alike.
+    """
+    for system in systems:
+        system.search(WARM_UP_QUERY)  # first-call costs (tokenizers, lazy tables) are not a query's latency
+    runs: dict[str, dict[str, dict[str, float]]] = {s.name: {} for s in systems}
+    latencies: dict[str, list[float]] = {s.name: [] for s in systems}
+    for number, (query_id, text) in enumerate(dataset.queries.items()):
+        for system in systems if number % 2 == 0 else systems[::-1]:
+            started = time.perf_counter()
+            doc_ids = system.search(text)
+            latencies[system.name].append((time.perf_counter() - started) * 1000)
+            runs[system.name][query_id] = {doc_id: -float(rank) for rank, doc_id in enumerate(doc_ids, start=1)}
+    documents = len(dataset.documents)
+    return [SystemResult(s, quality(dataset, runs[s.name]), documents, latencies[s.name]) for s in systems]
 
 
 def quality(dataset: BeirDataset, run: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Mean nDCG@10, Recall@k and MRR@10 of a run (score = -rank) over the judged queries."""
     qrels = {q: judged for q, judged in dataset.qrels.items() if q in dataset.queries}
     return mean_metrics(evaluate(qrels, run))
 
@@ -94,11 +110,12 @@ def quality(dataset: BeirDataset, run: Mapping[str, Mapping[str, float]]) -> dic
 # ---------------------------------------------------------------- qa
 
 
-def measure_qa(dataset: BeirDataset, workdir: Path) -> SystemResult:
-    """qa's hybrid search over an index built from scratch (no embedding cache to reuse)."""
+def build_qa(dataset: BeirDataset, workdir: Path) -> System:
+    """qa's index built from scratch (a new folder, so no embedding cache to reuse), searched in hybrid mode."""
     encoder = SentenceTransformerEncoder(DEFAULT_MODEL)
     encoder.encode(["load the model"])  # loaded before the clock starts, as txtai's is
     settings, _ = settings_for(encoder)
+    load = os.getloadavg()
     started = time.perf_counter()
     index = beir_index(dataset, workdir / "qa", encoder=encoder, settings=settings)
     index_seconds = time.perf_counter() - started
@@ -106,9 +123,13 @@ def measure_qa(dataset: BeirDataset, workdir: Path) -> SystemResult:
     def search(text: str) -> list[str]:
         return [hit.passage.doc_id for hit in index.search(text, encoder=encoder, k=DEPTH, mode="hybrid")]
 
-    run, latencies = timed_queries(search, dataset)
-    config = {"model": encoder.location, "mode": "hybrid", "settings": repr(index.manifest.settings)}
-    return SystemResult("qa hybrid", quality(dataset, run), index_seconds, len(dataset.documents), latencies, config)
+    config = {
+        "model": encoder.location,
+        "mode": "hybrid",
+        "settings": repr(index.manifest.settings),
+        "load_average_before_build": load,
+    }
+    return System("qa hybrid", search, index_seconds, config)
 
 
 # ---------------------------------------------------------------- txtai
@@ -133,13 +154,14 @@ def txtai_config(exact: bool) -> dict[str, Any]:
     return config
 
 
-def measure_txtai(dataset: BeirDataset, workdir: Path, *, exact: bool) -> SystemResult:
-    """txtai's hybrid search (its default fusion and weights) over the same texts."""
+def build_txtai(dataset: BeirDataset, workdir: Path, *, exact: bool) -> System:
+    """txtai's index of the same texts (built, then saved), searched with its default hybrid fusion."""
     from txtai import Embeddings
 
     embeddings = Embeddings(txtai_config(exact))  # loads the model
     embeddings.transform("load the model")
     rows = [(d.doc_id, d.paragraphs[0], None) for d in dataset.documents]
+    load = os.getloadavg()
     started = time.perf_counter()
     embeddings.index(rows)
     built = time.perf_counter()
@@ -149,16 +171,16 @@ def measure_txtai(dataset: BeirDataset, workdir: Path, *, exact: bool) -> System
     def search(text: str) -> list[str]:
         return [str(doc_id) for doc_id, _ in embeddings.search(text, limit=DEPTH)]
 
-    run, latencies = timed_queries(search, dataset)
     config = {
         "txtai": version("txtai"),
         "embeddings": embeddings.config,
         "faiss_nprobe": embeddings.ann.nprobe() if hasattr(embeddings.ann, "nprobe") else None,
         "build_seconds": built - started,
         "save_seconds": index_seconds - (built - started),
+        "load_average_before_build": load,
     }
     name = f"txtai {version('txtai')} hybrid" + (" (exact)" if exact else "")
-    return SystemResult(name, quality(dataset, run), index_seconds, len(dataset.documents), latencies, config)
+    return System(name, search, index_seconds, config)
 
 
 # ---------------------------------------------------------------- report
@@ -194,6 +216,7 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "load_average_at_end": os.getloadavg(),
     }
 
 
@@ -221,10 +244,8 @@ def main() -> None:
     dataset = load_beir(args.dataset, split=args.split)
     print(f"{dataset.name} {args.split}: {len(dataset.documents)} documents, {len(dataset.queries)} queries")
     with tempfile.TemporaryDirectory(prefix="peer_txtai-") as workdir:
-        results = [
-            measure_txtai(dataset, Path(workdir), exact=args.txtai_exact),
-            measure_qa(dataset, Path(workdir)),
-        ]
+        systems = [build_txtai(dataset, Path(workdir), exact=args.txtai_exact), build_qa(dataset, Path(workdir))]
+        results = run_queries(systems, dataset)
     print(table(results))
     write_json(args.json, dataset, args.split, results)
     print(f"written: {args.json}")

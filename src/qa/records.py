@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Document:
     """One cleaned article.
 
@@ -47,7 +47,7 @@ class Document:
 PARAGRAPH_SEPARATOR = "\n\n"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Passage:
     """A retrievable unit: one paragraph, or short neighbours merged, or a long one split.
 
@@ -69,7 +69,7 @@ class Passage:
     url: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """The sentence (or two) of a passage that best answers the question.
 
@@ -83,7 +83,7 @@ class Evidence:
     score: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hit:
     """A passage returned for a query, with its 1-based rank and fused score.
 
@@ -103,7 +103,7 @@ class Hit:
     also_in: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     """The answer to one question: hits best first, an extractive answer, and whether the corpus answers it."""
 
