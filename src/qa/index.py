@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -471,7 +472,7 @@ class PassageIndex:
         manifest = read_manifest(index_dir)
         try:
             documents = [document_from_json(d) for d in _read_jsonl(index_dir / manifest.files["documents"])]
-            passages = [Passage(**p) for p in _read_jsonl(index_dir / manifest.files["passages"])]
+            passages = [passage_from_json(p) for p in _read_jsonl(index_dir / manifest.files["passages"])]
             vectors = _read_faiss(index_dir / manifest.files["vectors"])
             lexical = LexicalIndex.load(index_dir / manifest.files["bm25"])
         except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
@@ -622,6 +623,14 @@ def _read_faiss(path: Path) -> faiss.Index:
     index = faiss.read_index(str(path))
     _tune_for_queries(index)
     return index
+
+
+# Fields every passage of a document repeats: one shared string each instead of one per passage.
+_SHARED_FIELDS = ("doc_id", "source", "title", "outlet", "author", "date", "url")
+
+
+def passage_from_json(data: dict[str, Any]) -> Passage:
+    return Passage(**{**data, **{name: sys.intern(data[name]) for name in _SHARED_FIELDS}})
 
 
 def document_to_json(document: Document) -> dict[str, Any]:
