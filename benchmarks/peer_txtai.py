@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/peer_txtai.py [../shared/benchmarks/scifact] [--json FILE]
 
 Both systems index title + text of every document with the bundled all-MiniLM-L6-v2
-(256 word pieces, through sentence-transformers) into a fresh temporary folder, then
-answer every judged query of the split one at a time with 10 hits. Index time starts
+(256 word pieces) into a fresh temporary folder, then answer every judged query of the
+split with 10 hits, taking turns query by query. txtai embeds through sentence-transformers
+on torch; qa through its encoder's default backend, which the JSON records. Index time starts
 after the model is loaded and ends when the index is saved. The table gives nDCG@10,
 Recall@10 and MRR@10 (``qa.metrics``, trec_eval's definitions), index seconds and
 documents per second, and the median and 95th percentile query latency; ``--json``
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -125,6 +127,8 @@ def build_qa(dataset: BeirDataset, workdir: Path) -> System:
 
     config = {
         "model": encoder.location,
+        # Encoders that predate backends run on torch.
+        "encoder_backend": getattr(encoder, "active_backend", None) or "torch",
         "mode": "hybrid",
         "settings": repr(index.manifest.settings),
         "load_average_before_build": load,
@@ -156,7 +160,7 @@ def txtai_config(exact: bool) -> dict[str, Any]:
 
 def build_txtai(dataset: BeirDataset, workdir: Path, *, exact: bool) -> System:
     """txtai's index of the same texts (built, then saved), searched with its default hybrid fusion."""
-    from txtai import Embeddings
+    from txtai import Embeddings  # type: ignore[import-untyped]
 
     embeddings = Embeddings(txtai_config(exact))  # loads the model
     embeddings.transform("load the model")
@@ -220,10 +224,23 @@ def machine() -> dict[str, Any]:
     }
 
 
+def qa_commit() -> str:
+    """The commit qa was measured at, with ``+dirty`` when ``src/`` has uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", "src") else "")
+
+
 def write_json(path: Path, dataset: BeirDataset, split: str, results: list[SystemResult]) -> None:
     report = {
         "dataset": dataset.name,
         "split": split,
+        "qa_commit": qa_commit(),
         "documents": len(dataset.documents),
         "queries": len(dataset.queries),
         "machine": machine(),
