@@ -8,13 +8,13 @@ import os
 import sys
 import textwrap
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qa.errors import QAError
 from qa.records import Hit, Passage, SearchResult, result_to_dict
-from qa.retrieve import MODES, SearchFilter
+from qa.retrieve import MODES, Mode, SearchFilter
 
 if TYPE_CHECKING:
     from qa.encoder import Encoder
@@ -180,7 +180,7 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _asker(index: PassageIndex, encoder: Encoder, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _asker(index: PassageIndex, encoder: Encoder, args: argparse.Namespace) -> Callable[[str], SearchResult]:
     from qa.answer import ask, calibrated_abstention
 
     where = SearchFilter.of(doc_ids=args.doc, outlets=args.outlet, date_from=args.date_from, date_to=args.date_to)
@@ -221,11 +221,18 @@ def run_passages(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
-    unknown = [mode for mode in modes if mode not in MODES]
-    if unknown or not modes:
+def parse_modes(text: str) -> list[Mode]:
+    """``bm25,dense`` as a list of modes; an unknown or missing mode is a clear error."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MODES]
+    if unknown or not names:
         raise QAError(f"unknown mode(s) {', '.join(unknown) or '(none)'}: use {', '.join(MODES)}")
+    typed: dict[str, Mode] = {mode: mode for mode in MODES}
+    return [typed[name] for name in dict.fromkeys(names)]
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    modes = parse_modes(args.modes)
     report = _beir_report(args, modes) if args.beir else _questions_report(args, modes)
     from qa.report import format_failures, format_table, to_markdown, write_chart
 
@@ -240,7 +247,7 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _questions_report(args: argparse.Namespace, modes: list[str]) -> EvalReport:
+def _questions_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
     from qa.answer import calibrated_abstention
     from qa.evaluate import EvalReport, evaluate_questions, load_questions
     from qa.pipeline import open_index
@@ -251,7 +258,7 @@ def _questions_report(args: argparse.Namespace, modes: list[str]) -> EvalReport:
         index,
         questions,
         encoder=encoder,
-        modes=modes,  # type: ignore[arg-type]
+        modes=modes,
         abstention=calibrated_abstention(index.manifest.model),
         use_history=not args.no_history,
         progress=sys.stderr.isatty(),
@@ -260,7 +267,7 @@ def _questions_report(args: argparse.Namespace, modes: list[str]) -> EvalReport:
     return EvalReport(args.questions.name, len(questions), results, texts)
 
 
-def _beir_report(args: argparse.Namespace, modes: list[str]) -> EvalReport:
+def _beir_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
     from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder, model_from_environment
     from qa.evaluate import EvalReport, beir_index, evaluate_beir, load_beir
     from qa.pipeline import settings_for
@@ -269,7 +276,7 @@ def _beir_report(args: argparse.Namespace, modes: list[str]) -> EvalReport:
     encoder = SentenceTransformerEncoder(model_from_environment(args.model) or DEFAULT_MODEL)
     settings, _ = settings_for(encoder)
     index = beir_index(dataset, args.cache, encoder=encoder, settings=settings, progress=sys.stderr.isatty())
-    results = evaluate_beir(index, dataset, encoder=encoder, modes=modes, progress=sys.stderr.isatty())  # type: ignore[arg-type]
+    results = evaluate_beir(index, dataset, encoder=encoder, modes=modes, progress=sys.stderr.isatty())
     return EvalReport(f"{dataset.name} ({args.split})", len(dataset.queries), results, dict(dataset.queries))
 
 
