@@ -1,15 +1,36 @@
-"""The real encoder: the bundled model, offline, end to end through the command line."""
+"""The real encoder: the bundled model, offline, end to end through the command line; backends and their cache."""
 
 from __future__ import annotations
 
 import json
+import site
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qa.cli import main
-from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder, resolve_model_location
+from qa.encoder import (
+    BACKEND_ENV_VAR,
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_MODEL,
+    MODEL_CACHE_ENV_VAR,
+    OPENVINO_BF16,
+    OPENVINO_FP32,
+    TORCH,
+    BackendFallbackWarning,
+    ExportManifest,
+    SentenceTransformerEncoder,
+    ensure_export,
+    export_dir,
+    resolve_model_location,
+)
+from qa.errors import QAError
 from qa.index import PassageIndex
 
 QUESTION = "Why do defectors return to North Korea?"
@@ -62,3 +83,190 @@ def test_end_to_end_finds_the_three_groups_paragraph(
     count = SentenceTransformerEncoder().token_counter()
     assert count is not None
     assert max(count(p.text) for p in index.passages) <= index.manifest.settings.max_tokens
+
+
+# ---------------------------------------------------------------- backends and the export cache
+
+SENTENCES = [
+    "Why do defectors return to North Korea?",
+    "Families of defectors in Hoeryong will receive alcohol, pork and snacks.",
+    "Preheat the oven before the bread goes in.",
+    "",
+]
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache_outside_home(cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Exports made by these tests go to one folder per test session, never to ~/.cache.
+    monkeypatch.setenv(MODEL_CACHE_ENV_VAR, str(cache_root))
+    monkeypatch.delenv(BACKEND_ENV_VAR, raising=False)
+
+
+@pytest.fixture(scope="session")
+def exported(cache_root: Path) -> Path:
+    """The bundled model's OpenVINO export, made once per test session."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(MODEL_CACHE_ENV_VAR, str(cache_root))
+        encoder = SentenceTransformerEncoder(backend=OPENVINO_BF16)
+        encoder.encode(["warm up"])
+        assert encoder.active_backend == OPENVINO_BF16
+        return export_dir(DEFAULT_MODEL)
+
+
+def test_backend_is_chosen_by_keyword_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert DEFAULT_BACKEND in BACKENDS
+    assert SentenceTransformerEncoder().backend == DEFAULT_BACKEND
+    monkeypatch.setenv(BACKEND_ENV_VAR, TORCH)
+    assert SentenceTransformerEncoder().backend == TORCH
+    assert SentenceTransformerEncoder(backend=OPENVINO_FP32).backend == OPENVINO_FP32
+    # The backend is not part of the name: indexes built with any backend of a model stay compatible.
+    assert {SentenceTransformerEncoder(backend=backend).name for backend in BACKENDS} == {DEFAULT_MODEL}
+
+
+def test_unknown_backend_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(QAError, match=r"unknown encoder backend 'onnx-int4': choose one of .*torch"):
+        SentenceTransformerEncoder(backend="onnx-int4")
+    monkeypatch.setenv(BACKEND_ENV_VAR, "cuda")
+    with pytest.raises(QAError, match="unknown encoder backend 'cuda'"):
+        SentenceTransformerEncoder()
+
+
+def test_export_folder_is_in_the_user_cache_outside_the_model_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MODEL_CACHE_ENV_VAR, str(tmp_path / "cache"))
+    assert export_dir(DEFAULT_MODEL) == tmp_path / "cache" / "sentence-transformers_all-MiniLM-L6-v2" / "openvino"
+    assert export_dir("all-MiniLM-L6-v2") == export_dir(DEFAULT_MODEL)
+    folder = tmp_path / "my model"
+    assert export_dir(str(folder)).parent.name == str(folder).strip("/").replace("/", "_").replace(" ", "_")
+
+    monkeypatch.delenv(MODEL_CACHE_ENV_VAR)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    expected = tmp_path / "home" / ".cache" / "qa" / "models" / "sentence-transformers_all-MiniLM-L6-v2" / "openvino"
+    assert export_dir(DEFAULT_MODEL) == expected
+
+
+def _fake_exporter(calls: list[Path]) -> Callable[..., None]:
+    """Stands in for export_openvino: writes the files of an export, quickly."""
+
+    def export(source: Path, target: Path, *, fingerprint: str, keep_onnx: bool = False) -> None:
+        calls.append(target)
+        for name in ("openvino_model.xml", "openvino_model.bin", "tokenizer.json"):
+            (target / name).write_text(name, encoding="utf-8")
+        manifest = ExportManifest(str(source), fingerprint, ("input_ids",), 256, False, 0, "mean", True, 384)
+        manifest.write(target)
+
+    return export
+
+
+def test_export_is_made_once_then_reused_until_the_model_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "model.safetensors").write_bytes(b"weights")
+    target = tmp_path / "cache" / "model" / "openvino"
+    calls: list[Path] = []
+    monkeypatch.setattr("qa.encoder.export_openvino", _fake_exporter(calls))
+
+    assert ensure_export(source, target) == target
+    made = (target / "qa-export.json").stat().st_mtime_ns
+    assert ensure_export(source, target) == target
+    assert len(calls) == 1  # the second load found the export
+    assert (target / "qa-export.json").stat().st_mtime_ns == made
+    assert calls[0] != target  # written elsewhere, then renamed into place
+    assert [p.name for p in target.parent.iterdir()] == ["openvino"]
+
+    (source / "model.safetensors").write_bytes(b"new weights!")
+    ensure_export(source, target)
+    assert len(calls) == 2  # other model files: exported again, in place of the old export
+    assert [p.name for p in target.parent.iterdir()] == ["openvino"]
+
+    (target / "openvino_model.bin").unlink()  # an incomplete export is not used
+    ensure_export(source, target)
+    assert len(calls) == 3
+
+
+def test_failed_export_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "config.json").write_text("{}", encoding="utf-8")
+
+    def half_an_export(source: Path, target: Path, *, fingerprint: str, keep_onnx: bool = False) -> None:
+        (target / "openvino_model.xml").write_text("<net/>", encoding="utf-8")
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr("qa.encoder.export_openvino", half_an_export)
+    target = tmp_path / "cache" / "model" / "openvino"
+    with pytest.raises(RuntimeError, match="converter exploded"):
+        ensure_export(source, target)
+    assert list(target.parent.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_failed_export_falls_back_to_torch_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODEL_CACHE_ENV_VAR, str(tmp_path / "cache"))
+
+    def broken(source: Path, target: Path, *, fingerprint: str, keep_onnx: bool = False) -> None:
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr("qa.encoder.export_openvino", broken)
+    encoder = SentenceTransformerEncoder(backend=OPENVINO_BF16)
+    with pytest.warns(BackendFallbackWarning, match=r"openvino-bf16 .*converter exploded.*using torch"):
+        vectors = encoder.encode(SENTENCES)
+    assert encoder.active_backend == TORCH
+    assert vectors.shape == (len(SENTENCES), 384)
+    assert list((tmp_path / "cache").rglob("*")) == [export_dir(DEFAULT_MODEL).parent]  # no partial export
+
+
+@pytest.mark.slow
+def test_second_load_reuses_the_export(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = (exported / "qa-export.json").stat().st_mtime_ns
+
+    def must_not_export(source: Path, target: Path, *, fingerprint: str, keep_onnx: bool = False) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr("qa.encoder.export_openvino", must_not_export)
+    encoder = SentenceTransformerEncoder(backend=OPENVINO_BF16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BackendFallbackWarning)
+        vectors = encoder.encode(SENTENCES)
+    assert encoder.active_backend == OPENVINO_BF16
+    assert vectors.shape == (len(SENTENCES), 384)
+    assert vectors.dtype == np.float32
+    assert (exported / "qa-export.json").stat().st_mtime_ns == made
+    assert sorted(p.name for p in exported.parent.iterdir()) == ["openvino"]
+    assert not any(Path(exported).resolve().is_relative_to(Path(p)) for p in site.getsitepackages())
+
+
+@pytest.mark.slow
+def test_fast_backends_give_torch_vectors(exported: Path) -> None:
+    texts = [*SENTENCES, " ".join(SENTENCES * 60)]  # the last is cut at the model's window
+    reference = SentenceTransformerEncoder(backend=TORCH).encode(texts)
+    for backend, least in ((OPENVINO_BF16, 0.999), (OPENVINO_FP32, 0.99999)):
+        encoder = SentenceTransformerEncoder(backend=backend, threads=1)
+        vectors = encoder.encode(texts)
+        assert encoder.active_backend == backend
+        assert vectors.shape == reference.shape
+        cosines = np.sum(vectors * reference, axis=1) / (
+            np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)
+        )
+        assert cosines.min() > least, (backend, cosines)
+        # Batched and one at a time agree: padding does not leak into the vectors.
+        alone = np.concatenate([encoder.encode([text]) for text in texts])
+        assert np.allclose(alone, vectors, atol=2e-3 if backend == OPENVINO_BF16 else 1e-5)
+    assert SentenceTransformerEncoder(backend=OPENVINO_BF16).encode([]).shape == (0, 384)
+
+
+def test_importing_openvino_sends_no_usage_telemetry() -> None:
+    script = (
+        "import sys; from qa.encoder import _import_openvino; _import_openvino(); "
+        "sys.exit('openvino_telemetry' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 0
