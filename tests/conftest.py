@@ -13,6 +13,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
+WORDS = [
+    "defector",
+    "family",
+    "border",
+    "regime",
+    "money",
+    "school",
+    "river",
+    "bridge",
+    "army",
+    "letter",
+    "phone",
+    "market",
+    "court",
+    "prison",
+]  # vocabulary for made-up passages
 GOLD = json.loads((REPO / "tests" / "data" / "corpus_gold.json").read_text(encoding="utf-8"))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FakeEncoder, RefusingEncoder
+from conftest import WORDS, FakeEncoder, RefusingEncoder
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.index import (
     MANIFEST_NAME,
@@ -27,22 +27,6 @@ from qa.retrieve import SearchFilter
 from qa.split import split_passages
 
 SETTINGS = IndexSettings(max_tokens=128, min_words=1)
-WORDS = [
-    "defector",
-    "family",
-    "border",
-    "regime",
-    "money",
-    "school",
-    "river",
-    "bridge",
-    "army",
-    "letter",
-    "phone",
-    "market",
-    "court",
-    "prison",
-]
 
 
 def make_documents(count: int, seed: int = 0) -> list[Document]:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import WORDS as BASE_WORDS
 from qa.records import Hit, Passage
 from qa.retrieve import (
     RRF_K,
@@ -188,20 +189,7 @@ def test_convex_fusion_of_no_candidates_is_empty() -> None:
 # ---------------------------------------------------------------- fold_duplicates
 
 WORDS = [
-    "defector",
-    "family",
-    "border",
-    "regime",
-    "money",
-    "school",
-    "river",
-    "bridge",
-    "army",
-    "letter",
-    "phone",
-    "market",
-    "court",
-    "prison",
+    *BASE_WORDS,
     "soldier",
     "village",
     "train",
