@@ -95,7 +95,47 @@ def run_seed(workdir: Path) -> dict[str, Any]:
         "index_mb": folder_size_mb(index_dir),
         **latencies(index, encoder, corpus_questions()),
         **cold_start(index_dir),
+        "index_unchanged_s": index_unchanged_seconds(index_dir),
+        "app_ready_s": app_ready_seconds(index_dir),
     }
+
+
+def index_unchanged_seconds(index_dir: Path) -> float:
+    """Wall time of a whole `qa index` process when no file changed (imports included)."""
+    command = [
+        str(Path(sys.executable).parent / "qa"),
+        "index",
+        "--corpus",
+        str(REPO / "corpus"),
+        "--index",
+        str(index_dir),
+    ]
+    return round(min(timed(lambda: subprocess.run(command, capture_output=True, check=True)) for _ in range(3)), 2)
+
+
+def app_ready_seconds(index_dir: Path) -> float:
+    """Seconds from starting app.py on an existing index until it answers HTTP 200."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, str(REPO / "app.py"), "--corpus", str(REPO / "corpus"), "--index", str(index_dir)]
+    command += ["--port", str(port)]
+    started = time.perf_counter()
+    app = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while app.poll() is None and time.perf_counter() - started < 120:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
+                return round(time.perf_counter() - started, 2)
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("app.py did not answer within 120 s")
+    finally:
+        app.terminate()
+        app.wait()
 
 
 def open_or_default(index_dir: Path) -> tuple[None, Any]:
