@@ -13,6 +13,7 @@ import pytest
 from conftest import WORDS, FakeEncoder, RefusingEncoder
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.index import (
+    FORMAT_VERSION,
     MANIFEST_NAME,
     EmbeddingCache,
     IndexSettings,
@@ -158,8 +159,8 @@ def test_manifest_is_readable_json_with_what_built_the_index(tmp_path: Path, enc
     assert manifest["model"] == "fake-encoder"
     assert manifest["dimension"] == 256
     assert manifest["normalized"] is True
-    assert manifest["format_version"] == 2
-    assert set(manifest["files"]) == {"documents", "passages", "vectors", "bm25"}
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert set(manifest["files"]) == {"documents", "passages", "vectors", "slots", "bm25"}
     assert {"corpus_fingerprint", "built_at", "settings"} <= set(manifest)
 
 
@@ -294,3 +295,110 @@ def test_large_indexes_use_hnsw_with_high_recall(monkeypatch: pytest.MonkeyPatch
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= 0.95
     assert isinstance(build_vector_index(vectors[:500]), faiss.IndexFlatIP)
+
+
+def passages_of(documents: list[Document]) -> list:  # type: ignore[type-arg]
+    return [p for d in documents for p in split_passages(d, max_tokens=128, min_words=1)]
+
+
+def updated(index: PassageIndex, documents: list[Document], encoder: FakeEncoder) -> PassageIndex:
+    return index.update(documents, passages_of(documents), encoder=encoder, settings=SETTINGS)
+
+
+def dense_ids(index: PassageIndex, query: str, encoder: FakeEncoder) -> list[str]:
+    hits = index.search(query, encoder=encoder, k=len(index.passages), mode="dense")
+    return [hit.passage.passage_id for hit in hits]
+
+
+@pytest.fixture
+def graph_sized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every index past 20 passages an HNSW graph, as a million-passage one is."""
+    monkeypatch.setattr("qa.index.EXACT_SEARCH_LIMIT", 20)
+
+
+@pytest.mark.usefixtures("graph_sized")
+def test_a_large_index_grows_its_graph_and_skips_removed_passages(encoder: FakeEncoder) -> None:
+    import faiss
+
+    documents = make_documents(60)
+    old = build(documents[:50], encoder)
+    old_total, old_ids = old._vectors.ntotal, dense_ids(old, "river army", encoder)
+    removed = {p.passage_id for p in passages_of(documents[:3])}
+    added = passages_of(documents[50:])
+    encoder.calls.clear()
+    new = updated(old, documents[3:], encoder)
+
+    assert isinstance(new._vectors, faiss.IndexHNSW)
+    assert new._vectors.ntotal == old_total + len(added)  # appended to, not rebuilt
+    assert sorted(encoder.encoded) == sorted(p.text for p in added)
+    for query in ("river army", "defector family", "prison court letter phone"):
+        found = dense_ids(new, query, encoder)
+        assert not removed & set(found)
+        assert len(found) == len(set(found))
+    for passage in added:
+        assert new.search(passage.text, encoder=encoder, k=1, mode="dense")[0].passage == passage
+    assert dense_ids(old, "river army", encoder) == old_ids  # the old index still answers as before
+
+
+@pytest.mark.usefixtures("graph_sized")
+def test_asking_for_a_removed_passage_finds_the_best_remaining_ones(
+    encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    documents = make_documents(60)
+    index = updated(build(documents, encoder), documents[3:], encoder)
+    matrix = normalize(encoder.encode([p.text for p in index.passages]))
+    monkeypatch.setattr("qa.index.CANDIDATE_DEPTH", 3)  # removed passages must not take candidates' places
+    for passage in passages_of(documents[:3]):
+        hits = index.search(passage.text, encoder=encoder, k=3, mode="dense")
+        exact = matrix @ normalize(encoder.encode([passage.text]))[0]
+        assert all(hit.passage in index.passages for hit in hits)
+        np.testing.assert_allclose([h.score for h in hits], np.sort(exact)[::-1][:3], atol=0.02)
+
+
+@pytest.mark.usefixtures("graph_sized")
+def test_graph_scores_follow_the_brute_force_ranking_after_updates(encoder: FakeEncoder) -> None:
+    documents = make_documents(60)
+    index = updated(build(documents[:50], encoder), documents[3:], encoder)
+    query = "defector family money"
+    hits = index.search(query, encoder=encoder, k=10, mode="dense")
+    matrix = normalize(encoder.encode([p.text for p in index.passages]))
+    exact = matrix @ normalize(encoder.encode([query]))[0]
+    for hit in hits:  # 8-bit codes: scores within a quantisation step of the exact ones
+        assert hit.dense_score == pytest.approx(exact[index.passages.index(hit.passage)], abs=0.02)
+    top = set(np.argsort(-exact)[:10])
+    assert len(top & {index.passages.index(h.passage) for h in hits}) >= 8
+
+
+@pytest.mark.usefixtures("graph_sized")
+def test_too_many_removals_rebuild_the_graph_without_tombstones(encoder: FakeEncoder) -> None:
+    documents = make_documents(60)
+    index = updated(build(documents, encoder), documents[25:], encoder)
+    assert index._vectors.ntotal == len(index.passages)
+    np.testing.assert_array_equal(index._slots, np.arange(len(index.passages)))
+
+
+@pytest.mark.usefixtures("graph_sized")
+def test_mapped_vector_ids_survive_save_and_load(tmp_path: Path, encoder: FakeEncoder) -> None:
+    documents = make_documents(60)
+    index = updated(build(documents[:50], encoder), documents[3:], encoder)
+    assert index._vectors.ntotal > len(index.passages)  # tombstones present
+    index.save(tmp_path)
+    loaded = PassageIndex.load(tmp_path)
+    for query in ("river army", "defector family"):
+        assert dense_ids(loaded, query, encoder) == dense_ids(index, query, encoder)
+
+
+@pytest.mark.parametrize("damage", ["duplicate", "out_of_range", "short"])
+def test_damaged_vector_ids_name_the_fix(tmp_path: Path, encoder: FakeEncoder, damage: str) -> None:
+    build(make_documents(4), encoder).save(tmp_path)
+    path = tmp_path / read_manifest(tmp_path).files["slots"]
+    slots = np.load(path)
+    if damage == "duplicate":
+        slots[1] = slots[0]
+    elif damage == "out_of_range":
+        slots[-1] = len(slots) + 5
+    else:
+        slots = slots[:-1]
+    np.save(path, slots)
+    with pytest.raises(IndexCorruptError, match="qa index --rebuild"):
+        PassageIndex.load(tmp_path)

@@ -6,12 +6,21 @@ On disk (``index/``)::
                                 corpus fingerprint, settings, build time, file names
     documents-<generation>.jsonl  cleaned documents with their metadata
     passages-<generation>.jsonl   passages in document and paragraph order
-    vectors-<generation>.faiss    one unit vector per passage, same order
+    vectors-<generation>.faiss    one unit vector per passage
+    slots-<generation>.npy        each passage's vector id in the FAISS index (NumPy, no pickle)
     embeddings.sqlite           embedding cache keyed by (model, text hash)
 
 Every build writes a new generation of files beside the old one and then
 replaces ``manifest.json`` in one rename, so an interrupted build leaves the
-previous index whole. Nothing is pickled: JSON, SQLite and FAISS's own format.
+previous index whole. Nothing is pickled: JSON, SQLite, NumPy arrays and
+FAISS's own format.
+
+Vector ids ("slots") are mapped to passages rather than equal to their position.
+A small index is rebuilt from its stored vectors at every update, so its slots
+are simply 0..n-1. A large (HNSW) index is updated in place instead: new
+passages get new slots appended to the graph, removed passages leave their slots
+behind as tombstones that searches skip, and once tombstones pass
+``MAX_DEAD_FRACTION`` of the slots the graph is rebuilt without them.
 """
 
 from __future__ import annotations
@@ -52,7 +61,7 @@ from qa.retrieve import (
 if TYPE_CHECKING:
     import faiss
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 CACHE_NAME = "embeddings.sqlite"
 REBUILD_HINT = "run `qa index --rebuild` to build it again"
@@ -67,6 +76,8 @@ EXACT_SEARCH_LIMIT = 100_000
 HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
+# An HNSW graph with more dead slots than this is rebuilt: tombstones cost search time and memory.
+MAX_DEAD_FRACTION = 0.2
 # Evidence-sentence vectors kept in memory (about 1.5 kB each at 384 dimensions).
 SENTENCE_MEMORY = 20_000
 # Earlier turns used for a follow-up question, and the weight of each turn back.
@@ -209,12 +220,18 @@ class PassageIndex:
         vectors: faiss.Index,
         lexical: LexicalIndex,
         manifest: Manifest,
+        *,
+        slots: np.ndarray | None = None,
     ) -> None:
+        """``slots[row]`` is passage ``row``'s vector id in ``vectors`` (default: its row)."""
         self.documents = documents
         self.passages = passages
         self.manifest = manifest
         self.embed_stats = EmbedStats()
         self._vectors = vectors
+        self._slots = np.arange(len(passages), dtype=np.int64) if slots is None else slots.astype(np.int64)
+        self._rows = _rows_of_slots(self._slots, vectors.ntotal)
+        self._live: Any = None  # FAISS selector skipping dead slots, made on first use
         self._lexical = lexical
         self._vocabulary: frozenset[str] | None = None
         self._sentence_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -274,11 +291,22 @@ class PassageIndex:
         """
         self.check_model(encoder.name)
         texts = [embedding_text(p, settings) for p in passages]
-        vectors, stats = embed_texts(texts, encoder, known=self._vectors_by_hash(), cache=cache, progress=progress)
+        hashes = [text_hash(text) for text in texts]
+        slots = self._reusable_slots(hashes)
+        fresh = np.flatnonzero(slots < 0)
+        fresh_vectors, stats = embed_texts(
+            [texts[row] for row in fresh],
+            encoder,
+            known=self._stored_vectors({hashes[row] for row in fresh}),
+            cache=cache,
+            progress=progress,
+        )
+        stats = dataclasses.replace(stats, reused=stats.reused + len(set(hashes)) - len({hashes[r] for r in fresh}))
+        vectors, slots = self._vectors_with(slots, fresh, fresh_vectors)
         lexical = LexicalIndex.build([lexical_text(p, settings) for p in passages])
         manifest = dataclasses.replace(
             self.manifest,
-            dimension=int(vectors.shape[1]),
+            dimension=int(vectors.d) if passages else 0,
             settings=settings,
             corpus_fingerprint=corpus_fingerprint,
             documents=len(documents),
@@ -286,16 +314,58 @@ class PassageIndex:
             files={},
             built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        index = PassageIndex(documents, passages, build_vector_index(vectors), lexical, manifest)
+        index = PassageIndex(documents, passages, vectors, lexical, manifest, slots=slots)
         index.embed_stats = stats
         return index
 
-    def _vectors_by_hash(self) -> dict[str, np.ndarray]:
-        if not self.passages:
-            return {}
-        matrix = self._vectors.reconstruct_n(0, len(self.passages))
+    def _hashes(self) -> list[str]:
         settings = self.manifest.settings
-        return {text_hash(embedding_text(p, settings)): matrix[i] for i, p in enumerate(self.passages)}
+        return [text_hash(embedding_text(p, settings)) for p in self.passages]
+
+    def _reusable_slots(self, hashes: list[str]) -> np.ndarray:
+        """For each new passage, the slot of an old passage with the same embedded text, else -1.
+
+        Each old slot goes to one new passage at most, so every passage keeps a vector of its own.
+        """
+        free: dict[str, list[int]] = {}
+        for slot, old_hash in zip(self._slots.tolist(), self._hashes(), strict=True):
+            free.setdefault(old_hash, []).append(slot)
+        slots = np.full(len(hashes), -1, dtype=np.int64)
+        for row, new_hash in enumerate(hashes):
+            if free.get(new_hash):
+                slots[row] = free[new_hash].pop()
+        return slots
+
+    def _stored_vectors(self, wanted: set[str]) -> dict[str, np.ndarray]:
+        """Vectors this index holds for texts with these hashes (a repeated text needs a second slot)."""
+        rows = {h: row for row, h in enumerate(self._hashes()) if h in wanted}
+        if not rows:
+            return {}
+        matrix = self._vectors.reconstruct_batch(self._slots[list(rows.values())])
+        return dict(zip(rows, matrix, strict=True))
+
+    def _vectors_with(
+        self, slots: np.ndarray, fresh: np.ndarray, fresh_vectors: np.ndarray
+    ) -> tuple[faiss.Index, np.ndarray]:
+        """The vector index for the new passages: this one extended in place if that is worth it, else rebuilt."""
+        dead = self._vectors.ntotal - int((slots >= 0).sum())
+        if _extends_in_place(self._vectors, passages=len(slots), dead=dead, total=self._vectors.ntotal + len(fresh)):
+            import faiss
+
+            vectors = faiss.clone_index(self._vectors)  # ``self`` keeps answering from the original
+            slots[fresh] = np.arange(vectors.ntotal, vectors.ntotal + len(fresh))
+            if len(fresh):
+                vectors.add(fresh_vectors)
+            _tune_for_queries(vectors)
+            return vectors, slots
+        kept = np.flatnonzero(slots >= 0)
+        dimension = fresh_vectors.shape[1] if len(fresh) else self._vectors.d
+        matrix = np.zeros((len(slots), dimension), dtype=np.float32)
+        if len(kept):
+            matrix[kept] = self._vectors.reconstruct_batch(slots[kept])
+        if len(fresh):
+            matrix[fresh] = fresh_vectors
+        return build_vector_index(matrix), np.arange(len(slots), dtype=np.int64)
 
     def vocabulary(self) -> frozenset[str]:
         """Every BM25 token of the passages and of the documents' metadata (dates, outlets, names)."""
@@ -379,13 +449,28 @@ class PassageIndex:
         if allowed is not None:
             # FAISS filters inside the search, so a narrow filter still gets ``depth`` candidates.
             parameters = faiss.SearchParameters()
-            parameters.sel = faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64))
-        scores, rows = self._vectors.search(query_vector.reshape(1, -1), depth, params=parameters)
-        found = rows[0] >= 0
-        return Ranking(rows[0][found].astype(np.int64), scores[0][found])
+            parameters.sel = faiss.IDSelectorBatch(self._slots[allowed])
+        elif len(self.passages) < self._vectors.ntotal:
+            parameters = faiss.SearchParameters()
+            parameters.sel = self._live_selector()
+        scores, slots = self._vectors.search(query_vector.reshape(1, -1), depth, params=parameters)
+        rows = np.where(slots[0] >= 0, self._rows[slots[0]], -1)
+        found = rows >= 0
+        return Ranking(rows[found], scores[0][found])
+
+    def _live_selector(self) -> Any:
+        """A FAISS selector of every slot that still holds a passage (tombstones are left out)."""
+        import faiss
+
+        if self._live is None:
+            dead = faiss.IDSelectorBatch(np.flatnonzero(self._rows < 0).astype(np.int64))
+            self._live = faiss.IDSelectorNot(dead)
+            self._live.referenced = dead  # IDSelectorNot holds a bare pointer: keep ``dead`` alive
+        return self._live
 
     def _dense_scores(self, rows: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
-        return np.asarray(self._vectors.reconstruct_batch(rows.astype(np.int64)) @ query_vector, dtype=np.float32)
+        vectors = self._vectors.reconstruct_batch(self._slots[rows.astype(np.int64)])
+        return np.asarray(vectors @ query_vector, dtype=np.float32)
 
     def _fused_hits(
         self,
@@ -439,6 +524,7 @@ class PassageIndex:
             "documents": f"documents-{generation}.jsonl",
             "passages": f"passages-{generation}.jsonl",
             "vectors": f"vectors-{generation}.faiss",
+            "slots": f"slots-{generation}.npy",
             "bm25": f"bm25-{generation}",
         }
         try:
@@ -463,6 +549,8 @@ class PassageIndex:
             _write_jsonl(path, (dataclasses.asdict(p) for p in self.passages))
         with _written(index_dir / files["vectors"]) as path:
             faiss.write_index(self._vectors, str(path))
+        with _written(index_dir / files["slots"]) as path, path.open("wb") as stream:
+            np.save(stream, self._slots, allow_pickle=False)
         with _written_directory(index_dir / files["bm25"]) as path:
             self._lexical.save(path)
 
@@ -474,15 +562,16 @@ class PassageIndex:
             documents = [document_from_json(d) for d in _read_jsonl(index_dir / manifest.files["documents"])]
             passages = [passage_from_json(p) for p in _read_jsonl(index_dir / manifest.files["passages"])]
             vectors = _read_faiss(index_dir / manifest.files["vectors"])
+            slots = np.load(index_dir / manifest.files["slots"], allow_pickle=False)
             lexical = LexicalIndex.load(index_dir / manifest.files["bm25"])
         except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
             raise IndexCorruptError(f"the index in {index_dir} is damaged ({error}): {REBUILD_HINT}") from error
-        if not (vectors.ntotal == lexical.size == len(passages)) or (passages and vectors.d != manifest.dimension):
+        if not _consistent(manifest, passages, vectors, slots, lexical):
             raise IndexCorruptError(
-                f"the index in {index_dir} is inconsistent ({vectors.ntotal} vectors, {lexical.size} BM25 rows "
-                f"for {len(passages)} passages): {REBUILD_HINT}"
+                f"the index in {index_dir} is inconsistent ({vectors.ntotal} vectors, {len(slots)} vector ids, "
+                f"{lexical.size} BM25 rows for {len(passages)} passages): {REBUILD_HINT}"
             )
-        return cls(documents, passages, vectors, lexical, manifest)
+        return cls(documents, passages, vectors, lexical, manifest, slots=slots)
 
 
 @dataclass(frozen=True)
@@ -492,6 +581,37 @@ class _Candidates:
     rows: np.ndarray
     dense: np.ndarray | None
     bm25: np.ndarray | None
+
+
+def _consistent(
+    manifest: Manifest, passages: list[Passage], vectors: faiss.Index, slots: np.ndarray, lexical: LexicalIndex
+) -> bool:
+    """Whether the loaded parts describe the same passages: one distinct, existing vector id each."""
+    if not (len(slots) == lexical.size == len(passages) <= vectors.ntotal) or slots.ndim != 1:
+        return False
+    if passages and vectors.d != manifest.dimension:
+        return False
+    in_range = len(slots) == 0 or (slots.dtype.kind == "i" and slots.min() >= 0 and slots.max() < vectors.ntotal)
+    return bool(in_range and len(np.unique(slots)) == len(slots))
+
+
+def _rows_of_slots(slots: np.ndarray, total: int) -> np.ndarray:
+    """The inverse of ``slots``: each vector id's passage row, -1 for a tombstone."""
+    rows = np.full(total, -1, dtype=np.int64)
+    rows[slots] = np.arange(len(slots), dtype=np.int64)
+    return rows
+
+
+def _extends_in_place(vectors: faiss.Index, *, passages: int, dead: int, total: int) -> bool:
+    """Whether to add to ``vectors`` rather than rebuild: a big HNSW graph with few tombstones.
+
+    Rebuilding an exact index is a copy; rebuilding a million-vector graph takes minutes.
+    """
+    import faiss
+
+    if not isinstance(vectors, faiss.IndexHNSW) or passages <= EXACT_SEARCH_LIMIT:
+        return False
+    return dead <= MAX_DEAD_FRACTION * total
 
 
 def _score_at(scores: np.ndarray | None, position: int) -> float | None:
@@ -700,7 +820,7 @@ def _sync_directory(directory: Path) -> None:
 
 def remove_stale_files(index_dir: Path, *, keep: set[str]) -> None:
     """Delete files of earlier generations and temporary files of interrupted builds."""
-    patterns = ("documents-*.jsonl", "passages-*.jsonl", "vectors-*.faiss", "bm25-*", ".*.tmp")
+    patterns = ("documents-*.jsonl", "passages-*.jsonl", "vectors-*.faiss", "slots-*.npy", "bm25-*", ".*.tmp")
     for pattern in patterns:
         for path in index_dir.glob(pattern):
             if path.name not in keep:
