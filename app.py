@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from qa.encoder import BACKENDS
 from qa.errors import QAError
 
 
@@ -27,6 +28,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--model", help="sentence-transformers model name or folder (default: the index's, else all-MiniLM-L6-v2)"
     )
+    parser.add_argument(
+        "--backend", choices=BACKENDS, help="how the encoder runs (default: $QA_BACKEND, else openvino-bf16)"
+    )
     return parser.parse_args(argv)
 
 
@@ -35,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from qa.service import AnswerService
 
     try:
-        service = AnswerService.open(args.corpus, args.index, model=args.model)
+        service = AnswerService.open(args.corpus, args.index, model=args.model, backend=args.backend)
         report = service.refresh(progress=sys.stderr.isatty())
     except QAError as error:
         print(f"qa: error: {error}", file=sys.stderr)

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -64,8 +65,12 @@ class RefusingEncoder(FakeEncoder):
 class FakeModelEncoder(FakeEncoder):
     """Stands in for SentenceTransformerEncoder: same constructor and passage-settings hooks."""
 
-    def __init__(self, name: str = "fake-encoder") -> None:
+    def __init__(self, name: str = "fake-encoder", *, backend: str | None = None) -> None:
         super().__init__(name)
+        self.backend = backend
+        FakeModelEncoder.made.append(self)
+
+    made: ClassVar[list[FakeModelEncoder]] = []  # every instance, so tests can see how they were made
 
     def max_tokens(self) -> int:
         return 254

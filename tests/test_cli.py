@@ -54,6 +54,20 @@ def test_index_reports_counts(corpus_copy: Path, tmp_path: Path, capsys: pytest.
     assert "up to date" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["index", "search"])
+def test_backend_option_reaches_the_encoder(index_dir: Path, corpus_copy: Path, command: str) -> None:
+    FakeModelEncoder.made.clear()
+    arguments = ["--corpus", str(corpus_copy)] if command == "index" else ["Why do defectors return?"]
+    assert main([command, *arguments, "--index", str(index_dir), "--backend", "torch"]) == 0
+    assert [encoder.backend for encoder in FakeModelEncoder.made] == ["torch"]
+
+
+def test_unknown_backend_is_refused_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["search", "question", "--backend", "onnx-int4"])
+    assert "openvino-bf16" in capsys.readouterr().err
+
+
 def test_search_json_has_the_documented_shape(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["search", "Why do defectors return?", "--k", "3", "--json", "--index", str(index_dir)]) == 0

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qa.encoder import BACKENDS
 from qa.errors import QAError
 from qa.records import Hit, Passage, SearchResult, result_to_dict
 from qa.retrieve import MODES, Mode, SearchFilter
@@ -26,6 +27,7 @@ DEFAULT_INDEX = Path("index")
 MODEL_HELP = (
     "sentence-transformers model name or folder (default: $QA_MODEL, else the index's model, else all-MiniLM-L6-v2)"
 )
+BACKEND_HELP = "how the encoder runs (default: $QA_BACKEND, else openvino-bf16)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--index", type=Path, default=DEFAULT_INDEX, metavar="DIR", help="index folder (default: index/)"
     )
+    common.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
     _add_index_parser(commands, common)
     _add_search_parser(commands, common)
     passages = commands.add_parser("passages", parents=[common], help="list every indexed passage in order")
@@ -133,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_index(args: argparse.Namespace) -> int:
     from qa.pipeline import encoder_for_corpus, index_corpus, settings_for
 
-    encoder = encoder_for_corpus(args.index, model=args.model)
+    encoder = encoder_for_corpus(args.index, model=args.model, backend=args.backend)
     settings, count_tokens = settings_for(encoder)
     report = index_corpus(
         args.corpus,
@@ -162,7 +165,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise QAError("give a question, or --batch FILE (not both)")
     from qa.pipeline import open_index
 
-    index, encoder = open_index(args.index, model=args.model)
+    index, encoder = open_index(args.index, model=args.model, backend=args.backend)
     ask_one = _asker(index, encoder, args)
     if args.batch is not None:
         for question in _read_questions(args.batch):
@@ -253,7 +256,7 @@ def _questions_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport
     from qa.pipeline import open_index
 
     questions = load_questions(args.questions)
-    index, encoder = open_index(args.index, model=args.model)
+    index, encoder = open_index(args.index, model=args.model, backend=args.backend)
     results = evaluate_questions(
         index,
         questions,
@@ -273,7 +276,7 @@ def _beir_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
     from qa.pipeline import settings_for
 
     dataset = load_beir(args.beir, split=args.split)
-    encoder = SentenceTransformerEncoder(model_from_environment(args.model) or DEFAULT_MODEL)
+    encoder = SentenceTransformerEncoder(model_from_environment(args.model) or DEFAULT_MODEL, backend=args.backend)
     settings, _ = settings_for(encoder)
     index = beir_index(dataset, args.cache, encoder=encoder, settings=settings, progress=sys.stderr.isatty())
     results = evaluate_beir(index, dataset, encoder=encoder, modes=modes, progress=sys.stderr.isatty())

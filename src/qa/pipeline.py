@@ -180,15 +180,22 @@ def _report(
     )
 
 
-def open_index(index_dir: Path, *, model: str | None = None) -> tuple[PassageIndex, SentenceTransformerEncoder]:
-    """Load the index and an encoder for its model (checked against ``model`` if one is asked for)."""
+def open_index(
+    index_dir: Path, *, model: str | None = None, backend: str | None = None
+) -> tuple[PassageIndex, SentenceTransformerEncoder]:
+    """Load the index and an encoder for its model (checked against ``model`` if one is asked for).
+
+    ``backend`` runs the encoder (see ``qa.encoder.BACKENDS``; default ``$QA_BACKEND``).
+    """
     index = PassageIndex.load(index_dir)
     name = model_from_environment(model) or index.manifest.model
     index.check_model(name)
-    return index, SentenceTransformerEncoder(name)
+    return index, SentenceTransformerEncoder(name, backend=backend)
 
 
-def encoder_for_corpus(index_dir: Path, *, model: str | None = None) -> SentenceTransformerEncoder:
+def encoder_for_corpus(
+    index_dir: Path, *, model: str | None = None, backend: str | None = None
+) -> SentenceTransformerEncoder:
     """The encoder ``qa index`` uses: the one asked for, else the index's own, else the default."""
     name = model_from_environment(model)
     if name is None:
@@ -196,7 +203,7 @@ def encoder_for_corpus(index_dir: Path, *, model: str | None = None) -> Sentence
             name = read_manifest(index_dir).model
         except (IndexNotFoundError, IndexMismatchError, IndexCorruptError):
             name = DEFAULT_MODEL
-    return SentenceTransformerEncoder(name)
+    return SentenceTransformerEncoder(name, backend=backend)
 
 
 def settings_for(encoder: SentenceTransformerEncoder) -> tuple[IndexSettings, Callable[[str], int]]:

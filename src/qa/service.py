@@ -45,9 +45,11 @@ class AnswerService:
         self._rebuild_lock = threading.Lock()
 
     @classmethod
-    def open(cls, corpus_dir: Path, index_dir: Path, *, model: str | None = None) -> AnswerService:
+    def open(
+        cls, corpus_dir: Path, index_dir: Path, *, model: str | None = None, backend: str | None = None
+    ) -> AnswerService:
         """A service for the corpus, with the model asked for or the one the index was built with."""
-        return cls(corpus_dir, index_dir, encoder=encoder_for_corpus(index_dir, model=model))
+        return cls(corpus_dir, index_dir, encoder=encoder_for_corpus(index_dir, model=model, backend=backend))
 
     @property
     def index(self) -> PassageIndex:
