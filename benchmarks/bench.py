@@ -225,8 +225,48 @@ def run_synthetic(size: int, workdir: Path) -> dict[str, Any]:
         "vector_index": type(loaded._vectors).__name__,
         "build_seconds_without_embedding": round(build_seconds, 1),
         "index_mb": folder_size_mb(workdir / "index"),
+        "serving_memory_mb": serving_memory_mb(workdir / "index"),
         **latencies(loaded, encoder, scifact_questions()),
         **vector_search_against_exact(loaded, normalize(vectors), encoder),
+        **update_seconds(loaded, size),
+    }
+
+
+def serving_memory_mb(index_dir: Path) -> float:
+    """Peak memory (max RSS) of a fresh process that loads the index and the model and answers once."""
+    code = (
+        "import resource; from pathlib import Path; from qa.pipeline import open_index; from qa.answer import ask;"
+        f"index, encoder = open_index(Path({str(index_dir)!r})); ask(index, 'cell growth', encoder=encoder);"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    return round(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout))
+
+
+class StoredVectors:
+    """An encoder that returns vectors made beforehand for known texts (no model: updates at scale)."""
+
+    def __init__(self, name: str, vectors: dict[str, np.ndarray]) -> None:
+        self.name = name
+        self.vectors = vectors
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self.vectors[text] for text in texts])
+
+
+def update_seconds(index: Any, size: int) -> dict[str, Any]:
+    """Time of an update that removes 1% of the passages and adds 1% new ones (vectors given, not embedded)."""
+    from qa.records import Passage
+
+    changed = size // 100
+    texts, vectors = synthetic_corpus(changed, seed=1)
+    added = [Passage(f"n{i}#p1-0", f"n{i}", f"n{i}", 1, 0, len(t), t) for i, t in enumerate(texts)]
+    encoder = StoredVectors(index.manifest.model, dict(zip(texts, vectors, strict=True)))
+    passages = index.passages[changed:] + added
+    started = time.perf_counter()
+    updated = index.update([], passages, encoder=encoder, settings=index.manifest.settings)
+    return {
+        "update_1pct_seconds": round(time.perf_counter() - started, 1),
+        "update_grew_in_place": bool(updated._vectors.ntotal > len(updated.passages)),
     }
 
 

@@ -292,12 +292,13 @@ class PassageIndex:
         self.check_model(encoder.name)
         texts = [embedding_text(p, settings) for p in passages]
         hashes = [text_hash(text) for text in texts]
-        slots = self._reusable_slots(hashes)
+        old_hashes = self._hashes()
+        slots = self._reusable_slots(old_hashes, hashes)
         fresh = np.flatnonzero(slots < 0)
         fresh_vectors, stats = embed_texts(
             [texts[row] for row in fresh],
             encoder,
-            known=self._stored_vectors({hashes[row] for row in fresh}),
+            known=self._stored_vectors(old_hashes, {hashes[row] for row in fresh}),
             cache=cache,
             progress=progress,
         )
@@ -322,13 +323,13 @@ class PassageIndex:
         settings = self.manifest.settings
         return [text_hash(embedding_text(p, settings)) for p in self.passages]
 
-    def _reusable_slots(self, hashes: list[str]) -> np.ndarray:
+    def _reusable_slots(self, old_hashes: list[str], hashes: list[str]) -> np.ndarray:
         """For each new passage, the slot of an old passage with the same embedded text, else -1.
 
         Each old slot goes to one new passage at most, so every passage keeps a vector of its own.
         """
         free: dict[str, list[int]] = {}
-        for slot, old_hash in zip(self._slots.tolist(), self._hashes(), strict=True):
+        for slot, old_hash in zip(self._slots.tolist(), old_hashes, strict=True):
             free.setdefault(old_hash, []).append(slot)
         slots = np.full(len(hashes), -1, dtype=np.int64)
         for row, new_hash in enumerate(hashes):
@@ -336,9 +337,9 @@ class PassageIndex:
                 slots[row] = free[new_hash].pop()
         return slots
 
-    def _stored_vectors(self, wanted: set[str]) -> dict[str, np.ndarray]:
+    def _stored_vectors(self, old_hashes: list[str], wanted: set[str]) -> dict[str, np.ndarray]:
         """Vectors this index holds for texts with these hashes (a repeated text needs a second slot)."""
-        rows = {h: row for row, h in enumerate(self._hashes()) if h in wanted}
+        rows = {h: row for row, h in enumerate(old_hashes) if h in wanted}
         if not rows:
             return {}
         matrix = self._vectors.reconstruct_batch(self._slots[list(rows.values())])
