@@ -42,19 +42,21 @@ from qa.encoder import (  # noqa: E402
     DEFAULT_MODEL,
     OPENVINO_BF16,
     OPENVINO_FP32,
-    OPENVINO_XML,
     TORCH,
-    ExportedModel,
-    ExportManifest,
     SentenceTransformerEncoder,
     export_dir,
-    export_is_current,
-    export_openvino,
     resolve_model_location,
-    source_fingerprint,
     usable_cpus,
 )
 from qa.evaluate import BeirDataset, load_beir  # noqa: E402
+from qa.export import (  # noqa: E402
+    OPENVINO_XML,
+    ExportedModel,
+    ExportManifest,
+    export_is_current,
+    export_openvino,
+    source_fingerprint,
+)
 from qa.index import EMBED_BATCH_SIZE  # noqa: E402
 from qa.metrics import evaluate, mean_metrics  # noqa: E402
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import site
-import subprocess
-import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +21,7 @@ from qa.encoder import (
     OPENVINO_FP32,
     TORCH,
     BackendFallbackWarning,
-    ExportManifest,
     SentenceTransformerEncoder,
-    ensure_export,
     export_dir,
     resolve_model_location,
 )
@@ -152,63 +147,6 @@ def test_export_folder_is_in_the_user_cache_outside_the_model_package(
     assert export_dir(DEFAULT_MODEL) == expected
 
 
-def _fake_exporter(calls: list[Path]) -> Callable[..., None]:
-    """Stands in for export_openvino: writes the files of an export, quickly."""
-
-    def export(source: Path, target: Path, *, fingerprint: str, keep_onnx: bool = False) -> None:
-        calls.append(target)
-        for name in ("openvino_model.xml", "openvino_model.bin", "tokenizer.json"):
-            (target / name).write_text(name, encoding="utf-8")
-        manifest = ExportManifest(str(source), fingerprint, ("input_ids",), 256, False, 0, "mean", True, 384)
-        manifest.write(target)
-
-    return export
-
-
-def test_export_is_made_once_then_reused_until_the_model_changes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    source = tmp_path / "model"
-    source.mkdir()
-    (source / "model.safetensors").write_bytes(b"weights")
-    target = tmp_path / "cache" / "model" / "openvino"
-    calls: list[Path] = []
-    monkeypatch.setattr("qa.encoder.export_openvino", _fake_exporter(calls))
-
-    assert ensure_export(source, target) == target
-    made = (target / "qa-export.json").stat().st_mtime_ns
-    assert ensure_export(source, target) == target
-    assert len(calls) == 1  # the second load found the export
-    assert (target / "qa-export.json").stat().st_mtime_ns == made
-    assert calls[0] != target  # written elsewhere, then renamed into place
-    assert [p.name for p in target.parent.iterdir()] == ["openvino"]
-
-    (source / "model.safetensors").write_bytes(b"new weights!")
-    ensure_export(source, target)
-    assert len(calls) == 2  # other model files: exported again, in place of the old export
-    assert [p.name for p in target.parent.iterdir()] == ["openvino"]
-
-    (target / "openvino_model.bin").unlink()  # an incomplete export is not used
-    ensure_export(source, target)
-    assert len(calls) == 3
-
-
-def test_failed_export_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = tmp_path / "model"
-    source.mkdir()
-    (source / "config.json").write_text("{}", encoding="utf-8")
-
-    def half_an_export(source: Path, target: Path, *, fingerprint: str, keep_onnx: bool = False) -> None:
-        (target / "openvino_model.xml").write_text("<net/>", encoding="utf-8")
-        raise RuntimeError("converter exploded")
-
-    monkeypatch.setattr("qa.encoder.export_openvino", half_an_export)
-    target = tmp_path / "cache" / "model" / "openvino"
-    with pytest.raises(RuntimeError, match="converter exploded"):
-        ensure_export(source, target)
-    assert list(target.parent.iterdir()) == []
-
-
 @pytest.mark.slow
 def test_failed_export_falls_back_to_torch_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(MODEL_CACHE_ENV_VAR, str(tmp_path / "cache"))
@@ -216,7 +154,7 @@ def test_failed_export_falls_back_to_torch_with_a_warning(tmp_path: Path, monkey
     def broken(source: Path, target: Path, *, fingerprint: str, keep_onnx: bool = False) -> None:
         raise RuntimeError("converter exploded")
 
-    monkeypatch.setattr("qa.encoder.export_openvino", broken)
+    monkeypatch.setattr("qa.export.export_openvino", broken)
     encoder = SentenceTransformerEncoder(backend=OPENVINO_BF16)
     with pytest.warns(BackendFallbackWarning, match=r"openvino-bf16 .*converter exploded.*using torch"):
         vectors = encoder.encode(SENTENCES)
@@ -232,7 +170,7 @@ def test_second_load_reuses_the_export(exported: Path, monkeypatch: pytest.Monke
     def must_not_export(source: Path, target: Path, *, fingerprint: str, keep_onnx: bool = False) -> None:
         raise AssertionError("exported again")
 
-    monkeypatch.setattr("qa.encoder.export_openvino", must_not_export)
+    monkeypatch.setattr("qa.export.export_openvino", must_not_export)
     encoder = SentenceTransformerEncoder(backend=OPENVINO_BF16)
     with warnings.catch_warnings():
         warnings.simplefilter("error", BackendFallbackWarning)
@@ -262,11 +200,3 @@ def test_fast_backends_give_torch_vectors(exported: Path) -> None:
         alone = np.concatenate([encoder.encode([text]) for text in texts])
         assert np.allclose(alone, vectors, atol=2e-3 if backend == OPENVINO_BF16 else 1e-5)
     assert SentenceTransformerEncoder(backend=OPENVINO_BF16).encode([]).shape == (0, 384)
-
-
-def test_importing_openvino_sends_no_usage_telemetry() -> None:
-    script = (
-        "import sys; from qa.encoder import _import_openvino; _import_openvino(); "
-        "sys.exit('openvino_telemetry' in sys.modules)"
-    )
-    assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 0
