@@ -85,3 +85,48 @@ def corpus_copy(tmp_path: Path) -> Path:
     target = tmp_path / "corpus"
     shutil.copytree(CORPUS, target)
     return target
+
+
+# Ways an index on disk gets damaged (a crash, a full disk, a hand edit), and what the error then says.
+DAMAGES = {
+    "truncated vectors": "bytes; the manifest says",
+    "vectors changed in place": "SHA-256 does not match",
+    "passages missing": "is missing",
+    "documents missing": "is missing",
+    "bm25 missing": "is missing",
+    "manifest not JSON": "manifest.json is unreadable",
+    "manifest count edited": "manifest.json was edited",
+    "manifest dimension edited": "manifest.json was edited",
+    "manifest file name edited": "manifest.json was edited",
+    "manifest and checksum edited": "the manifest says",
+}
+
+
+def damage_index(index_dir: Path, kind: str) -> None:
+    """Damage the saved index in ``index_dir`` in one of the ways ``DAMAGES`` names."""
+    from qa.index import Manifest, manifest_text
+
+    path = index_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    files = data["files"]
+    vectors = index_dir / files["vectors"]
+    if kind == "truncated vectors":
+        vectors.write_bytes(vectors.read_bytes()[: vectors.stat().st_size // 2])
+    elif kind == "vectors changed in place":
+        raw = bytearray(vectors.read_bytes())
+        raw[-5] ^= 0xFF
+        vectors.write_bytes(bytes(raw))
+    elif kind in {"passages missing", "documents missing"}:
+        (index_dir / files[kind.split(maxsplit=1)[0]]).unlink()
+    elif kind == "bm25 missing":
+        shutil.rmtree(index_dir / files["bm25"])
+    elif kind == "manifest not JSON":
+        path.write_text(path.read_text()[:40])
+    elif kind == "manifest and checksum edited":
+        del data["manifest_sha256"]
+        data["passages"] += 1
+        path.write_text(manifest_text(Manifest.from_json(data)))
+    else:
+        edits = {"count": ("passages", data["passages"] + 1), "dimension": ("dimension", 3)}
+        key, value = edits.get(kind.split()[1], ("files", {**files, "passages": "passages-other.jsonl"}))
+        path.write_text(json.dumps({**data, key: value}, indent=2))
