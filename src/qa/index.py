@@ -485,6 +485,7 @@ class PassageIndex:
         try:
             self._write_generation(index_dir, files)
             checks = file_checks(index_dir, files.values())
+            _sync_directory(index_dir)  # the new files' names reach the disk before the manifest names them
         except BaseException as error:
             # Interrupted (even by Ctrl-C) or the disk is full: the old manifest still rules.
             for name in files.values():
