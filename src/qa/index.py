@@ -652,16 +652,25 @@ def check_files(index_dir: Path, manifest: Manifest) -> None:
     for name in manifest.files.values():
         if not (index_dir / name).exists():
             raise damaged(index_dir, f"{name} is missing")
-    for name, check in manifest.file_checks.items():
-        path = index_dir / name
-        size = path.stat().st_size if path.is_file() else None
-        if size is None:
-            raise damaged(index_dir, f"{name} is missing")
+    try:
+        _check_sizes(index_dir, manifest.file_checks)
+        if sum(check.size for check in manifest.file_checks.values()) <= CHECKSUM_LIMIT:
+            _check_contents(index_dir, manifest.file_checks)
+    except FileNotFoundError as error:  # removed while being checked
+        raise damaged(index_dir, f"{Path(str(error.filename)).name} is missing") from error
+    except OSError as error:
+        raise damaged(index_dir, str(error)) from error
+
+
+def _check_sizes(index_dir: Path, checks: dict[str, FileCheck]) -> None:
+    for name, check in checks.items():
+        size = (index_dir / name).stat().st_size
         if size != check.size:
             raise damaged(index_dir, f"{name} has {size:,} bytes; the manifest says {check.size:,}")
-    if sum(check.size for check in manifest.file_checks.values()) > CHECKSUM_LIMIT:
-        return
-    for name, check in manifest.file_checks.items():
+
+
+def _check_contents(index_dir: Path, checks: dict[str, FileCheck]) -> None:
+    for name, check in checks.items():
         if file_sha256(index_dir / name) != check.sha256:
             raise damaged(index_dir, f"{name} has changed since it was written: its SHA-256 does not match")
 
