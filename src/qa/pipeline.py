@@ -107,16 +107,7 @@ def _index_locked(
         manifest, reason = _intact(index_dir, manifest)
         if manifest:
             remove_stale_files(index_dir, keep=set(manifest.files.values()))  # left by a killed build
-            return IndexReport(
-                documents=manifest.documents,
-                passages=manifest.passages,
-                added=0,
-                changed=0,
-                removed=0,
-                skipped=len(files) - manifest.documents,
-                embedded=0,
-                seconds=time.perf_counter() - started,
-            )
+            return _unchanged(manifest, len(files), started)
     previous, reason = _previous_index(index_dir, manifest, encoder.name, settings, reason)
     reusable_documents = previous.documents if previous.manifest.settings.splits_like(settings) else []
     documents, passages = _prepare(files, reusable_documents, previous.passages, settings, count_tokens)
@@ -137,6 +128,19 @@ def _index_locked(
         cache.close()
     built.save(index_dir)
     return _report(previous.documents, built, len(files), started, reason)
+
+
+def _unchanged(manifest: Manifest, files: int, started: float) -> IndexReport:
+    return IndexReport(
+        documents=manifest.documents,
+        passages=manifest.passages,
+        added=0,
+        changed=0,
+        removed=0,
+        skipped=files - manifest.documents,
+        embedded=0,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _reusable_manifest(index_dir: Path, model: str, rebuild: bool) -> tuple[Manifest | None, str]:
