@@ -36,14 +36,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    from qa.lock import DEFAULT_WAIT_SECONDS
     from qa.service import AnswerService
 
     try:
         service = AnswerService.open(args.corpus, args.index, model=args.model, backend=args.backend)
-        report = service.refresh(progress=sys.stderr.isatty())
+        # A damaged index is rebuilt here, like a missing one; the Corpus tab says so too.
+        report = service.refresh(
+            progress=sys.stderr.isatty(),
+            wait=DEFAULT_WAIT_SECONDS,
+            on_wait=lambda message: print(f"qa: {message}", file=sys.stderr, flush=True),
+        )
     except QAError as error:
         print(f"qa: error: {error}", file=sys.stderr)
         return 1
+    if report.rebuilt_reason:
+        print(f"Rebuilt from scratch: {report.rebuilt_reason}.")
     print(f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now).")
     # The model loads while the server starts, so the first question does not wait for it.
     threading.Thread(target=service.warm_up, daemon=True).start()

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import queue
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, ClassVar
 
 import numpy as np
 import pytest
@@ -90,3 +97,107 @@ def corpus_copy(tmp_path: Path) -> Path:
     target = tmp_path / "corpus"
     shutil.copytree(CORPUS, target)
     return target
+
+
+# Ways an index on disk gets damaged (a crash, a full disk, a hand edit), and what the error then says.
+DAMAGES = {
+    "truncated vectors": "bytes; the manifest says",
+    "vectors changed in place": "SHA-256 does not match",
+    "passages missing": "is missing",
+    "documents missing": "is missing",
+    "bm25 missing": "is missing",
+    "manifest not JSON": "manifest.json is unreadable",
+    "manifest count edited": "manifest.json was edited",
+    "manifest dimension edited": "manifest.json was edited",
+    "manifest file name edited": "manifest.json was edited",
+    "manifest and checksum edited": "the manifest says",
+}
+
+
+def damage_index(index_dir: Path, kind: str) -> None:
+    """Damage the saved index in ``index_dir`` in one of the ways ``DAMAGES`` names."""
+    from qa.index import Manifest, manifest_text
+
+    path = index_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    files = data["files"]
+    vectors = index_dir / files["vectors"]
+    if kind == "truncated vectors":
+        vectors.write_bytes(vectors.read_bytes()[: vectors.stat().st_size // 2])
+    elif kind == "vectors changed in place":
+        raw = bytearray(vectors.read_bytes())
+        raw[-5] ^= 0xFF
+        vectors.write_bytes(bytes(raw))
+    elif kind in {"passages missing", "documents missing"}:
+        (index_dir / files[kind.split(maxsplit=1)[0]]).unlink()
+    elif kind == "bm25 missing":
+        shutil.rmtree(index_dir / files["bm25"])
+    elif kind == "manifest not JSON":
+        path.write_text(path.read_text()[:40])
+    elif kind == "manifest and checksum edited":
+        del data["manifest_sha256"]
+        data["passages"] += 1
+        path.write_text(manifest_text(Manifest.from_json(data)))
+    else:
+        edits = {"count": ("passages", data["passages"] + 1), "dimension": ("dimension", 3)}
+        key, value = edits.get(kind.split()[1], ("files", {**files, "passages": "passages-other.jsonl"}))
+        path.write_text(json.dumps({**data, key: value}, indent=2))
+
+
+class IndexWorker:
+    """A real ``qa index`` process (``tests/index_worker.py``) that a test can hold at a point, let go or SIGKILL."""
+
+    def __init__(self, corpus: Path, index: Path, *, pause: str = "none", options: tuple[str, ...] = ()) -> None:
+        environment = {key: value for key, value in os.environ.items() if key != "QA_MODEL"}
+        environment["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])
+        command = [sys.executable, str(REPO / "tests" / "index_worker.py"), pause, "index"]
+        self.process = subprocess.Popen(
+            [*command, "--corpus", str(corpus), "--index", str(index), *options],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        self.output: list[str] = []  # stdout and stderr lines, as they come
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True)
+            for stream in (self.process.stdout, self.process.stderr)
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        for line in stream:
+            self.output.append(line)
+            self._lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        """Return once the process has printed a line containing ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if text in self._lines.get(timeout=0.05):
+                    return
+            except queue.Empty:
+                if self.process.poll() is not None and self._lines.empty():
+                    break
+        raise AssertionError(f"no {text!r} from the worker; it printed:\n{''.join(self.output)}")
+
+    def let_go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+
+    def sigkill(self) -> None:
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def finish(self, timeout: float = 30) -> int:
+        """The exit status, once the process has ended and all its output is read."""
+        status = self.process.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return status

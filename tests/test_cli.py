@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FakeModelEncoder
+from conftest import DAMAGES, FakeModelEncoder, IndexWorker, damage_index
 from qa.cli import main
+from qa.index import PassageIndex, read_manifest
+
+# A manifest rewritten with a matching checksum is only caught when the files are parsed, which
+# the unchanged-corpus fast path of `qa index` does not do (see the test after the next).
+FOUND_BY_QA_INDEX = [damage for damage in DAMAGES if damage != "manifest and checksum edited"]
 
 KOREA_TIMES = "koreatimes-why-do-nk-defectors-flee-to-destitute-north.txt"
 HIT_FIELDS = {
@@ -214,3 +219,76 @@ def test_eval_writes_table_json_report_and_chart(
 def test_eval_rejects_unknown_mode(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--questions", "x.jsonl", "--index", str(index_dir), "--modes", "bm25,magic"]) == 1
     assert "magic" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", FOUND_BY_QA_INDEX)
+def test_a_damaged_index_is_one_line_naming_the_fix_and_qa_index_repairs_it(
+    damage: str, index_dir: Path, corpus_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    damage_index(index_dir, damage)
+    for command in (["search", "Why do defectors return?"], ["passages"]):
+        capsys.readouterr()
+        assert main([*command, "--index", str(index_dir)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("qa: error: the index in")
+        assert DAMAGES[damage] in err and "run `qa index --rebuild`" in err
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"Rebuilt from scratch: the index in {index_dir} is damaged (" in out and DAMAGES[damage] in out
+    assert "0 passages embedded" in out  # the embedding cache survives the damage
+    assert main(["search", "Why do defectors return?", "--index", str(index_dir)]) == 0
+
+
+def test_a_consistently_rewritten_manifest_is_caught_on_loading_and_fixed_by_rebuild(
+    index_dir: Path, corpus_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    damage_index(index_dir, "manifest and checksum edited")
+    capsys.readouterr()
+    assert main(["search", "Why do defectors return?", "--index", str(index_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the manifest says" in err and "run `qa index --rebuild`" in err
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir), "--rebuild"]) == 0
+    assert main(["search", "Why do defectors return?", "--index", str(index_dir)]) == 0
+
+
+def test_an_index_of_an_older_format_is_rebuilt_by_qa_index(
+    index_dir: Path, corpus_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    (index_dir / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
+    capsys.readouterr()
+    assert main(["search", "Why do defectors return?", "--index", str(index_dir)]) == 1
+    assert "format version 2; this qa reads version 3: run `qa index --rebuild`" in capsys.readouterr().err
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 0
+    assert "Rebuilt from scratch: the index in" in capsys.readouterr().out
+    assert main(["search", "Why do defectors return?", "--index", str(index_dir)]) == 0
+
+
+def test_a_second_qa_index_waits_for_the_first_then_finds_its_work_done(corpus_copy: Path, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    first = IndexWorker(corpus_copy, index, pause="embedding")
+    first.wait_for("PAUSED embedding")  # holds the lock, part-way through embedding
+    second = IndexWorker(corpus_copy, index)
+    second.wait_for(f"qa: waiting up to 600 s for another qa index (pid {first.process.pid}) to finish")
+    assert second.process.poll() is None
+    first.let_go()
+    assert first.finish() == 0 and second.finish() == 0, "".join(first.output + second.output)
+    assert any("Index updated: 5 documents" in line for line in first.output)
+    assert any("Index up to date: 5 documents" in line for line in second.output)
+    index_files = {p.name for p in index.iterdir()}
+    assert index_files == {"manifest.json", "embeddings.sqlite", "qa-index.lock", *read_manifest(index).files.values()}
+    assert len(PassageIndex.load(index).documents) == 5
+
+
+def test_a_second_qa_index_gives_up_after_wait_seconds_with_one_line(corpus_copy: Path, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    first = IndexWorker(corpus_copy, index, pause="manifest-before-rename")
+    first.wait_for("PAUSED manifest-before-rename")
+    second = IndexWorker(corpus_copy, index, options=("--wait", "0.5"))
+    assert second.finish() == 1
+    errors = [line for line in second.output if line.startswith("qa: ")]
+    assert errors[-1].startswith(f"qa: error: another qa index (pid {first.process.pid}) is updating {index}")
+    assert "after waiting 0.5 s: try again when it has finished" in errors[-1]
+    first.let_go()
+    assert first.finish() == 0
+    assert len(PassageIndex.load(index).documents) == 5

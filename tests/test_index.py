@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import WORDS, FakeEncoder, RefusingEncoder
+import qa.index
+from conftest import DAMAGES, WORDS, FakeEncoder, RefusingEncoder, damage_index
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.index import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     EmbeddingCache,
     IndexSettings,
+    Manifest,
     PassageIndex,
     lexical_text,
     normalize,
@@ -159,9 +162,14 @@ def test_manifest_is_readable_json_with_what_built_the_index(tmp_path: Path, enc
     assert manifest["model"] == "fake-encoder"
     assert manifest["dimension"] == 256
     assert manifest["normalized"] is True
-    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["format_version"] == FORMAT_VERSION == 3
     assert set(manifest["files"]) == {"documents", "passages", "vectors", "slots", "bm25"}
-    assert {"corpus_fingerprint", "built_at", "settings"} <= set(manifest)
+    assert {"corpus_fingerprint", "built_at", "settings", "manifest_sha256"} <= set(manifest)
+    checks = manifest["file_checks"]
+    assert {name.split("/")[0] for name in checks} == set(manifest["files"].values())
+    for name, check in checks.items():
+        assert check["size"] == (tmp_path / name).stat().st_size
+        assert check["sha256"] == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
 
 
 def test_saving_again_replaces_the_previous_generation(tmp_path: Path, encoder: FakeEncoder) -> None:
@@ -246,26 +254,67 @@ def test_load_other_format_version(tmp_path: Path, encoder: FakeEncoder) -> None
         PassageIndex.load(tmp_path)
 
 
-@pytest.mark.parametrize(
-    "damage", ["truncate_vectors", "delete_passages", "garble_manifest", "drop_passage", "delete_bm25"]
-)
-def test_damaged_index_names_the_fix(tmp_path: Path, encoder: FakeEncoder, damage: str) -> None:
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_index_says_what_is_wrong_and_names_the_fix(tmp_path: Path, encoder: FakeEncoder, damage: str) -> None:
     build(make_documents(4), encoder).save(tmp_path)
-    files = read_manifest(tmp_path).files
-    if damage == "truncate_vectors":
-        path = tmp_path / files["vectors"]
-        path.write_bytes(path.read_bytes()[:100])
-    elif damage == "delete_passages":
-        (tmp_path / files["passages"]).unlink()
-    elif damage == "delete_bm25":
-        shutil.rmtree(tmp_path / files["bm25"])
-    elif damage == "garble_manifest":
-        (tmp_path / MANIFEST_NAME).write_text("{ not json")
-    else:
-        path = tmp_path / files["passages"]
-        path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
-    with pytest.raises(IndexCorruptError, match="qa index --rebuild"):
+    damage_index(tmp_path, damage)
+    with pytest.raises(IndexCorruptError, match="qa index --rebuild") as caught:
         PassageIndex.load(tmp_path)
+    assert "is damaged" in str(caught.value) and DAMAGES[damage] in str(caught.value)
+
+
+def test_checksums_are_left_to_parsing_above_the_limit(
+    tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(make_documents(4), encoder).save(tmp_path)
+    damage_index(tmp_path, "vectors changed in place")
+    monkeypatch.setattr("qa.index.CHECKSUM_LIMIT", 100)  # the files now count as large: sizes only
+    assert len(PassageIndex.load(tmp_path).passages) > 0
+    damage_index(tmp_path, "truncated vectors")
+    with pytest.raises(IndexCorruptError, match="bytes; the manifest says"):
+        PassageIndex.load(tmp_path)
+
+
+def test_a_build_committed_while_loading_is_read_instead(
+    tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(make_documents(3), encoder).save(tmp_path)
+    newer = build(make_documents(6, seed=4), encoder)
+    real_check = qa.index.check_files
+
+    def check_after_another_save(index_dir: Path, manifest: Manifest) -> None:
+        monkeypatch.setattr("qa.index.check_files", real_check)  # only the first read races
+        newer.save(tmp_path)  # commits a new generation and removes the one this load was about to read
+        real_check(index_dir, manifest)
+
+    monkeypatch.setattr("qa.index.check_files", check_after_another_save)
+    assert PassageIndex.load(tmp_path).passages == newer.passages
+
+
+def test_a_full_disk_leaves_the_previous_index_and_says_so(
+    tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = build(make_documents(3), encoder)
+    old.save(tmp_path)
+    before = snapshot(tmp_path)
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("qa.index._write_jsonl", full)
+    with pytest.raises(QAError, match=r"could not write the index .*No space left.*previous index is unchanged"):
+        build(make_documents(5, seed=2), encoder).save(tmp_path)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_damaged_embedding_cache_is_replaced_with_a_warning(tmp_path: Path, encoder: FakeEncoder) -> None:
+    path = tmp_path / "cache.sqlite"
+    path.write_bytes(b"not a database" * 100)
+    with pytest.warns(UserWarning, match="embedding cache .* is damaged"):
+        cache = EmbeddingCache(path)
+    documents = make_documents(2)
+    build(documents, encoder, cache=cache)
+    assert build(documents, RefusingEncoder(), cache=cache).embed_stats.cached > 0
 
 
 def test_sentence_vectors_are_remembered(encoder: FakeEncoder) -> None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import GOLD, FakeEncoder, RefusingEncoder
-from qa.index import IndexSettings, PassageIndex, read_manifest
+from conftest import GOLD, FakeEncoder, FakeModelEncoder, IndexWorker, RefusingEncoder
+from index_worker import BATCH as WORKER_BATCH
+from index_worker import POINTS
+from qa.cli import main as cli_main
+from qa.index import CACHE_NAME, MANIFEST_NAME, IndexSettings, PassageIndex, read_manifest
+from qa.lock import LOCK_NAME
 from qa.pipeline import IndexReport, index_corpus
 from qa.records import PARAGRAPH_SEPARATOR
 
@@ -159,3 +165,64 @@ def test_interrupted_build_keeps_old_index_and_resumes(
     report = run(corpus_copy, index_dir, resumed)
     # The two batches embedded before the interruption were kept in the cache.
     assert report.embedded == len(resumed.encoded) == report.passages - len(before) - 8
+
+
+# What a build killed at each point leaves behind besides the index (fnmatch), proving where it died.
+LEFT_BY_KILL = {
+    "embedding": None,
+    "cache-transaction": "embeddings.sqlite-journal",
+    "passages-half-written": ".passages-*.tmp",
+    "vectors-before-rename": ".vectors-*.tmp",
+    "bm25-before-rename": ".bm25-*.tmp",
+    "manifest-before-rename": ".manifest.json.*.tmp",
+    "manifest-after-rename": "documents-*.jsonl",  # the previous generation, not yet removed
+}
+
+
+def cache_rows(index_dir: Path) -> int:
+    with sqlite3.connect(index_dir / CACHE_NAME) as database:
+        assert database.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        return int(database.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+
+
+def stray_files(index_dir: Path) -> set[str]:
+    manifest = read_manifest(index_dir)
+    return {p.name for p in index_dir.iterdir()} - {*manifest.files.values(), MANIFEST_NAME, CACHE_NAME, LOCK_NAME}
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_build_killed_at_any_point_leaves_an_index_that_answers(
+    point: str, corpus_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("qa.pipeline.SentenceTransformerEncoder", FakeModelEncoder)
+    monkeypatch.delenv("QA_MODEL", raising=False)
+    index_dir = tmp_path / "index"
+    command = ["index", "--corpus", str(corpus_copy), "--index", str(index_dir), "--wait", "0"]
+    shutil.move(corpus_copy / KOREA_TIMES, tmp_path / KOREA_TIMES)
+    assert cli_main(command) == 0
+    previous = PassageIndex.load(index_dir).passages
+    rows_before = cache_rows(index_dir)
+    shutil.move(tmp_path / KOREA_TIMES, corpus_copy / KOREA_TIMES)
+
+    worker = IndexWorker(corpus_copy, index_dir, pause=point)  # a real `qa index` process, SIGKILLed at `point`
+    worker.wait_for(f"PAUSED {point}")
+    worker.sigkill()
+
+    left = stray_files(index_dir)
+    pattern = LEFT_BY_KILL[point]
+    assert any(fnmatch.fnmatch(name, pattern) for name in left) if pattern else not left
+    survivor = PassageIndex.load(index_dir)
+    assert survivor.search("Why do defectors return?", encoder=FakeEncoder(survivor.manifest.model), k=3)
+    rows_after_kill = cache_rows(index_dir)  # SQLite rolls back a batch cut off mid-commit
+    if point in {"embedding", "cache-transaction"}:
+        assert rows_after_kill == rows_before + 2 * WORKER_BATCH
+
+    capsys.readouterr()
+    assert cli_main(command) == 0  # a killed build leaves no lock behind: --wait 0 would refuse
+    out = capsys.readouterr().out
+    current = PassageIndex.load(index_dir).passages
+    assert KOREA_TIMES in {p.source for p in current} and KOREA_TIMES not in {p.source for p in previous}
+    assert survivor.passages == (current if point == "manifest-after-rename" else previous)
+    embedded = cache_rows(index_dir) - rows_after_kill  # what the killed run had embedded is not embedded again
+    assert f"; {embedded} passages embedded)" in out and embedded < len(current) - len(previous)
+    assert not stray_files(index_dir)

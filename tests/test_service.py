@@ -1,15 +1,16 @@
-"""AnswerService: answering while a rebuild runs, one rebuild at a time, documents by id only."""
+"""AnswerService: answering while a rebuild runs, one rebuild at a time (across processes too), repair at start."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import FakeModelEncoder
-from qa.errors import QAError
+from conftest import DAMAGES, FakeModelEncoder, IndexWorker, damage_index
+from qa.errors import IndexBusyError, QAError
 from qa.service import AnswerService
 
 NEW_ARTICLE = "Lighthouse keepers\n\nThe lighthouse keepers of the northern coast went on strike over pay on Monday.\n"
@@ -81,3 +82,42 @@ def test_asking_before_the_index_is_loaded_is_a_clear_error(corpus_copy: Path, t
     service = AnswerService(corpus_copy, tmp_path / "index", encoder=FakeModelEncoder())  # type: ignore[arg-type]
     with pytest.raises(QAError, match="not loaded"):
         service.ask("anything")
+
+
+@pytest.mark.parametrize("damage", ["truncated vectors", "passages missing", "manifest not JSON"])
+def test_a_damaged_index_is_rebuilt_when_the_service_starts(corpus_copy: Path, tmp_path: Path, damage: str) -> None:
+    open_service(corpus_copy, tmp_path)
+    damage_index(tmp_path / "index", damage)
+    service = open_service(corpus_copy, tmp_path)
+    assert service.report is not None
+    assert "is damaged" in service.report.rebuilt_reason and DAMAGES[damage] in service.report.rebuilt_reason
+    assert service.report.embedded == 0  # rebuilt from the embedding cache
+    assert service.ask("Why do defectors return?").hits
+
+
+def test_refresh_refuses_while_another_process_builds_the_same_index(corpus_copy: Path, tmp_path: Path) -> None:
+    service = open_service(corpus_copy, tmp_path)
+    before = service.ask("Why do defectors return?")
+    other = IndexWorker(corpus_copy, tmp_path / "index", pause="embedding", options=("--rebuild",))
+    other.wait_for("PAUSED embedding")
+    with pytest.raises(IndexBusyError, match=rf"another qa index \(pid {other.process.pid}\) is updating"):
+        service.refresh(rebuild=True)
+    assert service.ask("Why do defectors return?") == before and not service.rebuilding
+    other.let_go()
+    assert other.finish() == 0
+    assert service.refresh(rebuild=True).passages == len(service.index.passages)
+
+
+def test_another_process_is_refused_while_the_service_rebuilds(corpus_copy: Path, tmp_path: Path) -> None:
+    encoder = GatedEncoder()
+    service = open_service(corpus_copy, tmp_path, encoder)
+    (corpus_copy / "lighthouse.txt").write_text(NEW_ARTICLE)
+    worker = threading.Thread(target=service.refresh)
+    worker.start()
+    assert encoder.waiting.wait(timeout=30)
+    other = IndexWorker(corpus_copy, tmp_path / "index", options=("--wait", "0"))
+    assert other.finish() == 1
+    assert f"qa: error: another qa index (pid {os.getpid()}) is updating" in "".join(other.output)
+    encoder.gate.set()
+    worker.join(timeout=30)
+    assert service.status().documents == 6

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from qa.encoder import BACKENDS
 from qa.errors import QAError
+from qa.lock import DEFAULT_WAIT_SECONDS
 from qa.records import Hit, Passage, SearchResult, result_to_dict
 from qa.retrieve import MODES, Mode, SearchFilter
 
@@ -55,6 +56,13 @@ def _add_index_parser(
     )
     index.add_argument("--model", help=MODEL_HELP)
     index.add_argument("--rebuild", action="store_true", help="re-read and re-embed everything")
+    index.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long to wait for another qa index of the same folder (default: {DEFAULT_WAIT_SECONDS:g}; 0: refuse)",
+    )
 
 
 def _add_search_parser(
@@ -146,6 +154,8 @@ def run_index(args: argparse.Namespace) -> int:
         count_tokens=count_tokens,
         rebuild=args.rebuild,
         progress=sys.stderr.isatty(),
+        wait=args.wait,
+        on_wait=lambda message: print(f"qa: {message}", file=sys.stderr, flush=True),
     )
     if report.rebuilt_reason:
         print(f"Rebuilt from scratch: {report.rebuilt_reason}.")

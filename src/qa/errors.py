@@ -17,3 +17,7 @@ class IndexMismatchError(QAError):
 
 class IndexCorruptError(QAError):
     """The index on disk is damaged or incomplete."""
+
+
+class IndexBusyError(QAError):
+    """Another ``qa index`` is updating the same index folder."""

@@ -8,12 +8,15 @@ On disk (``index/``)::
     passages-<generation>.jsonl   passages in document and paragraph order
     vectors-<generation>.faiss    one unit vector per passage
     slots-<generation>.npy        each passage's vector id in the FAISS index (NumPy, no pickle)
+    bm25-<generation>/            the BM25 index in bm25s's format
     embeddings.sqlite           embedding cache keyed by (model, text hash)
 
 Every build writes a new generation of files beside the old one and then
-replaces ``manifest.json`` in one rename, so an interrupted build leaves the
-previous index whole. Nothing is pickled: JSON, SQLite, NumPy arrays and
-FAISS's own format.
+replaces ``manifest.json`` in one rename, so an interrupted build (even by
+SIGKILL) leaves the previous index whole. The manifest records each file's size
+and SHA-256 and a checksum of its own content, so a truncated, edited or
+missing file is reported as damage before anything is parsed. Nothing is
+pickled: JSON, SQLite, NumPy arrays and FAISS's own format.
 
 Vector ids ("slots") are mapped to passages rather than equal to their position.
 A small index is rebuilt from its stored vectors at every update, so its slots
@@ -33,10 +36,11 @@ import shutil
 import sqlite3
 import sys
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,11 +65,20 @@ from qa.retrieve import (
 if TYPE_CHECKING:
     import faiss
 
+# 3: vector ids mapped to passages (slots-*.npy); the manifest records each file's
+# size and SHA-256, and its own checksum.
 FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
+MANIFEST_CHECKSUM = "manifest_sha256"
 CACHE_NAME = "embeddings.sqlite"
 REBUILD_HINT = "run `qa index --rebuild` to build it again"
 EMBED_BATCH_SIZE = 32
+# Up to this many bytes of index files, loading (and an unchanged `qa index`) checks every
+# file's SHA-256; above it, sizes only (see check_files). SHA-256 runs at 1.4 GB/s here
+# (benchmarks/integrity.py): at most 0.2 s below the limit; at 100k passages (281 MB) it
+# took a load from 1.0 to 1.3 s, and at 1M (about 2 GB) it would add some 1.5 s to every
+# load and to every unchanged `qa index` (0.2 s otherwise).
+CHECKSUM_LIMIT = 256 * 2**20
 # Hybrid score = w * dense + (1 - w) * BM25, each min-max scaled over the candidates.
 # Chosen on SciFact's train split by benchmarks/fusion.py (nDCG@10): min-max 0.7352
 # at w = 0.5, z-score 0.7349, max-scaling 0.7357: a tie; min-max is flat from 0.4 to
@@ -111,6 +124,14 @@ class IndexSettings:
 
 
 @dataclass(frozen=True)
+class FileCheck:
+    """Size and SHA-256 of one index file as it was written."""
+
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     """What an index was built from and how; written last, it commits a build."""
 
@@ -125,13 +146,16 @@ class Manifest:
     normalized: bool = True
     metric: str = "inner_product"
     format_version: int = FORMAT_VERSION
+    # Every file of the generation, by path relative to the index folder (bm25's inner files too).
+    file_checks: dict[str, FileCheck] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
-        return cls(**{**data, "settings": IndexSettings(**data["settings"])})
+        checks = {name: FileCheck(**check) for name, check in data["file_checks"].items()}
+        return cls(**{**data, "settings": IndexSettings(**data["settings"]), "file_checks": checks})
 
 
 def text_hash(text: str) -> str:
@@ -163,16 +187,20 @@ class EmbeddingCache:
     """Vectors already computed, keyed by model and text hash, in SQLite.
 
     Batches are committed as they are embedded, so a build that is stopped
-    part-way resumes without embedding the same passages again.
+    part-way resumes without embedding the same passages again. SQLite's
+    rollback journal undoes a batch cut off mid-commit (even by SIGKILL).
     """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, text_hash TEXT NOT NULL,"
-            " vector BLOB NOT NULL, PRIMARY KEY (model, text_hash))"
-        )
+        try:
+            self._db = _open_cache(path)
+        except sqlite3.DatabaseError as error:
+            # Only a cache: replacing a damaged one costs embedding again, not a failed build.
+            warnings.warn(f"the embedding cache {path} is damaged ({error}); starting a new one", stacklevel=2)
+            for stale in (path, path.with_name(f"{path.name}-journal")):
+                stale.unlink(missing_ok=True)
+            self._db = _open_cache(path)
 
     def get_many(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
@@ -199,6 +227,19 @@ class EmbeddingCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _open_cache(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, text_hash TEXT NOT NULL,"
+            " vector BLOB NOT NULL, PRIMARY KEY (model, text_hash))"
+        )
+    except sqlite3.DatabaseError:
+        connection.close()
+        raise
+    return connection
 
 
 @dataclass(frozen=True)
@@ -530,14 +571,23 @@ class PassageIndex:
         }
         try:
             self._write_generation(index_dir, files)
-        except BaseException:
-            # Interrupted (even by Ctrl-C): the old manifest still rules; drop the new files.
+            checks = file_checks(index_dir, files.values())
+            _sync_directory(index_dir)  # the new files' names reach the disk before the manifest names them
+        except BaseException as error:
+            # Interrupted (even by Ctrl-C) or the disk is full: the old manifest still rules.
             for name in files.values():
                 _remove(index_dir / name)
+            if isinstance(error, OSError):
+                raise _write_failure(index_dir, error) from error
             raise
-        self.manifest = dataclasses.replace(self.manifest, files=files)
-        with _written(index_dir / MANIFEST_NAME) as path:
-            path.write_text(json.dumps(self.manifest.to_json(), indent=2) + "\n", encoding="utf-8")
+        manifest = dataclasses.replace(self.manifest, files=files, file_checks=checks)
+        try:
+            with _written(index_dir / MANIFEST_NAME) as path:
+                path.write_text(manifest_text(manifest), encoding="utf-8")
+        except OSError as error:
+            # Not committed; the next build removes this generation's files.
+            raise _write_failure(index_dir, error) from error
+        self.manifest = manifest
         _sync_directory(index_dir)
         remove_stale_files(index_dir, keep=set(files.values()))
 
@@ -560,18 +610,36 @@ class PassageIndex:
         """Load the index in ``index_dir``; a missing or damaged index raises a clear error."""
         manifest = read_manifest(index_dir)
         try:
+            return cls._load_files(index_dir, manifest)
+        except IndexCorruptError:
+            # A build may have committed a new generation, and removed this one, while it was read.
+            latest = read_manifest(index_dir)
+            if latest == manifest:
+                raise
+            return cls._load_files(index_dir, latest)
+
+    @classmethod
+    def _load_files(cls, index_dir: Path, manifest: Manifest) -> PassageIndex:
+        check_files(index_dir, manifest)
+        try:
             documents = [document_from_json(d) for d in _read_jsonl(index_dir / manifest.files["documents"])]
             passages = [passage_from_json(p) for p in _read_jsonl(index_dir / manifest.files["passages"])]
             vectors = _read_faiss(index_dir / manifest.files["vectors"])
             slots = np.load(index_dir / manifest.files["slots"], allow_pickle=False)
             lexical = LexicalIndex.load(index_dir / manifest.files["bm25"])
         except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
-            raise IndexCorruptError(f"the index in {index_dir} is damaged ({error}): {REBUILD_HINT}") from error
-        if not _consistent(manifest, passages, vectors, slots, lexical):
-            raise IndexCorruptError(
-                f"the index in {index_dir} is inconsistent ({vectors.ntotal} vectors, {len(slots)} vector ids, "
-                f"{lexical.size} BM25 rows for {len(passages)} passages): {REBUILD_HINT}"
+            raise damaged(index_dir, str(error)) from error
+        counts = (len(documents), len(passages), len(slots), lexical.size)
+        expected = (manifest.documents, manifest.passages, manifest.passages, manifest.passages)
+        if counts != expected or (passages and vectors.d != manifest.dimension):
+            raise damaged(
+                index_dir,
+                f"{len(documents)} documents, {len(passages)} passages, {len(slots)} vector ids, {vectors.ntotal} "
+                f"vectors of dimension {vectors.d}, {lexical.size} BM25 rows; the manifest says "
+                f"{manifest.documents} documents and {manifest.passages} passages of dimension {manifest.dimension}",
             )
+        if not _valid_slots(slots, vectors.ntotal):
+            raise damaged(index_dir, f"its vector ids do not map one to one onto its {vectors.ntotal} vectors")
         return cls(documents, passages, vectors, lexical, manifest, slots=slots)
 
 
@@ -584,15 +652,13 @@ class _Candidates:
     bm25: np.ndarray | None
 
 
-def _consistent(
-    manifest: Manifest, passages: list[Passage], vectors: faiss.Index, slots: np.ndarray, lexical: LexicalIndex
-) -> bool:
-    """Whether the loaded parts describe the same passages: one distinct, existing vector id each."""
-    if not (len(slots) == lexical.size == len(passages) <= vectors.ntotal) or slots.ndim != 1:
+def _valid_slots(slots: np.ndarray, total: int) -> bool:
+    """Whether ``slots`` gives each passage its own existing vector id."""
+    if slots.ndim != 1 or len(slots) > total:
         return False
-    if passages and vectors.d != manifest.dimension:
-        return False
-    in_range = len(slots) == 0 or (slots.dtype.kind == "i" and slots.min() >= 0 and slots.max() < vectors.ntotal)
+    if len(slots) == 0:
+        return True
+    in_range = slots.dtype.kind == "i" and slots.min() >= 0 and slots.max() < total
     return bool(in_range and len(np.unique(slots)) == len(slots))
 
 
@@ -639,7 +705,7 @@ def lexical_query(query: str, history: Sequence[str] = ()) -> str:
 
 
 def read_manifest(index_dir: Path) -> Manifest:
-    """The manifest of the index in ``index_dir``, checked for format version."""
+    """The manifest of the index in ``index_dir``, checked for format version and against its checksum."""
     path = index_dir / MANIFEST_NAME
     if not path.is_file():
         raise IndexNotFoundError(f"no index in {index_dir}: run `qa index` first")
@@ -647,16 +713,87 @@ def read_manifest(index_dir: Path) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
         version = data.get("format_version")
     except (OSError, ValueError, AttributeError) as error:
-        raise IndexCorruptError(f"the index manifest {path} is unreadable ({error}): {REBUILD_HINT}") from error
+        raise damaged(index_dir, f"{MANIFEST_NAME} is unreadable: {error}") from error
     if version != FORMAT_VERSION:
         raise IndexMismatchError(
             f"the index in {index_dir} has format version {version}; this qa reads version {FORMAT_VERSION}: "
             f"{REBUILD_HINT}"
         )
+    if data.pop(MANIFEST_CHECKSUM, None) != _json_sha256(data):
+        raise damaged(index_dir, f"{MANIFEST_NAME} was edited or damaged: it does not match its checksum")
     try:
         return Manifest.from_json(data)
-    except (KeyError, TypeError) as error:
-        raise IndexCorruptError(f"the index manifest {path} is incomplete ({error}): {REBUILD_HINT}") from error
+    except (KeyError, TypeError, AttributeError) as error:
+        raise damaged(index_dir, f"{MANIFEST_NAME} is incomplete: {error}") from error
+
+
+def manifest_text(manifest: Manifest) -> str:
+    """The manifest file: its JSON with a checksum of that JSON, so that any edit shows."""
+    data = manifest.to_json()
+    return json.dumps({**data, MANIFEST_CHECKSUM: _json_sha256(data)}, indent=2) + "\n"
+
+
+def _json_sha256(data: dict[str, Any]) -> str:
+    # Key order and spacing do not count: only what the manifest says.
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def damaged(index_dir: Path, problem: str) -> IndexCorruptError:
+    """The error for a damaged index: what was found, and the fix."""
+    return IndexCorruptError(f"the index in {index_dir} is damaged ({problem}): {REBUILD_HINT}")
+
+
+def file_checks(index_dir: Path, names: Iterable[str]) -> dict[str, FileCheck]:
+    """Size and SHA-256 of each named file, and of every file inside each named folder."""
+    paths = sorted(path for name in names for path in _files_under(index_dir / name))
+    return {path.relative_to(index_dir).as_posix(): FileCheck(path.stat().st_size, file_sha256(path)) for path in paths}
+
+
+def _files_under(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_files(index_dir: Path, manifest: Manifest) -> None:
+    """Raise ``IndexCorruptError`` unless every file of the index is as it was written.
+
+    Sizes are always compared (a ``stat`` each, so an unchanged ``qa index``
+    stays fast); contents too when the files total at most ``CHECKSUM_LIMIT``
+    bytes. Above that, hashing would add about a second per 1.5 GB to every
+    load, and a same-size change is left to the parsers and count checks.
+    """
+    for name in manifest.files.values():
+        if not (index_dir / name).exists():
+            raise damaged(index_dir, f"{name} is missing")
+    try:
+        _check_sizes(index_dir, manifest.file_checks)
+        if sum(check.size for check in manifest.file_checks.values()) <= CHECKSUM_LIMIT:
+            _check_contents(index_dir, manifest.file_checks)
+    except FileNotFoundError as error:  # removed while being checked
+        raise damaged(index_dir, f"{Path(str(error.filename)).name} is missing") from error
+    except OSError as error:
+        raise damaged(index_dir, str(error)) from error
+
+
+def _check_sizes(index_dir: Path, checks: dict[str, FileCheck]) -> None:
+    for name, check in checks.items():
+        size = (index_dir / name).stat().st_size
+        if size != check.size:
+            raise damaged(index_dir, f"{name} has {size:,} bytes; the manifest says {check.size:,}")
+
+
+def _check_contents(index_dir: Path, checks: dict[str, FileCheck]) -> None:
+    for name, check in checks.items():
+        if file_sha256(index_dir / name) != check.sha256:
+            raise damaged(index_dir, f"{name} has changed since it was written: its SHA-256 does not match")
 
 
 def embed_texts(
@@ -779,15 +916,24 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 @contextmanager
 def _written_directory(final: Path) -> Iterator[Path]:
-    """Like ``_written`` for a folder: filled under a temporary name, renamed when complete."""
+    """Like ``_written`` for a folder: filled under a temporary name, flushed, renamed when complete."""
     temporary = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     _remove(temporary)
     temporary.mkdir(parents=True)
     try:
         yield temporary
+        for path in _files_under(temporary):
+            with path.open("rb+") as file:
+                os.fsync(file.fileno())
+        _sync_directory(temporary)
         os.replace(temporary, final)
     finally:
         _remove(temporary)
+
+
+def _write_failure(index_dir: Path, error: OSError) -> QAError:
+    """A full disk or a read-only folder, said plainly."""
+    return QAError(f"could not write the index in {index_dir} ({error}); the previous index is unchanged")
 
 
 def _remove(path: Path) -> None:

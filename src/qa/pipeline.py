@@ -10,8 +10,19 @@ from pathlib import Path
 
 from qa.encoder import DEFAULT_MODEL, Encoder, SentenceTransformerEncoder, model_from_environment
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
-from qa.index import CACHE_NAME, EmbeddingCache, IndexSettings, Manifest, PassageIndex, read_manifest
+from qa.index import (
+    CACHE_NAME,
+    REBUILD_HINT,
+    EmbeddingCache,
+    IndexSettings,
+    Manifest,
+    PassageIndex,
+    check_files,
+    read_manifest,
+    remove_stale_files,
+)
 from qa.ingest import CorpusFile, find_corpus_files, load_document
+from qa.lock import index_lock
 from qa.records import Document, Passage
 from qa.split import approximate_token_count, split_passages
 
@@ -55,27 +66,48 @@ def index_corpus(
     count_tokens: Callable[[str], int] = approximate_token_count,
     rebuild: bool = False,
     progress: bool = False,
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
 ) -> IndexReport:
     """Build or update the index of ``corpus_dir`` in ``index_dir``.
 
     Unchanged files keep their passages; only new or changed passage texts are
-    embedded; when nothing changed the encoder is never called (nor loaded).
+    embedded; when nothing changed the encoder is never called (nor loaded). A
+    damaged index is rebuilt, reusing the embedding cache, and the report says
+    why. One build at a time per index folder: another one is waited for up to
+    ``wait`` seconds (``on_wait`` gets a message saying so), then refused.
     """
+    with index_lock(index_dir, wait=wait, on_wait=on_wait):
+        return _index_locked(
+            corpus_dir,
+            index_dir,
+            encoder=encoder,
+            settings=settings,
+            count_tokens=count_tokens,
+            rebuild=rebuild,
+            progress=progress,
+        )
+
+
+def _index_locked(
+    corpus_dir: Path,
+    index_dir: Path,
+    *,
+    encoder: Encoder,
+    settings: IndexSettings,
+    count_tokens: Callable[[str], int],
+    rebuild: bool,
+    progress: bool,
+) -> IndexReport:
     started = time.perf_counter()
     files = find_corpus_files(corpus_dir)
     fingerprint = corpus_fingerprint(files)
     manifest, reason = _reusable_manifest(index_dir, encoder.name, rebuild)
-    if manifest and _is_current(manifest, index_dir, fingerprint, settings):
-        return IndexReport(
-            documents=manifest.documents,
-            passages=manifest.passages,
-            added=0,
-            changed=0,
-            removed=0,
-            skipped=len(files) - manifest.documents,
-            embedded=0,
-            seconds=time.perf_counter() - started,
-        )
+    if manifest and _is_current(manifest, fingerprint, settings):
+        manifest, reason = _intact(index_dir, manifest)
+        if manifest:
+            remove_stale_files(index_dir, keep=set(manifest.files.values()))  # left by a killed build
+            return _unchanged(manifest, len(files), started)
     previous, reason = _previous_index(index_dir, manifest, encoder.name, settings, reason)
     reusable_documents = previous.documents if previous.manifest.settings.splits_like(settings) else []
     documents, passages = _prepare(files, reusable_documents, previous.passages, settings, count_tokens)
@@ -98,6 +130,19 @@ def index_corpus(
     return _report(previous.documents, built, len(files), started, reason)
 
 
+def _unchanged(manifest: Manifest, files: int, started: float) -> IndexReport:
+    return IndexReport(
+        documents=manifest.documents,
+        passages=manifest.passages,
+        added=0,
+        changed=0,
+        removed=0,
+        skipped=files - manifest.documents,
+        embedded=0,
+        seconds=time.perf_counter() - started,
+    )
+
+
 def _reusable_manifest(index_dir: Path, model: str, rebuild: bool) -> tuple[Manifest | None, str]:
     """The manifest of an index this build may update, or ``None`` with the reason to start afresh."""
     if rebuild:
@@ -107,16 +152,29 @@ def _reusable_manifest(index_dir: Path, model: str, rebuild: bool) -> tuple[Mani
     except IndexNotFoundError:
         return None, ""
     except (IndexMismatchError, IndexCorruptError) as error:
-        return None, str(error)
+        return None, _without_advice(error)
     if manifest.model != model:
         return None, f"model changed from {manifest.model} to {model}"
     return manifest, ""
 
 
-def _is_current(manifest: Manifest, index_dir: Path, fingerprint: str, settings: IndexSettings) -> bool:
-    """Whether the index already holds this corpus, so there is nothing to do."""
-    files_present = all((index_dir / name).exists() for name in manifest.files.values())
-    return files_present and manifest.corpus_fingerprint == fingerprint and manifest.settings == settings
+def _is_current(manifest: Manifest, fingerprint: str, settings: IndexSettings) -> bool:
+    """Whether the index was built from this corpus with these settings, so there is nothing to do."""
+    return manifest.corpus_fingerprint == fingerprint and manifest.settings == settings
+
+
+def _intact(index_dir: Path, manifest: Manifest) -> tuple[Manifest | None, str]:
+    """The manifest if its files are as written (see ``check_files``), else ``None`` and the damage found."""
+    try:
+        check_files(index_dir, manifest)
+    except IndexCorruptError as error:
+        return None, _without_advice(error)
+    return manifest, ""
+
+
+def _without_advice(error: Exception) -> str:
+    # The build is the fix the message advises; the report keeps only what was found.
+    return str(error).removesuffix(f": {REBUILD_HINT}")
 
 
 def _previous_index(
@@ -127,7 +185,7 @@ def _previous_index(
         try:
             return PassageIndex.load(index_dir), reason
         except IndexCorruptError as error:
-            reason = f"previous index unusable ({error})"
+            reason = _without_advice(error)
     return PassageIndex.empty(model, settings), reason
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,7 @@ class AnswerService:
         self.index_dir = index_dir
         self.encoder = encoder
         self._index: PassageIndex | None = None
+        self.report: IndexReport | None = None  # of the last refresh: what it did, and why if it rebuilt
         self._abstention: Abstention = calibrated_abstention(encoder.name)
         self._rebuild_lock = threading.Lock()
 
@@ -57,11 +58,20 @@ class AnswerService:
             raise QAError("the index is not loaded yet")
         return self._index
 
-    def refresh(self, *, rebuild: bool = False, progress: bool = False) -> IndexReport:
-        """Bring the index on disk up to date with the corpus, then serve it.
+    def refresh(
+        self,
+        *,
+        rebuild: bool = False,
+        progress: bool = False,
+        wait: float = 0.0,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> IndexReport:
+        """Bring the index on disk up to date with the corpus (rebuilding it if damaged), then serve it.
 
         Only one refresh runs at a time; a second caller gets an error rather
-        than a second build of the same files.
+        than a second build of the same files. A ``qa index`` of the same
+        folder in another process is waited for up to ``wait`` seconds, then
+        refused (see ``index_corpus``).
         """
         if not self._rebuild_lock.acquire(blocking=False):
             raise QAError("the index is already being rebuilt")
@@ -75,9 +85,12 @@ class AnswerService:
                 count_tokens=count_tokens,
                 rebuild=rebuild,
                 progress=progress,
+                wait=wait,
+                on_wait=on_wait,
             )
             fresh = PassageIndex.load(self.index_dir)
             self._index = fresh  # one assignment: questions in flight keep the old index
+            self.report = report
             return report
         finally:
             self._rebuild_lock.release()

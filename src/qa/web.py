@@ -170,14 +170,29 @@ def _corpus_tab(service: AnswerService, ask_tab: dict[str, Any]) -> None:
         value=corpus_rows(service.documents()), headers=CORPUS_COLUMNS, interactive=False, elem_id="qa-corpus"
     )
     rebuild = gr.Button("Rebuild index", elem_id="qa-rebuild")
-    message = gr.Markdown(elem_id="qa-rebuild-message")
+    message = gr.Markdown(start_notice(service), elem_id="qa-rebuild-message")
+    rebuild.click(
+        rebuilder(service),
+        None,
+        [status, table, message, ask_tab["documents"], ask_tab["outlets"]],
+        api_visibility="private",
+        concurrency_id="rebuild",
+    )
+
+
+def rebuilder(service: AnswerService) -> Any:
+    """The Rebuild button's handler: status, corpus table, a message, and the filters' new choices.
+
+    A ``qa index`` of the same folder running elsewhere makes it refuse at
+    once, saying so, rather than hold the page while it waits.
+    """
 
     def run_rebuild(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:  # noqa: B008
         try:
             report = service.refresh(rebuild=True, progress=True)
             done = f"Rebuilt: {report.documents} documents, {report.passages} passages in {report.seconds:.1f} s."
         except QAError as error:
-            done = f"Not rebuilt: {error}."
+            done = f"Not rebuilt: {as_markdown_text(str(error))}."
         return (
             _status(service),
             corpus_rows(service.documents()),
@@ -186,13 +201,15 @@ def _corpus_tab(service: AnswerService, ask_tab: dict[str, Any]) -> None:
             gr.update(choices=_outlet_choices(service)),
         )
 
-    rebuild.click(
-        run_rebuild,
-        None,
-        [status, table, message, ask_tab["documents"], ask_tab["outlets"]],
-        api_visibility="private",
-        concurrency_id="rebuild",
-    )
+    return run_rebuild
+
+
+def start_notice(service: AnswerService) -> str:
+    """Why the index was rebuilt when the app started (damaged, another model, ...), if it was."""
+    report = service.report
+    if report is None or not report.rebuilt_reason:
+        return ""
+    return f"Rebuilt from scratch when the app started: {as_markdown_text(report.rebuilt_reason)}."
 
 
 def _status(service: AnswerService) -> str:
