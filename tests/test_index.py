@@ -451,3 +451,32 @@ def test_damaged_vector_ids_name_the_fix(tmp_path: Path, encoder: FakeEncoder, d
     np.save(path, slots)
     with pytest.raises(IndexCorruptError, match="qa index --rebuild"):
         PassageIndex.load(tmp_path)
+
+
+def test_each_searching_thread_uses_one_openmp_thread(encoder: FakeEncoder) -> None:
+    import threading
+
+    import faiss
+
+    index = build(make_documents(10), encoder)
+    seen: list[int] = []
+
+    def search_then_look() -> None:
+        index.search("river army", encoder=encoder, k=3, mode="dense")
+        seen.append(faiss.omp_get_max_threads())
+
+    worker = threading.Thread(target=search_then_look)  # as the app's worker threads search
+    worker.start()
+    worker.join()
+    assert seen == [1]
+
+
+@pytest.mark.usefixtures("graph_sized")
+def test_building_a_graph_leaves_the_thread_count_as_it_was() -> None:
+    import faiss
+
+    from qa.index import build_vector_index
+
+    faiss.omp_set_num_threads(1)
+    build_vector_index(normalize(np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)))
+    assert faiss.omp_get_max_threads() == 1

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa.encoder import Encoder
+from qa.encoder import Encoder, usable_cpus
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.lexical import LexicalIndex, tokenize
 from qa.records import Document, Hit, Passage
@@ -397,7 +397,8 @@ class PassageIndex:
             vectors = faiss.clone_index(self._vectors)  # ``self`` keeps answering from the original
             slots[fresh] = np.arange(vectors.ntotal, vectors.ntotal + len(fresh))
             if len(fresh):
-                vectors.add(fresh_vectors)
+                with _openmp_threads(usable_cpus()):
+                    vectors.add(fresh_vectors)
             _tune_for_queries(vectors)
             return vectors, slots
         kept = np.flatnonzero(slots >= 0)
@@ -495,6 +496,9 @@ class PassageIndex:
         elif len(self.passages) < self._vectors.ntotal:
             parameters = faiss.SearchParameters()
             parameters.sel = self._live_selector()
+        # One query: a second OpenMP thread only adds hand-off stalls on 2 cores. Set in every
+        # call, since OpenMP keeps the setting per thread and the app searches from many.
+        faiss.omp_set_num_threads(1)
         scores, slots = self._vectors.search(query_vector.reshape(1, -1), depth, params=parameters)
         rows = np.where(slots[0] >= 0, self._rows[slots[0]], -1)
         found = rows >= 0
@@ -859,7 +863,8 @@ def build_vector_index(vectors: np.ndarray) -> faiss.Index:
         hnsw.train(vectors)
         index = hnsw
     if vectors.size:
-        index.add(vectors)
+        with _openmp_threads(usable_cpus()):  # building a graph is batch work: every core helps
+            index.add(vectors)
     _tune_for_queries(index)
     return index
 
@@ -869,8 +874,22 @@ def _tune_for_queries(index: faiss.Index) -> None:
 
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = HNSW_EF_SEARCH
-    # One interactive query at a time: a second OpenMP thread only adds hand-off stalls on 2 cores.
-    faiss.omp_set_num_threads(1)
+
+
+@contextmanager
+def _openmp_threads(count: int) -> Iterator[None]:
+    """FAISS's OpenMP thread count for the calling thread, for the duration of the block.
+
+    OpenMP keeps the setting per thread: each thread that searches or builds sets its own.
+    """
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _read_faiss(path: Path) -> faiss.Index:
