@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -294,3 +296,38 @@ def test_large_indexes_use_hnsw_with_high_recall(monkeypatch: pytest.MonkeyPatch
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= 0.95
     assert isinstance(build_vector_index(vectors[:500]), faiss.IndexFlatIP)
+
+
+class SlowEncoder(FakeEncoder):
+    """Pauses inside ``encode``, as a real model does, so other threads run meanwhile."""
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        time.sleep(0.002)
+        return super().encode(texts)
+
+
+def test_sentence_memory_is_safe_under_concurrent_questions(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = SlowEncoder()
+    index = build(make_documents(2), encoder)
+    # A small memory makes threads evict each other's sentences while they embed.
+    monkeypatch.setattr("qa.index.SENTENCE_MEMORY", 8)
+    pool = [f"{WORDS[i % len(WORDS)]} {WORDS[(i * 5 + 3) % len(WORDS)]} number {i}." for i in range(30)]
+    failures: list[BaseException] = []
+
+    def ask_many(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(40):
+                sentences = [pool[i] for i in rng.choice(len(pool), size=6, replace=False)]
+                vectors = index.embed_sentences(sentences, encoder)
+                np.testing.assert_allclose(vectors, normalize(FakeEncoder().encode(sentences)), rtol=1e-6)
+        except BaseException as error:  # reported by the assertion below
+            failures.append(error)
+
+    threads = [threading.Thread(target=ask_many, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failures, failures[:3]
+    assert len(index._sentence_vectors) <= 8
