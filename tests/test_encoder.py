@@ -6,6 +6,7 @@ import json
 import site
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -270,3 +271,27 @@ def test_importing_openvino_sends_no_usage_telemetry() -> None:
         "sys.exit('openvino_telemetry' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_threads_share_the_openvino_model_safely(exported: Path) -> None:
+    encoder = SentenceTransformerEncoder(backend=OPENVINO_FP32)
+    texts = [f"{sentence} ({number})" for number in range(12) for sentence in SENTENCES]
+    batches = [texts[start : start + 1 + start % 5] for start in range(len(texts))]  # 1 to 5 texts, all shapes
+    expected = [encoder.encode(batch) for batch in batches]
+    failures: list[BaseException] = []
+
+    def encode_all(order: list[int]) -> None:
+        try:
+            for i in order:
+                assert np.allclose(encoder.encode(batches[i]), expected[i], atol=1e-5), batches[i]
+        except BaseException as error:  # reported by the assertion below
+            failures.append(error)
+
+    rng = np.random.default_rng(0)
+    threads = [threading.Thread(target=encode_all, args=(list(rng.permutation(len(batches))),)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures[:2]
