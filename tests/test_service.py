@@ -14,7 +14,7 @@ from conftest import REPO, FakeModelEncoder
 from qa.errors import QAError
 from qa.pipeline import IndexReport
 from qa.records import SearchResult
-from qa.service import AnswerService
+from qa.service import REBUILD_BATCH, AnswerService, BackgroundEncoder, Questions
 
 NEW_ARTICLE = "Lighthouse keepers\n\nThe lighthouse keepers of the northern coast went on strike over pay on Monday.\n"
 
@@ -94,11 +94,14 @@ class PacedEncoder(FakeModelEncoder):
         super().__init__()
         self.gate = threading.Event()
         self.rebuild_waiting = threading.Event()
+        self.rebuild_call_sizes: list[int] = []
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        if threading.current_thread().name == "rebuild" and not self.gate.is_set():
-            self.rebuild_waiting.set()
-            assert self.gate.wait(timeout=30)
+        if threading.current_thread().name == "rebuild":
+            self.rebuild_call_sizes.append(len(texts))
+            if not self.gate.is_set():
+                self.rebuild_waiting.set()
+                assert self.gate.wait(timeout=30)
         time.sleep(0.002)
         return super().encode(texts)
 
@@ -145,3 +148,27 @@ def test_many_concurrent_questions_are_all_answered_across_a_full_rebuild(
     assert len(answers) == 50 and all(result.hits for result in answers)
     assert reports and reports[0].embedded == reports[0].passages  # a real re-embedding, not the cache
     assert service.index is not before and not service.rebuilding
+    # Questions wait for at most one small batch of the rebuild's at the model.
+    assert max(encoder.rebuild_call_sizes) <= REBUILD_BATCH < reports[0].passages
+
+
+def test_a_rebuild_embeds_only_when_questions_pause() -> None:
+    encoder = FakeModelEncoder()
+    questions = Questions()
+    background = BackgroundEncoder(encoder, questions, batch=2, patience=30)
+    worker = threading.Thread(target=background.encode, args=(["a", "b", "c"],))
+    with questions:  # a question is being answered
+        worker.start()
+        time.sleep(0.2)
+        assert encoder.calls == []  # the rebuild waits for it
+    worker.join(timeout=10)
+    assert encoder.calls == [["a", "b"], ["c"]]
+
+
+def test_a_rebuild_is_not_starved_by_an_endless_stream_of_questions() -> None:
+    encoder = FakeModelEncoder()
+    questions = Questions()
+    background = BackgroundEncoder(encoder, questions, batch=2, patience=0.05)
+    with questions:
+        vectors = background.encode(["a", "b", "c"])
+    np.testing.assert_array_equal(vectors, FakeModelEncoder().encode(["a", "b", "c"]))
