@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import shutil
 import threading
 import time
@@ -331,3 +332,28 @@ def test_sentence_memory_is_safe_under_concurrent_questions(monkeypatch: pytest.
         thread.join(timeout=60)
     assert not failures, failures[:3]
     assert len(index._sentence_vectors) <= 8
+
+
+def test_loading_an_index_never_unpickles(
+    tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = build(make_documents(10), encoder)
+    index.save(tmp_path)
+    numpy_load = np.load
+
+    def refuse(*arguments: object, **options: object) -> None:
+        raise AssertionError("something was unpickled")
+
+    def load_without_pickle(file: object, mmap_mode: str | None = None, allow_pickle: bool = False) -> object:
+        if allow_pickle:
+            raise AssertionError("numpy.load was allowed to unpickle")
+        return numpy_load(file, mmap_mode=mmap_mode, allow_pickle=False)
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(np, "load", load_without_pickle)
+    loaded = PassageIndex.load(tmp_path)
+    assert loaded.search("border regime", encoder=encoder, k=5) == index.search("border regime", encoder=encoder, k=5)
+    bm25_dir = tmp_path / loaded.manifest.files["bm25"]
+    for mmap in (False, True):  # large indexes memory-map the BM25 arrays
+        assert np.array_equal(LexicalIndex.load(bm25_dir, mmap=mmap).scores("river"), loaded._lexical.scores("river"))
