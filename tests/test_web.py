@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import CORPUS, REPO, FakeModelEncoder
 from qa.index import MANIFEST_NAME
 from qa.records import result_to_dict
 from qa.service import AnswerService
+from qa.web import ANSWER_CONCURRENCY
 
 USER, PASSWORD = "alice", "correct horse battery"
 # Paths outside the index, as the article view or the file route might be asked for them.
@@ -45,12 +49,15 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve(workdir: Path, credentials: list[tuple[str, str]] | None = None) -> tuple[Served, object]:
+def _serve(
+    workdir: Path, credentials: list[tuple[str, str]] | None = None, encoder: FakeModelEncoder | None = None
+) -> tuple[Served, object]:
     from qa.web import launch
 
     if not (workdir / "corpus").exists():
         shutil.copytree(CORPUS, workdir / "corpus")
-    service = AnswerService(workdir / "corpus", workdir / "index", encoder=FakeModelEncoder())  # type: ignore[arg-type]
+    encoder = encoder or FakeModelEncoder()
+    service = AnswerService(workdir / "corpus", workdir / "index", encoder=encoder)  # type: ignore[arg-type]
     service.refresh()
     port = _free_port()
     with pytest.MonkeyPatch.context() as patch:
@@ -117,6 +124,31 @@ def test_search_api_refuses_bad_input_clearly(served: Served, question: str, mod
     client = Client(served.url, verbose=False)
     with pytest.raises(Exception, match=message):
         client.predict(question, 3, mode, api_name="/search")
+
+
+class MeetingEncoder(FakeModelEncoder):
+    """Embeds a question starting with "meet" only while another such question is being embedded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meeting = threading.Barrier(2, timeout=20)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if texts and texts[0].startswith("meet"):
+            self.meeting.wait()
+        return super().encode(texts)
+
+
+def test_two_questions_are_answered_at_once(tmp_path: Path) -> None:
+    assert ANSWER_CONCURRENCY == 2  # measured best on 2 cores (README, "Many users at once")
+    served, app = _serve(tmp_path, encoder=MeetingEncoder())
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            calls = [pool.submit(_call, served.url, "search", [f"meet {n}: why return?", 2, "hybrid"]) for n in (1, 2)]
+            events = [call.result(timeout=60)[0] for call in calls]
+    finally:
+        app.close()  # type: ignore[attr-defined]
+    assert events == ["complete", "complete"]  # one at a time, each would wait for the other in vain
 
 
 def test_rebuild_is_callable_over_http_and_embeds_every_passage_again(served: Served) -> None:

@@ -44,6 +44,9 @@ CSS = """
 .qa-para-number { color: #888; font-size: 0.8em; margin-right: 4px; }
 mark { background: #fde68a; }
 """
+# Questions (chat and `search` API) answered at once; the rest wait in Gradio's queue.
+# Measured by benchmarks/load.py on 2 cores: see README, "Many users at once".
+ANSWER_CONCURRENCY = 2
 SCROLL_TO_HIGHLIGHT = (
     "() => { document.querySelector('#qa-article .qa-highlight')?.scrollIntoView({block: 'center'}); }"
 )
@@ -96,7 +99,12 @@ def build_app(service: AnswerService) -> gr.Blocks:
             ask_tab = _ask_tab(service)
         with gr.Tab("Corpus"):
             _corpus_tab(service, ask_tab)
-        gr.api(_search_api(service), api_name="search")  # type: ignore[attr-defined]
+        gr.api(  # type: ignore[attr-defined]
+            _search_api(service),
+            api_name="search",
+            concurrency_id="answer",
+            concurrency_limit=ANSWER_CONCURRENCY,
+        )
     blocks: gr.Blocks = app
     return blocks
 
@@ -123,12 +131,25 @@ def _ask_tab(service: AnswerService) -> dict[str, Any]:
     outputs = [chat, history, sources, article_choice, article, question]
     respond = _responder(service, fields)
     inputs = set(fields.values())
-    ask.click(respond, inputs, outputs, api_visibility="private")
-    question.submit(respond, inputs, outputs, api_visibility="private")
+    # Every way of asking shares one limit ("answer") with the `search` API.
+    for trigger in (ask.click, question.submit):
+        trigger(
+            respond,
+            inputs,
+            outputs,
+            api_visibility="private",
+            concurrency_id="answer",
+            concurrency_limit=ANSWER_CONCURRENCY,
+        )
     for button in examples:
         # An example fills the question box, then is asked like a typed question.
         button.click(lambda text: text, button, question, api_visibility="private").then(
-            respond, inputs, outputs, api_visibility="private"
+            respond,
+            inputs,
+            outputs,
+            api_visibility="private",
+            concurrency_id="answer",
+            concurrency_limit=ANSWER_CONCURRENCY,
         )
     new.click(lambda: ([], [], "", gr.update(choices=[], value=None), ""), None, outputs[:5], api_visibility="private")
     article_choice.change(
