@@ -1,12 +1,15 @@
 """Run the chat app: ``python app.py [--host 127.0.0.1] [--port 7860]``.
 
 Brings the index up to date with the corpus (building it on first run), then
-serves the Gradio app. Parsing and error messages only; the work is in ``qa``.
+serves the Gradio app. Any address but this machine's own, and ``--share``,
+need a login (``$QA_AUTH`` or ``--auth-file``); without one the app refuses to
+start. Parsing and error messages only; the work is in ``qa``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -22,7 +25,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
     )
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
-    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    parser.add_argument(
+        "--share", action="store_true", help="also open a public Gradio share link (needs a login, like --host)"
+    )
+    parser.add_argument(
+        "--auth-file",
+        type=Path,
+        help="users who may log in, one user:password a line (default: $QA_AUTH=user:password; "
+        "required for any --host but 127.0.0.1 and for --share)",
+    )
     parser.add_argument("--corpus", type=Path, default=Path("corpus"), help="corpus folder (default: corpus/)")
     parser.add_argument("--index", type=Path, default=Path("index"), help="index folder (default: index/)")
     parser.add_argument(
@@ -36,10 +47,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from qa.lock import DEFAULT_WAIT_SECONDS
-    from qa.service import AnswerService
+    from qa.auth import load_credentials, require_login_if_exposed
 
     try:
+        # Before anything slow: a refusal should not wait for the model or the index.
+        credentials = load_credentials(args.auth_file, os.environ)
+        require_login_if_exposed(args.host, args.share, credentials)
+        from qa.lock import DEFAULT_WAIT_SECONDS
+        from qa.service import AnswerService
+
         service = AnswerService.open(args.corpus, args.index, model=args.model, backend=args.backend)
         # A damaged index is rebuilt here, like a missing one; the Corpus tab says so too.
         report = service.refresh(
@@ -55,10 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now).")
     # The model loads while the server starts, so the first question does not wait for it.
     threading.Thread(target=service.warm_up, daemon=True).start()
-    from qa.web import CSS, build_app
+    from qa.web import launch
 
     try:
-        build_app(service).launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS)
+        launch(service, host=args.host, port=args.port, share=args.share, credentials=credentials)
     except OSError as error:
         print(f"qa: error: cannot listen on {args.host}:{args.port} ({error})", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import site
+import threading
 import warnings
 from pathlib import Path
 
@@ -200,3 +201,27 @@ def test_fast_backends_give_torch_vectors(exported: Path) -> None:
         alone = np.concatenate([encoder.encode([text]) for text in texts])
         assert np.allclose(alone, vectors, atol=2e-3 if backend == OPENVINO_BF16 else 1e-5)
     assert SentenceTransformerEncoder(backend=OPENVINO_BF16).encode([]).shape == (0, 384)
+
+
+@pytest.mark.slow
+def test_threads_share_the_openvino_model_safely(exported: Path) -> None:
+    encoder = SentenceTransformerEncoder(backend=OPENVINO_FP32)
+    texts = [f"{sentence} ({number})" for number in range(12) for sentence in SENTENCES]
+    batches = [texts[start : start + 1 + start % 5] for start in range(len(texts))]  # 1 to 5 texts, all shapes
+    expected = [encoder.encode(batch) for batch in batches]
+    failures: list[BaseException] = []
+
+    def encode_all(order: list[int]) -> None:
+        try:
+            for i in order:
+                assert np.allclose(encoder.encode(batches[i]), expected[i], atol=1e-5), batches[i]
+        except BaseException as error:  # reported by the assertion below
+            failures.append(error)
+
+    rng = np.random.default_rng(0)
+    threads = [threading.Thread(target=encode_all, args=(list(rng.permutation(len(batches))),)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures[:2]

@@ -6,6 +6,9 @@ import dataclasses
 import errno
 import hashlib
 import json
+import pickle
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -480,3 +483,63 @@ def test_building_a_graph_leaves_the_thread_count_as_it_was() -> None:
     faiss.omp_set_num_threads(1)
     build_vector_index(normalize(np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)))
     assert faiss.omp_get_max_threads() == 1
+
+
+class SlowEncoder(FakeEncoder):
+    """Pauses inside ``encode``, as a real model does, so other threads run meanwhile."""
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        time.sleep(0.002)
+        return super().encode(texts)
+
+
+def test_sentence_memory_is_safe_under_concurrent_questions(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = SlowEncoder()
+    index = build(make_documents(2), encoder)
+    # A small memory makes threads evict each other's sentences while they embed.
+    monkeypatch.setattr("qa.index.SENTENCE_MEMORY", 8)
+    pool = [f"{WORDS[i % len(WORDS)]} {WORDS[(i * 5 + 3) % len(WORDS)]} number {i}." for i in range(30)]
+    failures: list[BaseException] = []
+
+    def ask_many(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(40):
+                sentences = [pool[i] for i in rng.choice(len(pool), size=6, replace=False)]
+                vectors = index.embed_sentences(sentences, encoder)
+                np.testing.assert_allclose(vectors, normalize(FakeEncoder().encode(sentences)), rtol=1e-6)
+        except BaseException as error:  # reported by the assertion below
+            failures.append(error)
+
+    threads = [threading.Thread(target=ask_many, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failures, failures[:3]
+    assert len(index._sentence_vectors) <= 8
+
+
+def test_loading_an_index_never_unpickles(
+    tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = build(make_documents(10), encoder)
+    index.save(tmp_path)
+    numpy_load = np.load
+
+    def refuse(*arguments: object, **options: object) -> None:
+        raise AssertionError("something was unpickled")
+
+    def load_without_pickle(file: object, mmap_mode: str | None = None, allow_pickle: bool = False) -> object:
+        if allow_pickle:
+            raise AssertionError("numpy.load was allowed to unpickle")
+        return numpy_load(file, mmap_mode=mmap_mode, allow_pickle=False)
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(np, "load", load_without_pickle)
+    loaded = PassageIndex.load(tmp_path)
+    assert loaded.search("border regime", encoder=encoder, k=5) == index.search("border regime", encoder=encoder, k=5)
+    bm25_dir = tmp_path / loaded.manifest.files["bm25"]
+    for mmap in (False, True):  # large indexes memory-map the BM25 arrays
+        assert np.array_equal(LexicalIndex.load(bm25_dir, mmap=mmap).scores("river"), loaded._lexical.scores("river"))

@@ -1,17 +1,22 @@
-"""AnswerService: answering while a rebuild runs, one rebuild at a time (across processes too), repair at start."""
+"""AnswerService: answering while a rebuild runs, many questions at once, one rebuild at a time (across
+processes too), repair at start, documents by id."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import DAMAGES, FakeModelEncoder, IndexWorker, damage_index
+from conftest import DAMAGES, REPO, FakeModelEncoder, IndexWorker, damage_index
 from qa.errors import IndexBusyError, QAError
-from qa.service import AnswerService
+from qa.pipeline import IndexReport
+from qa.records import SearchResult
+from qa.service import REBUILD_BATCH, AnswerService, BackgroundEncoder, Questions
 
 NEW_ARTICLE = "Lighthouse keepers\n\nThe lighthouse keepers of the northern coast went on strike over pay on Monday.\n"
 
@@ -121,3 +126,90 @@ def test_another_process_is_refused_while_the_service_rebuilds(corpus_copy: Path
     encoder.gate.set()
     worker.join(timeout=30)
     assert service.status().documents == 6
+
+
+class PacedEncoder(FakeModelEncoder):
+    """Pauses in every call, as a real model does; the rebuild's first batch waits at a gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.rebuild_waiting = threading.Event()
+        self.rebuild_call_sizes: list[int] = []
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if threading.current_thread().name == "rebuild":
+            self.rebuild_call_sizes.append(len(texts))
+            if not self.gate.is_set():
+                self.rebuild_waiting.set()
+                assert self.gate.wait(timeout=30)
+        time.sleep(0.002)
+        return super().encode(texts)
+
+
+def test_many_concurrent_questions_are_all_answered_across_a_full_rebuild(
+    corpus_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = PacedEncoder()
+    service = open_service(corpus_copy, tmp_path, encoder)
+    before = service.index
+    # A small sentence memory makes threads evict each other's evidence sentences.
+    monkeypatch.setattr("qa.index.SENTENCE_MEMORY", 24)
+    lines = (REPO / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    questions = [json.loads(line)["question"] for line in lines][:50]
+    reports: list[IndexReport] = []
+    answers: list[SearchResult] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def rebuild() -> None:
+        reports.append(service.refresh(rebuild=True))
+
+    def ask(batch: list[str]) -> None:
+        for question in batch:
+            try:
+                result = service.ask(question, k=3)
+            except BaseException as error:  # reported by the assertion below
+                failures.append(error)
+                continue
+            with lock:
+                answers.append(result)
+                if len(answers) == 10:  # the rebuild goes on while the other 40 are asked
+                    encoder.gate.set()
+
+    builder = threading.Thread(target=rebuild, name="rebuild")
+    builder.start()
+    assert encoder.rebuild_waiting.wait(timeout=30)  # the rebuild is re-embedding every passage
+    askers = [threading.Thread(target=ask, args=(questions[i::10],)) for i in range(10)]
+    for thread in askers:
+        thread.start()
+    for thread in [*askers, builder]:
+        thread.join(timeout=60)
+    assert not failures, failures[:3]
+    assert len(answers) == 50 and all(result.hits for result in answers)
+    assert reports and reports[0].embedded == reports[0].passages  # a real re-embedding, not the cache
+    assert service.index is not before and not service.rebuilding
+    # Questions wait for at most one small batch of the rebuild's at the model.
+    assert max(encoder.rebuild_call_sizes) <= REBUILD_BATCH < reports[0].passages
+
+
+def test_a_rebuild_embeds_only_when_questions_pause() -> None:
+    encoder = FakeModelEncoder()
+    questions = Questions()
+    background = BackgroundEncoder(encoder, questions, batch=2, patience=30)
+    worker = threading.Thread(target=background.encode, args=(["a", "b", "c"],))
+    with questions:  # a question is being answered
+        worker.start()
+        time.sleep(0.2)
+        assert encoder.calls == []  # the rebuild waits for it
+    worker.join(timeout=10)
+    assert encoder.calls == [["a", "b"], ["c"]]
+
+
+def test_a_rebuild_is_not_starved_by_an_endless_stream_of_questions() -> None:
+    encoder = FakeModelEncoder()
+    questions = Questions()
+    background = BackgroundEncoder(encoder, questions, batch=2, patience=0.05)
+    with questions:
+        vectors = background.encode(["a", "b", "c"])
+    np.testing.assert_array_equal(vectors, FakeModelEncoder().encode(["a", "b", "c"]))

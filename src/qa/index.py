@@ -35,6 +35,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import threading
 import time
 import warnings
 from collections import OrderedDict
@@ -276,6 +277,7 @@ class PassageIndex:
         self._lexical = lexical
         self._vocabulary: frozenset[str] | None = None
         self._sentence_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._sentence_lock = threading.Lock()  # questions run in parallel threads
 
     @classmethod
     def empty(cls, model: str, settings: IndexSettings) -> PassageIndex:
@@ -412,6 +414,7 @@ class PassageIndex:
 
     def vocabulary(self) -> frozenset[str]:
         """Every BM25 token of the passages and of the documents' metadata (dates, outlets, names)."""
+        # Two concurrent first questions may both compute it; they get the same set, assigned atomically.
         if self._vocabulary is None:
             metadata = [" ".join((d.title, d.outlet, d.author, d.date)) for d in self.documents]
             from_metadata = {token for tokens in tokenize(metadata) for token in tokens}
@@ -419,16 +422,30 @@ class PassageIndex:
         return self._vocabulary
 
     def embed_sentences(self, sentences: Sequence[str], encoder: Encoder) -> np.ndarray:
-        """Unit vectors of evidence sentences, remembered: the same passages come back for many questions."""
+        """Unit vectors of evidence sentences, remembered: the same passages come back for many questions.
+
+        Safe for concurrent questions: the memory is only touched under a lock,
+        and the answer is built from this call's own copy of the vectors, so
+        another thread evicting a sentence meanwhile cannot lose it. Encoding
+        runs outside the lock, so questions still embed in parallel.
+        """
         self.check_model(encoder.name)
-        missing = list(dict.fromkeys(s for s in sentences if s not in self._sentence_vectors))
+        with self._sentence_lock:
+            found = {s: self._sentence_vectors[s] for s in sentences if s in self._sentence_vectors}
+        missing = [s for s in dict.fromkeys(sentences) if s not in found]
         if missing:
-            self._sentence_vectors.update(zip(missing, normalize(encoder.encode(missing)), strict=True))
+            found.update(zip(missing, normalize(encoder.encode(missing)), strict=True))
+        with self._sentence_lock:
+            self._remember_sentences(sentences, found)
+        return np.stack([found[s] for s in sentences])
+
+    def _remember_sentences(self, sentences: Sequence[str], vectors: dict[str, np.ndarray]) -> None:
+        """Mark ``sentences`` most recently used, then forget the least recently used beyond the limit."""
         for sentence in sentences:
+            self._sentence_vectors[sentence] = vectors[sentence]
             self._sentence_vectors.move_to_end(sentence)
         while len(self._sentence_vectors) > SENTENCE_MEMORY:
             self._sentence_vectors.popitem(last=False)
-        return np.stack([self._sentence_vectors[s] for s in sentences])
 
     def check_model(self, model: str) -> None:
         """Refuse to mix vectors of two models."""

@@ -2,7 +2,8 @@
 
 Questions are answered from the index in memory while a rebuild writes a new
 one to disk; the new index replaces the old in one assignment when it is
-complete, so no question ever sees half an index.
+complete, so no question ever sees half an index. Questions may come from many
+threads at once; a rebuild running meanwhile gives them the model first.
 """
 
 from __future__ import annotations
@@ -13,13 +14,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from qa.answer import Abstention, ask, calibrated_abstention
-from qa.encoder import SentenceTransformerEncoder
+from qa.encoder import Encoder, SentenceTransformerEncoder
 from qa.errors import QAError
 from qa.index import PassageIndex
 from qa.pipeline import IndexReport, encoder_for_corpus, index_corpus, settings_for
 from qa.records import Document, SearchResult
 from qa.retrieve import Mode, SearchFilter
+
+# While questions are answered, a rebuild embeds this many passages per encoder call, each
+# call after a pause in questions (or after QUESTION_PRIORITY_SECONDS of waiting for one).
+# The OpenVINO model runs one inference at a time, so without this a question's embedding
+# waits for the rebuild's batch of 32 in flight (150 ms) and questions slow to a tenth of
+# their pace during rebuilds (benchmarks/load.py --rebuild; README, "Many users at once").
+REBUILD_BATCH = 8
+QUESTION_PRIORITY_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ class AnswerService:
         self.report: IndexReport | None = None  # of the last refresh: what it did, and why if it rebuilt
         self._abstention: Abstention = calibrated_abstention(encoder.name)
         self._rebuild_lock = threading.Lock()
+        self._questions = Questions()
 
     @classmethod
     def open(
@@ -77,10 +89,16 @@ class AnswerService:
             raise QAError("the index is already being rebuilt")
         try:
             settings, count_tokens = settings_for(self.encoder)
+            # The first build answers no questions yet; later ones share the model with them.
+            encoder: Encoder = self.encoder
+            if self._index is not None:
+                encoder = BackgroundEncoder(
+                    self.encoder, self._questions, batch=REBUILD_BATCH, patience=QUESTION_PRIORITY_SECONDS
+                )
             report = index_corpus(
                 self.corpus_dir,
                 self.index_dir,
-                encoder=self.encoder,
+                encoder=encoder,
                 settings=settings,
                 count_tokens=count_tokens,
                 rebuild=rebuild,
@@ -108,16 +126,18 @@ class AnswerService:
         mode: Mode = "hybrid",
         where: SearchFilter | None = None,
     ) -> SearchResult:
-        return ask(
-            self.index,
-            question,
-            encoder=self.encoder,
-            k=k,
-            mode=mode,
-            history=history,
-            where=where,
-            abstention=self._abstention,
-        )
+        """The answer to ``question`` from the index being served; a rebuild running meanwhile yields to it."""
+        with self._questions:
+            return ask(
+                self.index,
+                question,
+                encoder=self.encoder,
+                k=k,
+                mode=mode,
+                history=history,
+                where=where,
+                abstention=self._abstention,
+            )
 
     def status(self) -> IndexStatus:
         manifest = self.index.manifest
@@ -136,3 +156,45 @@ class AnswerService:
     def warm_up(self) -> None:
         """Load the model now, so the first question does not wait for it."""
         self.encoder.encode(["warm up"])
+
+
+class Questions:
+    """Counts the questions being answered, so that a rebuild can wait for a pause in them."""
+
+    def __init__(self) -> None:
+        self._answering = 0
+        self._changed = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._changed:
+            self._answering += 1
+
+    def __exit__(self, *exception: object) -> None:
+        with self._changed:
+            self._answering -= 1
+            self._changed.notify_all()
+
+    def wait_for_pause(self, timeout: float) -> bool:
+        """Wait until no question is being answered, at most ``timeout`` seconds; whether one came."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._answering == 0, timeout)
+
+
+class BackgroundEncoder:
+    """A rebuild's encoder: small batches, each sent when questions pause, so questions go first."""
+
+    def __init__(self, encoder: Encoder, questions: Questions, *, batch: int, patience: float) -> None:
+        self.name = encoder.name
+        self._encoder = encoder
+        self._questions = questions
+        self._batch = batch
+        self._patience = patience
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return self._encoder.encode(texts)
+        parts = []
+        for start in range(0, len(texts), self._batch):
+            self._questions.wait_for_pause(self._patience)
+            parts.append(self._encoder.encode(texts[start : start + self._batch]))
+        return np.concatenate(parts)

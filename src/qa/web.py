@@ -1,15 +1,18 @@
 """The Gradio app: a chat with the corpus, its sources and articles, and the corpus with a rebuild button.
 
 Handlers only translate between widgets and ``AnswerService``; answering lives
-in ``qa.answer`` and all HTML in ``qa.present``.
+in ``qa.answer`` and all HTML in ``qa.present``. ``launch`` serves the app: behind
+a login when given users, and never serving a file from disk.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gradio as gr
 
+from qa.auth import Credentials
 from qa.errors import QAError
 from qa.present import (
     CORPUS_COLUMNS,
@@ -41,9 +44,51 @@ CSS = """
 .qa-para-number { color: #888; font-size: 0.8em; margin-right: 4px; }
 mark { background: #fde68a; }
 """
+# Questions (chat and `search` API) answered at once; the rest wait in Gradio's queue.
+# Measured by benchmarks/load.py on 2 cores: see README, "Many users at once".
+ANSWER_CONCURRENCY = 2
 SCROLL_TO_HIGHLIGHT = (
     "() => { document.querySelector('#qa-article .qa-highlight')?.scrollIntoView({block: 'center'}); }"
 )
+
+
+def launch(
+    service: AnswerService,
+    *,
+    host: str,
+    port: int,
+    share: bool = False,
+    credentials: Credentials | None = None,
+    block: bool = True,
+) -> gr.Blocks:
+    """Serve the app on ``host:port``; returns it once stopped (or at once, when not ``block``).
+
+    Args:
+        service: Answers the questions.
+        host: Address to listen on; ``qa.auth.require_login_if_exposed`` says whether it needs a login.
+        port: Port to listen on.
+        share: Also open a public Gradio share link.
+        credentials: ``(user, password)`` pairs; when given, every page, API call
+            and file request needs a login first.
+        block: Serve until interrupted; ``False`` returns while the server runs
+            in the background (tests; stop it with ``close()``).
+    """
+    app = build_app(service)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        auth=credentials or None,
+        auth_message="Log in to ask the articles." if credentials else None,
+        css=CSS,
+        # The app shows no files, so Gradio's file route serves none: without this it
+        # would serve its cache folders and anything $GRADIO_ALLOWED_PATHS names, which
+        # may hold the corpus or the index.
+        blocked_paths=[os.path.abspath(os.sep)],
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
+    return app
 
 
 def build_app(service: AnswerService) -> gr.Blocks:
@@ -54,7 +99,12 @@ def build_app(service: AnswerService) -> gr.Blocks:
             ask_tab = _ask_tab(service)
         with gr.Tab("Corpus"):
             _corpus_tab(service, ask_tab)
-        gr.api(_search_api(service), api_name="search")  # type: ignore[attr-defined]
+        gr.api(  # type: ignore[attr-defined]
+            _search_api(service),
+            api_name="search",
+            concurrency_id="answer",
+            concurrency_limit=ANSWER_CONCURRENCY,
+        )
     blocks: gr.Blocks = app
     return blocks
 
@@ -81,17 +131,30 @@ def _ask_tab(service: AnswerService) -> dict[str, Any]:
     outputs = [chat, history, sources, article_choice, article, question]
     respond = _responder(service, fields)
     inputs = set(fields.values())
-    ask.click(respond, inputs, outputs, api_visibility="private")
-    question.submit(respond, inputs, outputs, api_visibility="private")
+    # Every way of asking shares one limit ("answer") with the `search` API.
+    for trigger in (ask.click, question.submit):
+        trigger(
+            respond,
+            inputs,
+            outputs,
+            api_visibility="private",
+            concurrency_id="answer",
+            concurrency_limit=ANSWER_CONCURRENCY,
+        )
     for button in examples:
         # An example fills the question box, then is asked like a typed question.
         button.click(lambda text: text, button, question, api_visibility="private").then(
-            respond, inputs, outputs, api_visibility="private"
+            respond,
+            inputs,
+            outputs,
+            api_visibility="private",
+            concurrency_id="answer",
+            concurrency_limit=ANSWER_CONCURRENCY,
         )
     new.click(lambda: ([], [], "", gr.update(choices=[], value=None), ""), None, outputs[:5], api_visibility="private")
-    article_choice.change(_article_opener(service), article_choice, article, api_visibility="private").then(
-        None, js=SCROLL_TO_HIGHLIGHT
-    )
+    article_choice.change(
+        _article_opener(service), article_choice, article, api_name="article", api_visibility="private"
+    ).then(None, js=SCROLL_TO_HIGHLIGHT)
     return {"documents": settings["documents"], "outlets": settings["outlets"]}
 
 
@@ -175,6 +238,7 @@ def _corpus_tab(service: AnswerService, ask_tab: dict[str, Any]) -> None:
         rebuilder(service),
         None,
         [status, table, message, ask_tab["documents"], ask_tab["outlets"]],
+        api_name="rebuild",  # POST /gradio_api/call/rebuild, as benchmarks/load.py does
         api_visibility="private",
         concurrency_id="rebuild",
     )
@@ -190,7 +254,10 @@ def rebuilder(service: AnswerService) -> Any:
     def run_rebuild(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:  # noqa: B008
         try:
             report = service.refresh(rebuild=True, progress=True)
-            done = f"Rebuilt: {report.documents} documents, {report.passages} passages in {report.seconds:.1f} s."
+            done = (
+                f"Rebuilt: {report.documents} documents, {report.passages} passages "
+                f"({report.embedded} embedded) in {report.seconds:.1f} s."
+            )
         except QAError as error:
             done = f"Not rebuilt: {as_markdown_text(str(error))}."
         return (
