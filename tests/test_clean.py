@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import textwrap
+import time
+from collections.abc import Callable
+
 import pytest
 
-from conftest import CORPUS, GOLD
-from qa.clean import clean_text, is_self_repeating, parse_date, split_blocks
+from conftest import CORPUS, GOLD, WORDS
+from qa.clean import CleanedText, clean_text, is_self_repeating, parse_date, split_blocks
 
 
 @pytest.mark.parametrize("name", sorted(GOLD))
@@ -154,3 +159,41 @@ def test_self_repeating_line() -> None:
 )
 def test_parse_date(text: str, expected: str) -> None:
     assert parse_date(text) == expected
+
+
+# --- huge files: time grows with the text, not with its square ----------------
+# Bounds are far above what the linear code takes (under a second here) and far
+# below what the old quadratic code took on the same input (minutes).
+
+
+def _seconds(function: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def test_many_distinct_short_lines_clean_in_linear_time() -> None:
+    # Each short line used to be counted against every other line (list.count),
+    # and each looked through all its short neighbours: 30,000 lines took minutes.
+    page = "\n".join(f"item {i} of the list" for i in range(30_000))
+    assert _seconds(lambda: clean_text(page)) < 15
+
+
+def test_huge_hard_wrapped_paragraph_cleans_in_linear_time() -> None:
+    # Re-joining wrapped lines used to copy the growing paragraph for every line.
+    rng = random.Random(0)
+    body = textwrap.wrap(" ".join(rng.choice(WORDS) for _ in range(600_000)), 72)
+    page = "A headline about the river\n\nOfficials said " + "\n".join(body) + "."
+    cleaned: list[CleanedText] = []
+    assert _seconds(lambda: cleaned.append(clean_text(page))) < 15
+    assert len(cleaned[0].paragraphs) == 1 and cleaned[0].paragraphs[0].endswith(body[-1] + ".")
+
+
+def test_huge_line_without_spaces_is_not_matched_against_boilerplate_shapes() -> None:
+    # A pasted blob of one "word": the e-mail and date shapes backtracked over
+    # all of it at every position.
+    blob = "a1b2c3d4" * 250_000
+    assert _seconds(lambda: clean_text(f"{blob}\n\n{PROSE_LINE}")) < 15
+
+
+PROSE_LINE = "The council said the work would begin in spring and take about two years to finish."

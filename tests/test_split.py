@@ -447,3 +447,50 @@ def test_passages_respect_the_default_token_estimate(document: Document, max_tok
     assert_offsets_hold(document, passages)
     assert non_space("".join(p.text for p in passages)) == non_space(document.text)
     assert all(approximate_token_count(p.text) <= max_tokens for p in passages)
+
+
+# --- split_passages: huge paragraphs ------------------------------------------
+
+
+class CharacterTally:
+    """A token counter (the default estimate) that adds up how many characters it was given."""
+
+    def __init__(self) -> None:
+        self.characters = 0
+
+    def __call__(self, text: str) -> int:
+        self.characters += len(text)
+        return approximate_token_count(text)
+
+
+def test_a_long_paragraph_is_counted_a_few_times_over_not_once_per_piece() -> None:
+    # Each piece used to re-count all the text after it: 200 kB were counted 111 times over.
+    paragraph = " ".join(f"The river rose near bridge number {i} after rain." for i in range(4_000))
+    tally = CharacterTally()
+    passages = split_passages(make_document(paragraph), max_tokens=254, count_tokens=tally)
+
+    assert len(passages) > 100
+    assert tally.characters <= 5 * len(paragraph)
+    assert all(approximate_token_count(p.text) <= 254 for p in passages)
+
+
+def test_a_huge_word_is_halved_not_cut_into_characters() -> None:
+    word = "abcdefghij" * 20_000
+    tally = CharacterTally()
+    passages = split_passages(make_document(word), max_tokens=50, count_tokens=tally)
+
+    assert "".join(p.text for p in passages) == word
+    assert all(approximate_token_count(p.text) <= 50 for p in passages)
+    assert tally.characters <= 40 * len(word)  # one pass per halving level, not one call per character
+
+
+def test_paragraph_longer_than_a_window_is_split_window_by_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("qa.split.WINDOW_CHARS", 300)
+    paragraph = " ".join(f"Sentence number {i} is here." for i in range(200))
+    document = make_document(paragraph)
+    passages = split_passages(document, max_tokens=40, count_tokens=count_words)
+
+    assert_offsets_hold(document, passages)
+    assert non_space("".join(p.text for p in passages)) == non_space(paragraph)
+    assert all(p.text.endswith(".") for p in passages)  # windows end at sentence ends
+    assert all(len(p.text) <= 300 for p in passages)
