@@ -150,6 +150,19 @@ def test_skipped_file_is_a_warning_not_a_failure(
     assert "5 documents" in captured.out
 
 
+def test_index_says_which_files_were_not_utf8_and_which_were_skipped(
+    corpus_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    article = "재입북 탈북민 올해 늘어\n\n통일부는 올해 들어 북한으로 다시 돌아간 탈북민이 지난해보다 늘었다고 밝혔다."
+    (corpus_copy / "korean.txt").write_bytes(article.encode("cp949"))
+    (corpus_copy / "empty.txt").write_bytes(b"")
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(tmp_path / "i")]) == 0
+    captured = capsys.readouterr()
+    assert "Decoded korean.txt as cp949 (not UTF-8)." in captured.out.splitlines()
+    assert "6 documents" in captured.out
+    assert "qa: warning: skipped empty.txt: the file is empty" in captured.err
+
+
 def test_search_modes_and_filters(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = "dailynk-kim-yo-jong-orders-encouragement-for-defector-families"
     for argv in (["--mode", "bm25"], ["--doc", doc], ["--outlet", "Daily NK"]):

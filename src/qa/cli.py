@@ -146,6 +146,8 @@ def run_index(args: argparse.Namespace) -> int:
     )
     if report.rebuilt_reason:
         print(f"Rebuilt from scratch: {report.rebuilt_reason}.")
+    for source, encoding in report.decoded:
+        print(f"Decoded {source} as {encoding} (not UTF-8).")
     state = "up to date" if report.unchanged else "updated"
     print(
         f"Index {state}: {report.documents} documents, {report.passages} passages "
