@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FakeModelEncoder
+from conftest import EMPTY_QUESTIONS, ODD_QUESTIONS, FakeModelEncoder
 from qa.cli import main
+from qa.question import MAX_QUESTION_CHARS, normalize_question
 
 KOREA_TIMES = "koreatimes-why-do-nk-defectors-flee-to-destitute-north.txt"
 HIT_FIELDS = {
@@ -98,6 +99,46 @@ def test_batch_answers_each_line_in_order(index_dir: Path, tmp_path: Path, capsy
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["query"] for row in rows] == ["Why do defectors return?", "", "Who is Kim Yo Jong?"]
     assert len(rows[0]["hits"]) == 2 and "error" in rows[1]
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_QUESTIONS))
+def test_odd_questions_get_an_answer(index_dir: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    typed = ODD_QUESTIONS[kind]
+    capsys.readouterr()
+    assert main(["search", typed, "--json", "--index", str(index_dir)]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["query"] == normalize_question(typed).text and result["hits"]
+    if kind == "long":
+        assert len(result["query"]) <= MAX_QUESTION_CHARS
+        assert captured.err.startswith(f"qa: warning: Your question was {len(typed):,} characters long; only")
+    else:
+        assert captured.err == ""
+    assert main(["search", typed, "--index", str(index_dir)]) == 0
+    assert "Sources:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("typed", EMPTY_QUESTIONS)
+def test_empty_questions_are_one_clear_error(index_dir: Path, typed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["search", typed, "--index", str(index_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("qa: error: the question is empty: ask something") and err.count("\n") == 1
+
+
+def test_batch_normalises_each_line_like_a_single_question(
+    index_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [ODD_QUESTIONS["controls"].replace("\r", "").replace("\n", ""), "\x00\u200b", ODD_QUESTIONS["long"]]
+    questions = tmp_path / "questions.txt"
+    questions.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8", newline="")
+    capsys.readouterr()
+    assert main(["search", "--batch", str(questions), "--k", "2", "--index", str(index_dir)]) == 0
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert [row["query"] for row in rows] == [normalize_question(lines[0]).text, "", normalize_question(lines[2]).text]
+    assert rows[1] == {"query": "", "error": "the question is empty"}
+    assert captured.err.startswith("qa: warning: line 3: Your question was")
 
 
 def test_passages_lists_everything_in_order(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

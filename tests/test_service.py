@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FakeModelEncoder
+from conftest import EMPTY_QUESTIONS, ODD_QUESTIONS, FakeModelEncoder
 from qa.errors import QAError
+from qa.question import MAX_QUESTION_CHARS, EmptyQuestionError, normalize_question
+from qa.retrieve import MODES, Mode
 from qa.service import AnswerService
 
 NEW_ARTICLE = "Lighthouse keepers\n\nThe lighthouse keepers of the northern coast went on strike over pay on Monday.\n"
@@ -81,3 +83,29 @@ def test_asking_before_the_index_is_loaded_is_a_clear_error(corpus_copy: Path, t
     service = AnswerService(corpus_copy, tmp_path / "index", encoder=FakeModelEncoder())  # type: ignore[arg-type]
     with pytest.raises(QAError, match="not loaded"):
         service.ask("anything")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> AnswerService:
+    import shutil
+
+    from conftest import CORPUS
+
+    workdir = tmp_path_factory.mktemp("service")
+    shutil.copytree(CORPUS, workdir / "corpus")
+    return open_service(workdir / "corpus", workdir)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", sorted(ODD_QUESTIONS))
+def test_odd_questions_get_an_answer(service: AnswerService, kind: str, mode: Mode) -> None:
+    typed = ODD_QUESTIONS[kind]
+    result = service.ask(typed, mode=mode, history=[typed, "\x00"])
+    assert result.query == normalize_question(typed).text
+    assert len(result.query) <= MAX_QUESTION_CHARS and result.hits and result.answer
+
+
+@pytest.mark.parametrize("typed", EMPTY_QUESTIONS)
+def test_empty_questions_are_refused_with_one_clear_error(service: AnswerService, typed: str) -> None:
+    with pytest.raises(EmptyQuestionError, match="the question is empty"):
+        service.ask(typed)
