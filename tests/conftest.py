@@ -201,3 +201,16 @@ class IndexWorker:
         for reader in self._readers:
             reader.join(timeout=5)
         return status
+
+
+# Questions people type that are not plain English: each must get an answer, never an error.
+ODD_QUESTIONS = {
+    "long": "why do defectors return to the north " * 3_000,  # 111,000 characters
+    "controls": "\x00Why do\x1b[31m defectors\x1b[0m\r\n return?\u200b\r",
+    "korean": "탈북민은 왜 북한으로 돌아가나요?",
+    "arabic": "لماذا يعود المنشقون إلى كوريا الشمالية؟",
+    "emoji": "🙂🙂",
+    "markup": "<script>alert(1)</script> **Why** do [defectors](x) `return`?",
+}
+# ... and questions with nothing to ask once invisible characters and spaces are gone.
+EMPTY_QUESTIONS = ["", "   ", "\x00\u200b", "\r\n\t", "\x1b[0m"]

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DAMAGES, FakeModelEncoder, IndexWorker, damage_index
+from conftest import DAMAGES, EMPTY_QUESTIONS, ODD_QUESTIONS, FakeModelEncoder, IndexWorker, damage_index
 from qa.cli import main
 from qa.index import PassageIndex, read_manifest
+from qa.question import MAX_QUESTION_CHARS, normalize_question
 
 # A manifest rewritten with a matching checksum is only caught when the files are parsed, which
 # the unchanged-corpus fast path of `qa index` does not do (see the test after the next).
@@ -119,6 +120,46 @@ def test_batch_answers_each_line_in_order(index_dir: Path, tmp_path: Path, capsy
     assert len(rows[0]["hits"]) == 2 and "error" in rows[1]
 
 
+@pytest.mark.parametrize("kind", sorted(ODD_QUESTIONS))
+def test_odd_questions_get_an_answer(index_dir: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    typed = ODD_QUESTIONS[kind]
+    capsys.readouterr()
+    assert main(["search", typed, "--json", "--index", str(index_dir)]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["query"] == normalize_question(typed).text and result["hits"]
+    if kind == "long":
+        assert len(result["query"]) <= MAX_QUESTION_CHARS
+        assert captured.err.startswith(f"qa: warning: Your question was {len(typed):,} characters long; only")
+    else:
+        assert captured.err == ""
+    assert main(["search", typed, "--index", str(index_dir)]) == 0
+    assert "Sources:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("typed", EMPTY_QUESTIONS)
+def test_empty_questions_are_one_clear_error(index_dir: Path, typed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["search", typed, "--index", str(index_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("qa: error: the question is empty: ask something") and err.count("\n") == 1
+
+
+def test_batch_normalises_each_line_like_a_single_question(
+    index_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [ODD_QUESTIONS["controls"].replace("\r", "").replace("\n", ""), "\x00\u200b", ODD_QUESTIONS["long"]]
+    questions = tmp_path / "questions.txt"
+    questions.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8", newline="")
+    capsys.readouterr()
+    assert main(["search", "--batch", str(questions), "--k", "2", "--index", str(index_dir)]) == 0
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert [row["query"] for row in rows] == [normalize_question(lines[0]).text, "", normalize_question(lines[2]).text]
+    assert rows[1] == {"query": "", "error": "the question is empty"}
+    assert captured.err.startswith("qa: warning: line 3: Your question was")
+
+
 def test_passages_lists_everything_in_order(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["passages", "--json", "--index", str(index_dir)]) == 0
@@ -167,6 +208,19 @@ def test_skipped_file_is_a_warning_not_a_failure(
     captured = capsys.readouterr()
     assert "qa: warning: skipped broken.txt" in captured.err
     assert "5 documents" in captured.out
+
+
+def test_index_says_which_files_were_not_utf8_and_which_were_skipped(
+    corpus_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    article = "재입북 탈북민 올해 늘어\n\n통일부는 올해 들어 북한으로 다시 돌아간 탈북민이 지난해보다 늘었다고 밝혔다."
+    (corpus_copy / "korean.txt").write_bytes(article.encode("cp949"))
+    (corpus_copy / "empty.txt").write_bytes(b"")
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(tmp_path / "i")]) == 0
+    captured = capsys.readouterr()
+    assert "Decoded korean.txt as cp949 (not UTF-8)." in captured.out.splitlines()
+    assert "6 documents" in captured.out
+    assert "qa: warning: skipped empty.txt: the file is empty" in captured.err
 
 
 def test_search_modes_and_filters(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

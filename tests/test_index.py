@@ -24,7 +24,9 @@ from qa.index import (
     IndexSettings,
     Manifest,
     PassageIndex,
+    file_checks,
     lexical_text,
+    manifest_text,
     normalize,
     read_manifest,
 )
@@ -157,6 +159,21 @@ def test_save_load_round_trip(tmp_path: Path, encoder: FakeEncoder) -> None:
     assert loaded.documents == index.documents
     assert loaded.manifest == index.manifest
     assert loaded.search("border regime", encoder=encoder, k=5) == index.search("border regime", encoder=encoder, k=5)
+
+
+def test_documents_saved_before_encodings_were_recorded_load_as_utf8(tmp_path: Path, encoder: FakeEncoder) -> None:
+    documents = [dataclasses.replace(d, encoding="cp949") for d in make_documents(3)]
+    build(documents, encoder).save(tmp_path)
+    [path] = tmp_path.glob("documents-*.jsonl")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert all(row.pop("encoding") == "cp949" for row in rows)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    manifest = read_manifest(tmp_path)  # as an older qa wrote it: its checks describe the file as it is
+    checks = file_checks(tmp_path, manifest.files.values())
+    (tmp_path / MANIFEST_NAME).write_text(manifest_text(dataclasses.replace(manifest, file_checks=checks)))
+
+    loaded = PassageIndex.load(tmp_path)
+    assert loaded.documents == [dataclasses.replace(d, encoding="utf-8") for d in documents]
 
 
 def test_manifest_is_readable_json_with_what_built_the_index(tmp_path: Path, encoder: FakeEncoder) -> None:

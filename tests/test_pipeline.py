@@ -6,6 +6,7 @@ import fnmatch
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,11 +14,13 @@ import pytest
 from conftest import GOLD, FakeEncoder, FakeModelEncoder, IndexWorker, RefusingEncoder
 from index_worker import BATCH as WORKER_BATCH
 from index_worker import POINTS
+from qa.clean import CleanedText
 from qa.cli import main as cli_main
 from qa.index import CACHE_NAME, MANIFEST_NAME, IndexSettings, PassageIndex, read_manifest
+from qa.ingest import SkippedFileWarning
 from qa.lock import LOCK_NAME
 from qa.pipeline import IndexReport, index_corpus
-from qa.records import PARAGRAPH_SEPARATOR
+from qa.records import PARAGRAPH_SEPARATOR, Document, Passage
 
 SETTINGS = IndexSettings(max_tokens=254, min_words=12)
 KOREA_TIMES = "koreatimes-why-do-nk-defectors-flee-to-destitute-north.txt"
@@ -226,3 +229,76 @@ def test_a_build_killed_at_any_point_leaves_an_index_that_answers(
     embedded = cache_rows(index_dir) - rows_after_kill  # what the killed run had embedded is not embedded again
     assert f"; {embedded} passages embedded)" in out and embedded < len(current) - len(previous)
     assert not stray_files(index_dir)
+
+
+# --- bad files in the corpus ------------------------------------------------------
+
+KOREAN_ARTICLE = """재입북 탈북민 올해 늘어
+
+통일부는 올해 들어 북한으로 다시 돌아간 탈북민이 지난해보다 늘었다고 밝혔다.
+
+전문가들은 남한 사회에 적응하지 못하거나 북에 남은 가족이 걱정되어 돌아가는 경우가 많다고 말했다.
+"""
+DEEP_PROSE = "Lakes across the region rose as well, and boats were moored in the streets of the old town."
+
+
+def add_bad_files(corpus: Path) -> None:
+    """Files a scraped corpus gathers: empty, binary, legacy-encoded, broken HTML, boilerplate only."""
+    (corpus / "empty.txt").write_bytes(b"")
+    (corpus / "scan.txt").write_bytes(b"%PDF-1.4\n" + b"\x00\x01\x02stream\x00" * 500)
+    (corpus / "korean.txt").write_bytes(KOREAN_ARTICLE.encode("euc-kr"))
+    (corpus / "deep.html").write_text(
+        "<html><body>" + "<div>" * 5_000 + f"<p>{DEEP_PROSE}</p>" + "</div>" * 5_000 + "</body></html>"
+    )
+    (corpus / "menu.txt").write_text("Home\nNews\nLogin\nSubscribe\n")
+
+
+def test_bad_files_are_skipped_or_decoded_and_the_rest_is_indexed(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    add_bad_files(corpus_copy)
+    with pytest.warns(UserWarning) as caught:
+        report = run(corpus_copy, tmp_path / "index", encoder)
+    index = PassageIndex.load(tmp_path / "index")
+    sources = {d.source for d in index.documents}
+    assert sources == {*GOLD, "korean.txt", "deep.html"}
+    assert (report.documents, report.skipped) == (7, 3)
+    assert report.decoded == (("korean.txt", "cp949"),)
+    messages = [str(w.message) for w in caught]
+    for name, reason in [("empty.txt", "empty"), ("scan.txt", "binary"), ("menu.txt", "no article text")]:
+        assert any(m.startswith(f"skipped {name}:") and reason in m for m in messages), name
+    assert any("deep.html as plain text" in m for m in messages)
+    korean = next(d for d in index.documents if d.source == "korean.txt")
+    assert korean.paragraphs == tuple(KOREAN_ARTICLE.strip().split("\n\n")[1:]) and korean.encoding == "cp949"
+    assert any(DEEP_PROSE in p.text for p in index.passages)
+
+
+def test_an_unexpected_error_in_one_file_leaves_the_others_indexed(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qa.ingest
+    import qa.pipeline
+
+    real_parse, real_split = qa.ingest.parse_text, qa.pipeline.split_passages
+
+    def parse_text(raw: str, suffix: str, *, url: str = "", source: str = "") -> CleanedText:
+        if source == KOREA_TIMES:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_parse(raw, suffix, url=url, source=source)
+
+    def split_passages(document: Document, **options: Any) -> list[Passage]:
+        if document.source.startswith("rfa-"):
+            raise IndexError("list index out of range")
+        return real_split(document, **options)
+
+    monkeypatch.setattr("qa.ingest.parse_text", parse_text)
+    monkeypatch.setattr("qa.pipeline.split_passages", split_passages)
+    with pytest.warns(SkippedFileWarning) as caught:
+        report = run(corpus_copy, tmp_path / "index", encoder)
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert messages[0].startswith(f"skipped {KOREA_TIMES}: unexpected RecursionError while reading it")
+    assert messages[1].startswith("skipped rfa-") and "unexpected IndexError while splitting it" in messages[1]
+    index = PassageIndex.load(tmp_path / "index")
+    assert {d.source for d in index.documents} == {s for s in GOLD if s != KOREA_TIMES and not s.startswith("rfa-")}
+    assert (report.documents, report.skipped) == (3, 2)

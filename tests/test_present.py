@@ -8,7 +8,6 @@ import re
 from qa.answer import NOT_IN_CORPUS
 from qa.present import (
     EMPTY_QUESTION_REPLY,
-    MAX_QUESTION_CHARS,
     article_html,
     as_markdown_text,
     chat_reply,
@@ -19,6 +18,7 @@ from qa.present import (
     source_choices,
     sources_html,
 )
+from qa.question import MAX_QUESTION_CHARS
 from qa.records import Document, Evidence, Hit, Passage, SearchResult
 
 SCRIPT = '<img src=x onerror=alert(1)><script>alert("x")</script>'
@@ -43,9 +43,11 @@ def make_hit(rank: int = 1, text: str = "First sentence. Second sentence.", **fi
 
 def test_question_is_cut_at_the_limit_with_a_notice() -> None:
     assert clip_question("  short question  ") == ("short question", "")
+    assert clip_question(" \x00\u200b\r\n ") == ("", "")
     text, notice = clip_question("x" * (MAX_QUESTION_CHARS + 50))
     assert len(text) == MAX_QUESTION_CHARS
     assert f"{MAX_QUESTION_CHARS + 50:,}" in notice and f"{MAX_QUESTION_CHARS:,}" in notice
+    assert notice.startswith("(") and notice.endswith(".)")
 
 
 def test_markdown_text_shows_markup_literally() -> None:

@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DAMAGES, REPO, FakeModelEncoder, IndexWorker, damage_index
+from conftest import DAMAGES, EMPTY_QUESTIONS, ODD_QUESTIONS, REPO, FakeModelEncoder, IndexWorker, damage_index
 from qa.errors import IndexBusyError, QAError
 from qa.pipeline import IndexReport
+from qa.question import MAX_QUESTION_CHARS, EmptyQuestionError, normalize_question
 from qa.records import SearchResult
+from qa.retrieve import MODES, Mode
 from qa.service import REBUILD_BATCH, AnswerService, BackgroundEncoder, Questions
 
 NEW_ARTICLE = "Lighthouse keepers\n\nThe lighthouse keepers of the northern coast went on strike over pay on Monday.\n"
@@ -213,3 +215,29 @@ def test_a_rebuild_is_not_starved_by_an_endless_stream_of_questions() -> None:
     with questions:
         vectors = background.encode(["a", "b", "c"])
     np.testing.assert_array_equal(vectors, FakeModelEncoder().encode(["a", "b", "c"]))
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> AnswerService:
+    import shutil
+
+    from conftest import CORPUS
+
+    workdir = tmp_path_factory.mktemp("service")
+    shutil.copytree(CORPUS, workdir / "corpus")
+    return open_service(workdir / "corpus", workdir)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", sorted(ODD_QUESTIONS))
+def test_odd_questions_get_an_answer(service: AnswerService, kind: str, mode: Mode) -> None:
+    typed = ODD_QUESTIONS[kind]
+    result = service.ask(typed, mode=mode, history=[typed, "\x00"])
+    assert result.query == normalize_question(typed).text
+    assert len(result.query) <= MAX_QUESTION_CHARS and result.hits and result.answer
+
+
+@pytest.mark.parametrize("typed", EMPTY_QUESTIONS)
+def test_empty_questions_are_refused_with_one_clear_error(service: AnswerService, typed: str) -> None:
+    with pytest.raises(EmptyQuestionError, match="the question is empty"):
+        service.ask(typed)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Callable
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import CORPUS
+from qa.ingest import load_documents
 from qa.records import Document, Passage
 from qa.split import (
     approximate_token_count,
@@ -447,3 +456,129 @@ def test_passages_respect_the_default_token_estimate(document: Document, max_tok
     assert_offsets_hold(document, passages)
     assert non_space("".join(p.text for p in passages)) == non_space(document.text)
     assert all(approximate_token_count(p.text) <= max_tokens for p in passages)
+
+
+# --- split_passages: huge paragraphs ------------------------------------------
+
+
+class CharacterTally:
+    """A token counter (the default estimate) that adds up how many characters it was given."""
+
+    def __init__(self) -> None:
+        self.characters = 0
+
+    def __call__(self, text: str) -> int:
+        self.characters += len(text)
+        return approximate_token_count(text)
+
+
+def test_a_long_paragraph_is_counted_a_few_times_over_not_once_per_piece() -> None:
+    # Each piece used to re-count all the text after it: 200 kB were counted 111 times over.
+    paragraph = " ".join(f"The river rose near bridge number {i} after rain." for i in range(4_000))
+    tally = CharacterTally()
+    passages = split_passages(make_document(paragraph), max_tokens=254, count_tokens=tally)
+
+    assert len(passages) > 100
+    assert tally.characters <= 5 * len(paragraph)
+    assert all(approximate_token_count(p.text) <= 254 for p in passages)
+
+
+def test_a_huge_word_is_halved_not_cut_into_characters() -> None:
+    word = "abcdefghij" * 20_000
+    tally = CharacterTally()
+    passages = split_passages(make_document(word), max_tokens=50, count_tokens=tally)
+
+    assert "".join(p.text for p in passages) == word
+    assert all(approximate_token_count(p.text) <= 50 for p in passages)
+    assert tally.characters <= 40 * len(word)  # one pass per halving level, not one call per character
+
+
+def test_paragraph_longer_than_a_window_is_split_window_by_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("qa.split.WINDOW_CHARS", 300)
+    paragraph = " ".join(f"Sentence number {i} is here." for i in range(200))
+    document = make_document(paragraph)
+    passages = split_passages(document, max_tokens=40, count_tokens=count_words)
+
+    assert_offsets_hold(document, passages)
+    assert non_space("".join(p.text for p in passages)) == non_space(paragraph)
+    assert all(p.text.endswith(".") for p in passages)  # windows end at sentence ends
+    assert all(len(p.text) <= 300 for p in passages)
+
+
+# --- split_passages: properties on any text -------------------------------------
+# Paragraphs of arbitrary Unicode: every kind of whitespace (including the
+# separators str.split knows and "\x1c"), zero-width and format characters,
+# combining marks, CJK, right-to-left letters, emoji, and the punctuation
+# sentence splitting looks at.
+
+any_character = st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from(
+    [" ", "\n", "\t", "\u00a0", "\u2028", "\u3000", "\x1c", "\u200b", "\ufeff", "\u0301", ".", "!", "?", "…", "”", "("]
+)
+any_paragraph = st.text(any_character, max_size=120)
+any_document = st.lists(any_paragraph, max_size=6).map(lambda paragraphs: make_document(*paragraphs))
+counters = st.sampled_from([count_words, approximate_token_count])
+
+
+def assert_passages_cover_the_text(document: Document, passages: list[Passage]) -> None:
+    """Offsets map back to the text, passages come in order, and no visible character is left out."""
+    text = document.text
+    covered = [False] * len(text)
+    previous_end = 0
+    for passage in passages:
+        assert passage.text == text[passage.start : passage.end]
+        assert previous_end <= passage.start < passage.end
+        covered[passage.start : passage.end] = [True] * (passage.end - passage.start)
+        previous_end = passage.end
+    assert [i for i, character in enumerate(text) if not covered[i] and not character.isspace()] == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=any_document, max_tokens=st.integers(1, 40), min_words=st.integers(0, 15), count=counters)
+def test_passages_of_any_text_cover_it_within_the_limit(
+    document: Document, max_tokens: int, min_words: int, count: Callable[[str], int]
+) -> None:
+    passages = split_passages(document, max_tokens=max_tokens, count_tokens=count, min_words=min_words)
+
+    assert_passages_cover_the_text(document, passages)
+    # A single character is the smallest piece there is; only it may exceed the limit.
+    assert all(count(p.text) <= max_tokens or len(p.text) == 1 for p in passages)
+
+
+@settings(max_examples=150, deadline=None)
+@given(document=any_document, max_tokens=st.integers(1, 40), window=st.integers(1, 60))
+def test_window_by_window_splitting_covers_any_text(document: Document, max_tokens: int, window: int) -> None:
+    with mock.patch("qa.split.WINDOW_CHARS", window):
+        passages = split_passages(document, max_tokens=max_tokens, count_tokens=count_words)
+
+    assert_passages_cover_the_text(document, passages)
+    assert all(count_words(p.text) <= max_tokens for p in passages)
+
+
+@settings(max_examples=100, deadline=None)
+@given(document=any_document, max_tokens=st.integers(1, 40))
+def test_same_document_gives_the_same_passage_ids(document: Document, max_tokens: int) -> None:
+    first = split_passages(document, max_tokens=max_tokens)
+    again = split_passages(dataclasses.replace(document, paragraphs=tuple(document.paragraphs)), max_tokens=max_tokens)
+    assert [p.passage_id for p in first] == [p.passage_id for p in again]
+    assert len({p.passage_id for p in first}) == len(first)
+
+
+IDS_OF_THE_CORPUS = """
+import json, sys
+from qa.ingest import load_documents
+from qa.split import split_passages
+from pathlib import Path
+documents = load_documents(Path(sys.argv[1]))
+print(json.dumps([p.passage_id for d in documents for p in split_passages(d, max_tokens=int(sys.argv[2]))]))
+"""
+
+
+@pytest.mark.parametrize("max_tokens", [254, 40])
+def test_passage_ids_are_the_same_in_another_process_with_another_hash_seed(max_tokens: int) -> None:
+    # Nothing may depend on set or dict order under str hashing, which changes per process.
+    here = [p.passage_id for d in load_documents(CORPUS) for p in split_passages(d, max_tokens=max_tokens)]
+    for seed in ("1", "4242"):
+        environment = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": os.pathsep.join(sys.path)}
+        child = [sys.executable, "-c", IDS_OF_THE_CORPUS, str(CORPUS), str(max_tokens)]
+        output = subprocess.run(child, env=environment, capture_output=True, text=True, check=True).stdout
+        assert json.loads(output) == here

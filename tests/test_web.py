@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from conftest import CORPUS, REPO, FakeModelEncoder, IndexWorker, damage_index
+from conftest import CORPUS, EMPTY_QUESTIONS, ODD_QUESTIONS, REPO, FakeModelEncoder, IndexWorker, damage_index
 from qa.index import MANIFEST_NAME
+from qa.present import EMPTY_QUESTION_REPLY, as_markdown_text
+from qa.question import normalize_question
 from qa.records import result_to_dict
 from qa.service import AnswerService
 from qa.web import ANSWER_CONCURRENCY
@@ -299,3 +302,53 @@ def _login(url: str, user: str, password: str) -> str:
         assert response.status == 200
         cookies = response.headers.get_all("Set-Cookie") or []
     return "; ".join(cookie.split(";", 1)[0] for cookie in cookies)
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_QUESTIONS))
+def test_search_api_answers_odd_questions_like_the_library(served: Served, kind: str) -> None:
+    from gradio_client import Client
+
+    service, url = served.service, served.url
+    typed = ODD_QUESTIONS[kind]
+    answer = Client(url, verbose=False).predict(typed, 3, "hybrid", api_name="/search")
+    assert answer == result_to_dict(service.ask(typed, k=3))
+    assert answer["query"] == normalize_question(typed).text and answer["hits"]
+
+
+@pytest.mark.parametrize("typed", EMPTY_QUESTIONS)
+def test_search_api_refuses_empty_questions(served: Served, typed: str) -> None:
+    from gradio_client import Client
+
+    with pytest.raises(Exception, match="the question is empty"):
+        Client(served.url, verbose=False).predict(typed, 3, "hybrid", api_name="/search")
+
+
+# The chat handler, called as Gradio calls it: one dict of every field's value.
+FIELDS = ("question", "chat", "history", "k", "mode", "documents", "outlets", "from", "to")
+
+
+def chat(service: AnswerService, question: str, history: list[str]) -> tuple[Any, ...]:
+    from qa.web import _responder
+
+    respond = _responder(service, {name: name for name in FIELDS})
+    values = {"question": question, "chat": [], "history": history, "k": 3, "mode": "hybrid"}
+    return respond({name: values.get(name) for name in FIELDS})  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_QUESTIONS))
+def test_chat_answers_odd_questions(served: Served, kind: str) -> None:
+    typed = ODD_QUESTIONS[kind]
+    asked = normalize_question(typed).text
+    messages, history, sources, *_ = chat(served.service, typed, ["earlier question"])
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[0]["content"] == as_markdown_text(asked)  # markup shows as text
+    assert history == ["earlier question", asked]
+    assert "qa-source" in sources
+    assert ("Your question was" in messages[1]["content"]) == (kind == "long")
+
+
+@pytest.mark.parametrize("typed", EMPTY_QUESTIONS)
+def test_chat_asks_for_a_question_when_there_is_none(served: Served, typed: str) -> None:
+    messages, history, *_ = chat(served.service, typed, ["earlier question"])
+    assert messages == [{"role": "assistant", "content": EMPTY_QUESTION_REPLY}]
+    assert history == ["earlier question"]

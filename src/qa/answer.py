@@ -16,6 +16,7 @@ import numpy as np
 from qa.encoder import Encoder
 from qa.index import PassageIndex, embed_query
 from qa.lexical import tokenize
+from qa.question import EmptyQuestionError, normalize_question
 from qa.records import Evidence, Hit, SearchResult
 from qa.retrieve import Mode, SearchFilter
 from qa.split import split_sentences
@@ -57,19 +58,38 @@ def ask(
     where: SearchFilter | None = None,
     abstention: Abstention = DEFAULT_ABSTENTION,
 ) -> SearchResult:
-    """Search, pick the evidence in each hit, and answer (or abstain) from it."""
-    question = question.strip()
-    query_vector = embed_query(encoder, question, history) if question else None
+    """Search, pick the evidence in each hit, and answer (or abstain) from it.
+
+    The question and the earlier ones are normalised first (``normalize_question``:
+    control characters out, whitespace collapsed, cut at ``MAX_QUESTION_CHARS``),
+    so every front end asks the same question for the same text.
+
+    Raises:
+        EmptyQuestionError: Nothing is left of the question to ask.
+    """
+    question = normalize_question(question).text
+    history = _normalized_history(history)
+    query_vector = embed_query(encoder, question, history)
     hits = index.search(
         question, encoder=encoder, k=k, mode=mode, history=history, where=where, query_vector=query_vector
     )
     if not hits:
         return SearchResult(query=question, hits=(), answerable=False, answer=NOT_IN_CORPUS)
-    assert query_vector is not None
     hits = attach_evidence(hits, query_vector, lambda sentences: index.embed_sentences(sentences, encoder))
     if not is_answerable(index, question, hits, abstention):
         return SearchResult(query=question, hits=tuple(hits), answerable=False, answer=NOT_IN_CORPUS)
     return SearchResult(query=question, hits=tuple(hits), answerable=True, answer=compose_answer(hits))
+
+
+def _normalized_history(history: Sequence[str]) -> list[str]:
+    """Earlier questions, normalised like the question; empty ones carry nothing and are left out."""
+    turns = []
+    for turn in history:
+        try:
+            turns.append(normalize_question(turn).text)
+        except EmptyQuestionError:
+            continue
+    return turns
 
 
 def is_answerable(index: PassageIndex, question: str, hits: Sequence[Hit], abstention: Abstention) -> bool:

@@ -48,8 +48,11 @@ class _Metadata:
 # A good block reads like prose: enough words and a sentence ending.
 GOOD_MIN_WORDS = 10
 # Boilerplate shapes only apply to short lines, so prose that happens to
-# mention an e-mail address or a copyright is kept.
+# mention an e-mail address or a copyright is kept. The character bound keeps
+# a huge line with few spaces (a pasted blob) away from the shape patterns,
+# some of which backtrack over the whole line.
 SHORT_LINE_WORDS = 30
+SHORT_LINE_CHARS = 1_000
 TITLE_MIN_WORDS, TITLE_MAX_WORDS = 3, 25
 # How far above the first paragraph the headline may sit (menus, share bars
 # and bylines come between them on many sites).
@@ -76,7 +79,10 @@ _UI_WORDS = re.compile(
     re.I,
 )
 _READ_IN_LANGUAGE = re.compile(r"^(?:read|view|see)(?: (?:this|it|the (?:article|story)))? in [A-Z][a-z]+$")
-_COMMENT_FORM = re.compile(r"\bcomments?\b.*\b(?:form below|moderator|moderated|terms of use|be respectful)\b", re.I)
+# Bounded gap: an unbounded ".*" rescans the rest of a long paragraph at every "comment" in it.
+_COMMENT_FORM = re.compile(
+    r"\bcomments?\b.{0,300}?\b(?:form below|moderator|moderated|terms of use|be respectful)\b", re.I
+)
 _DATE_WITH_PIPE = re.compile(r"^(?:\w{3},? )?[\w ,.-]*\d{4}[\w ,.:-]*\|")
 _NUMBER_ONLY = re.compile(r"^[\d\s.,:/|-]+$")
 
@@ -112,14 +118,18 @@ _CREDIT = re.compile(
     r"(?: for (?P<outlet>[^.]+?)(?:['’]s\b[^.]*)?)?\.",
 )
 _MASTHEAD = re.compile(r"^masthead\s*:\s*(?P<outlet>.+)$", re.I)
-_HAS_LEARNED = re.compile(r"(?:^|[^\w\s]\s*|\.\s+)(?P<outlet>(?:[A-Z][\w&.-]*\s){0,3}[A-Z][\w&.-]*) has learned\b")
+# Outlet words are bounded in length so a huge token is not rescanned at each of its dots.
+_HAS_LEARNED = re.compile(
+    r"(?:^|[^\w\s]\s*|\.\s+)(?P<outlet>(?:[A-Z][\w&.-]{0,40}\s){0,3}[A-Z][\w&.-]{0,40}) has learned\b"
+)
 
 
 def clean_text(raw: str) -> CleanedText:
     """Return the article in ``raw`` scraped text: body paragraphs, title, author, date, outlet."""
     blocks = split_blocks(raw)
     metadata = _Metadata()
-    kinds = [classify_block(block, blocks, metadata) for block in blocks]
+    counts = Counter(blocks)
+    kinds = [classify_block(block, counts, metadata) for block in blocks]
     title_at = find_title(blocks, kinds)
     if title_at is not None:
         metadata.offer("title", blocks[title_at])
@@ -135,31 +145,36 @@ def split_blocks(raw: str) -> list[str]:
     """Split text into stripped non-empty lines, rejoining prose that was hard-wrapped."""
     text = raw.replace("\r\n", "\n").replace("\r", "\n")
     text = re.sub(r"[\u00a0\u2007\u202f\t]", " ", text).replace("\u200b", "").replace("\ufeff", "")
-    blocks: list[str] = []
+    # Each block is gathered as its lines and joined once, so a huge hard-wrapped
+    # paragraph is not copied again for every line added to it.
+    blocks: list[list[str]] = []
+    length = 0  # of the last block, joined
     previous_blank = True
     for line in (line.strip() for line in text.split("\n")):
         if not line:
             previous_blank = True
             continue
-        if blocks and not previous_blank and _is_wrapped_continuation(blocks[-1], line):
-            blocks[-1] = f"{blocks[-1]} {line}"
+        if blocks and not previous_blank and _is_wrapped_continuation(length, blocks[-1][-1], line):
+            blocks[-1].append(line)
+            length += 1 + len(line)
         else:
-            blocks.append(line)
+            blocks.append([line])
+            length = len(line)
         previous_blank = False
-    return blocks
+    return [" ".join(lines) for lines in blocks]
 
 
-def _is_wrapped_continuation(previous: str, line: str) -> bool:
-    # A line that starts in lower case right after an unfinished long line is
+def _is_wrapped_continuation(length: int, previous_line: str, line: str) -> bool:
+    # A line that starts in lower case right after an unfinished long block is
     # the same paragraph wrapped at a fixed width, not a new block.
-    return len(previous) >= 40 and not _ENDS_SENTENCE.search(previous) and line[0].islower()
+    return length >= 40 and not _ENDS_SENTENCE.search(previous_line) and line[0].islower()
 
 
-def classify_block(block: str, blocks: list[str], metadata: _Metadata) -> Kind:
-    """Classify one block, recording any metadata it states."""
+def classify_block(block: str, counts: Counter[str], metadata: _Metadata) -> Kind:
+    """Classify one block (``counts``: how often each block occurs on the page), recording any metadata it states."""
     if _read_metadata_line(block, metadata):
         return Kind.META
-    if is_boilerplate(block) or _is_repeated_short_line(block, blocks):
+    if is_boilerplate(block) or _is_repeated_short_line(block, counts):
         return Kind.BAD
     words = len(block.split())
     if words >= GOOD_MIN_WORDS and _ENDS_SENTENCE.search(block):
@@ -170,7 +185,7 @@ def classify_block(block: str, blocks: list[str], metadata: _Metadata) -> Kind:
 def is_boilerplate(block: str) -> bool:
     """Whether a line has the shape of site furniture rather than article text."""
     words = block.split()
-    if len(words) > SHORT_LINE_WORDS:
+    if len(words) > SHORT_LINE_WORDS or len(block) > SHORT_LINE_CHARS:
         return bool(_COMMENT_FORM.search(block))
     plain = _BULLET.sub("", block)
     checks = (
@@ -201,18 +216,18 @@ def is_self_repeating(block: str) -> bool:
     return half >= 4 and len(letters) % 2 == 0 and letters[:half] == letters[half:]
 
 
-def _is_repeated_short_line(block: str, blocks: list[str]) -> bool:
+def _is_repeated_short_line(block: str, counts: Counter[str]) -> bool:
     # Menus, share bars and related headlines are printed more than once on a
     # page; article sentences are not. Long repeated paragraphs are handled
     # later by keeping their first copy.
     if len(block.split()) >= GOOD_MIN_WORDS and _ENDS_SENTENCE.search(block):
         return False
-    return blocks.count(block) > 1
+    return counts[block] > 1
 
 
 def _read_metadata_line(block: str, metadata: _Metadata) -> bool:
     """Record a byline, dateline, credit or masthead line; return whether it was one."""
-    if len(block.split()) > SHORT_LINE_WORDS:
+    if len(block.split()) > SHORT_LINE_WORDS or len(block) > SHORT_LINE_CHARS:
         return False
     if match := _DATE_LABEL.match(block):
         if (date := parse_date(block[match.end() :])) and not block.lower().startswith(("updated", "last")):
@@ -273,22 +288,29 @@ def resolve_short_blocks(kinds: list[Kind]) -> list[Kind]:
     Metadata lines count as bad neighbours (they frame the article, they are
     not part of it). At either end of the text the one neighbour decides.
     """
+    before = _nearest_decided(kinds)
+    after = _nearest_decided(kinds[::-1])[::-1]
     resolved = list(kinds)
     for i, kind in enumerate(kinds):
-        if kind is not Kind.SHORT:
-            continue
-        before = _nearest_decided(kinds, range(i - 1, -1, -1))
-        after = _nearest_decided(kinds, range(i + 1, len(kinds)))
-        sides = [side for side in (before, after) if side is not None]
-        resolved[i] = Kind.GOOD if sides and all(side is Kind.GOOD for side in sides) else Kind.BAD
+        if kind is Kind.SHORT:
+            sides = [side for side in (before[i], after[i]) if side is not None]
+            resolved[i] = Kind.GOOD if sides and all(side is Kind.GOOD for side in sides) else Kind.BAD
     return resolved
 
 
-def _nearest_decided(kinds: list[Kind], positions: range) -> Kind | None:
-    for position in positions:
-        if kinds[position] is not Kind.SHORT:
-            return Kind.GOOD if kinds[position] is Kind.GOOD else Kind.BAD
-    return None
+def _nearest_decided(kinds: list[Kind]) -> list[Kind | None]:
+    """For each position, the class (good or bad) of the nearest non-short block before it.
+
+    One pass, so a page of a hundred thousand short lines (a list, a dump)
+    costs no more than its length.
+    """
+    nearest: list[Kind | None] = []
+    last: Kind | None = None
+    for kind in kinds:
+        nearest.append(last)
+        if kind is not Kind.SHORT:
+            last = Kind.GOOD if kind is Kind.GOOD else Kind.BAD
+    return nearest
 
 
 def _drop_repeated_paragraphs(paragraphs: list[str]) -> list[str]:

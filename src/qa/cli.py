@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from qa.encoder import BACKENDS
 from qa.errors import QAError
 from qa.lock import DEFAULT_WAIT_SECONDS
+from qa.question import EmptyQuestionError, Question, clipped_notice, normalize_question
 from qa.records import Hit, Passage, SearchResult, result_to_dict
 from qa.retrieve import MODES, Mode, SearchFilter
 
@@ -159,6 +160,8 @@ def run_index(args: argparse.Namespace) -> int:
     )
     if report.rebuilt_reason:
         print(f"Rebuilt from scratch: {report.rebuilt_reason}.")
+    for source, encoding in report.decoded:
+        print(f"Decoded {source} as {encoding} (not UTF-8).")
     state = "up to date" if report.unchanged else "updated"
     print(
         f"Index {state}: {report.documents} documents, {report.passages} passages "
@@ -175,22 +178,36 @@ def run_search(args: argparse.Namespace) -> int:
         raise QAError("give a question, or --batch FILE (not both)")
     from qa.pipeline import open_index
 
+    if args.batch is None:
+        try:
+            question = normalize_question(args.question)
+        except EmptyQuestionError as error:
+            raise QAError(f'{error}: ask something, e.g. qa search "Why do defectors return?"') from error
     index, encoder = open_index(args.index, model=args.model, backend=args.backend)
     ask_one = _asker(index, encoder, args)
     if args.batch is not None:
-        for question in _read_questions(args.batch):
-            row = (
-                result_to_dict(ask_one(question))
-                if question.strip()
-                else {"query": "", "error": "the question is empty"}
-            )
-            print(json.dumps(row, ensure_ascii=False), flush=True)  # one line out per line in, blank ones too
+        for number, line in enumerate(_read_questions(args.batch), 1):
+            print(json.dumps(_batch_row(ask_one, line, number), ensure_ascii=False), flush=True)
         return 0
-    if not args.question.strip():
-        raise QAError('the question is empty: ask something, e.g. qa search "Why do defectors return?"')
-    result = ask_one(args.question)
+    _warn_if_clipped(question)
+    result = ask_one(question.text)
     print(json.dumps(result_to_dict(result), ensure_ascii=False, indent=2) if args.json else format_result(result))
     return 0
+
+
+def _batch_row(ask_one: Callable[[str], SearchResult], line: str, number: int) -> dict[str, object]:
+    """One line of ``--batch`` output: the result, or the error for an empty line (one line out per line in)."""
+    try:
+        question = normalize_question(line)
+    except EmptyQuestionError as error:
+        return {"query": "", "error": str(error)}
+    _warn_if_clipped(question, f"line {number}: ")
+    return result_to_dict(ask_one(question.text))
+
+
+def _warn_if_clipped(question: Question, where: str = "") -> None:
+    if question.clipped:
+        print(f"qa: warning: {where}{clipped_notice(question)}", file=sys.stderr)
 
 
 def _asker(index: PassageIndex, encoder: Encoder, args: argparse.Namespace) -> Callable[[str], SearchResult]:
@@ -215,14 +232,15 @@ def _asker(index: PassageIndex, encoder: Encoder, args: argparse.Namespace) -> C
 
 
 def _read_questions(path: Path) -> Iterator[str]:
-    if str(path) == "-":
-        yield from (line.rstrip("\n") for line in sys.stdin)
-        return
     try:
+        if str(path) == "-":
+            yield from (line.rstrip("\n") for line in sys.stdin)
+            return
         with path.open(encoding="utf-8") as file:
             yield from (line.rstrip("\n") for line in file)
     except (OSError, UnicodeDecodeError) as error:
-        raise QAError(f"cannot read questions from {path}: {error}") from error
+        source = "standard input" if str(path) == "-" else path
+        raise QAError(f"cannot read questions from {source}: {error}") from error
 
 
 def run_passages(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from qa.index import (
     read_manifest,
     remove_stale_files,
 )
-from qa.ingest import CorpusFile, find_corpus_files, load_document
+from qa.ingest import CorpusFile, SkippedFileWarning, find_corpus_files, load_document
 from qa.lock import index_lock
 from qa.records import Document, Passage
 from qa.split import approximate_token_count, split_passages
@@ -32,7 +33,12 @@ MIN_WORDS = 12
 
 @dataclass(frozen=True)
 class IndexReport:
-    """What ``index_corpus`` did, for the person who ran it."""
+    """What ``index_corpus`` did, for the person who ran it.
+
+    ``decoded`` lists the ``(source, encoding)`` of files read in this run
+    that were not UTF-8, so the person can check the guess; files that could
+    not be read at all are counted in ``skipped`` and named in warnings.
+    """
 
     documents: int
     passages: int
@@ -43,6 +49,7 @@ class IndexReport:
     embedded: int
     seconds: float
     rebuilt_reason: str = ""
+    decoded: tuple[tuple[str, str], ...] = ()
 
     @property
     def unchanged(self) -> bool:
@@ -110,7 +117,7 @@ def _index_locked(
             return _unchanged(manifest, len(files), started)
     previous, reason = _previous_index(index_dir, manifest, encoder.name, settings, reason)
     reusable_documents = previous.documents if previous.manifest.settings.splits_like(settings) else []
-    documents, passages = _prepare(files, reusable_documents, previous.passages, settings, count_tokens)
+    documents, passages, fresh = _prepare(files, reusable_documents, previous.passages, settings, count_tokens)
     cache = EmbeddingCache(index_dir / CACHE_NAME)
     try:
         if rebuild:
@@ -127,7 +134,8 @@ def _index_locked(
     finally:
         cache.close()
     built.save(index_dir)
-    return _report(previous.documents, built, len(files), started, reason)
+    decoded = tuple((d.source, d.encoding) for d in fresh if d.encoding != "utf-8")
+    return _report(previous.documents, built, len(files), started, reason, decoded=decoded)
 
 
 def _unchanged(manifest: Manifest, files: int, started: float) -> IndexReport:
@@ -195,33 +203,58 @@ def _prepare(
     old_passages: list[Passage],
     settings: IndexSettings,
     count_tokens: Callable[[str], int],
-) -> tuple[list[Document], list[Passage]]:
-    """Documents and passages for ``files``, reusing those of files whose content is unchanged."""
+) -> tuple[list[Document], list[Passage], list[Document]]:
+    """Documents and passages for ``files``, reusing those of files whose content is unchanged.
+
+    The third list holds the documents read afresh in this run.
+    """
     unchanged = {d.source: d for d in old_documents}
     passages_of: dict[str, list[Passage]] = {}
     for passage in old_passages:
         passages_of.setdefault(passage.doc_id, []).append(passage)
     documents: list[Document] = []
     passages: list[Passage] = []
+    fresh: list[Document] = []
     for corpus_file in files:
         document = unchanged.get(corpus_file.source)
         if document is not None and document.checksum == corpus_file.checksum:
             documents.append(document)
             passages.extend(passages_of.get(document.doc_id, []))
             continue
-        document = load_document(corpus_file)
-        if document is not None:
-            documents.append(document)
-            passages.extend(
-                split_passages(
-                    document, max_tokens=settings.max_tokens, count_tokens=count_tokens, min_words=settings.min_words
-                )
-            )
-    return documents, passages
+        read = _read_and_split(corpus_file, settings, count_tokens)
+        if read is not None:
+            documents.append(read[0])
+            passages.extend(read[1])
+            fresh.append(read[0])
+    return documents, passages, fresh
+
+
+def _read_and_split(
+    corpus_file: CorpusFile, settings: IndexSettings, count_tokens: Callable[[str], int]
+) -> tuple[Document, list[Passage]] | None:
+    """One file's document and passages; ``None``, with a warning naming the file, if either step fails."""
+    document = load_document(corpus_file)
+    if document is None:
+        return None
+    try:
+        passages = split_passages(
+            document, max_tokens=settings.max_tokens, count_tokens=count_tokens, min_words=settings.min_words
+        )
+    except Exception as error:  # one file's bad luck in the splitter must not cost the others their index
+        message = f"skipped {corpus_file.source}: unexpected {type(error).__name__} while splitting it: {error}"
+        warnings.warn(message, SkippedFileWarning, stacklevel=2)
+        return None
+    return document, passages
 
 
 def _report(
-    old_documents: list[Document], current: PassageIndex, files: int, started: float, reason: str
+    old_documents: list[Document],
+    current: PassageIndex,
+    files: int,
+    started: float,
+    reason: str,
+    *,
+    decoded: tuple[tuple[str, str], ...],
 ) -> IndexReport:
     old = {d.source: d.checksum for d in old_documents}
     new = {d.source: d.checksum for d in current.documents}
@@ -235,6 +268,7 @@ def _report(
         embedded=current.embed_stats.embedded,
         seconds=time.perf_counter() - started,
         rebuilt_reason=reason,
+        decoded=decoded,
     )
 
 

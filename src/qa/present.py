@@ -11,22 +11,25 @@ import re
 from collections.abc import Sequence
 
 from qa.answer import NOT_IN_CORPUS
+from qa.question import EmptyQuestionError, clipped_notice, normalize_question
 from qa.records import PARAGRAPH_SEPARATOR, Document, Hit, SearchResult
 
-MAX_QUESTION_CHARS = 2_000
 EMPTY_QUESTION_REPLY = 'Please type a question first, for example "Why do defectors return to North Korea?"'
 CHOICE_SEPARATOR = "::"
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
 
 
 def clip_question(question: str) -> tuple[str, str]:
-    """The question trimmed to ``MAX_QUESTION_CHARS``, and a notice if it had to be cut."""
-    question = question.strip()
-    if len(question) <= MAX_QUESTION_CHARS:
-        return question, ""
-    return question[:MAX_QUESTION_CHARS], (
-        f"(Your question was {len(question):,} characters long; only the first {MAX_QUESTION_CHARS:,} were used.)"
-    )
+    """The question as every front end takes it (``normalize_question``), and a notice if it was cut.
+
+    ``("", "")`` when nothing is left to ask.
+    """
+    try:
+        normalized = normalize_question(question)
+    except EmptyQuestionError:
+        return "", ""
+    notice = clipped_notice(normalized)
+    return normalized.text, f"({notice})" if notice else ""
 
 
 def as_markdown_text(text: str) -> str:

@@ -18,6 +18,9 @@ class Document:
     ``paragraphs`` are the article's paragraphs in reading order; ``text`` joins
     them with a blank line, and every character offset in ``qa`` points into it.
     Metadata fields hold ``""`` when unknown: they are never guessed.
+    ``encoding`` is the one the file was read in (Python's codec name:
+    ``utf-8``, ``cp949``, ``cp1252``, ...); indexes written before it was
+    recorded only held UTF-8 files, hence the default.
     """
 
     doc_id: str
@@ -29,6 +32,7 @@ class Document:
     date: str = ""
     url: str = ""
     checksum: str = ""
+    encoding: str = "utf-8"
 
     @property
     def text(self) -> str:

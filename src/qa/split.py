@@ -11,7 +11,7 @@ import hashlib
 import itertools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,10 +19,12 @@ from qa.records import Document, Passage
 
 TokenCounter = Callable[[str], int]
 Span = tuple[int, int]
+_Atom = tuple[int, int, int]  # start, end, tokens
 
 _STOPS = ".!?…"
 _CLOSERS = "”\"’')]"
 _OPENERS = "“\"‘'(["
+_STOPS_AND_CLOSERS = frozenset(_STOPS + _CLOSERS)
 
 _WORD = re.compile(r"\S+")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -37,6 +39,12 @@ _ABBREVIATIONS = frozenset({
     "Jr.", "Sr.", "Inc.", "Ltd.", "Co.", "Corp.", "vs.", "etc.", "e.g.", "i.e.", "No.",
     "Jan.", "Feb.", "Aug.", "Sept.", "Oct.", "Nov.", "Dec.", "U.S.", "U.K.", "U.N.",
 })  # fmt: skip
+
+# A paragraph longer than this is split one window at a time (cut at a sentence
+# end where possible), so that memory and token counting stay proportional to
+# its length even for a 50 MB file that is one long line. No model's window
+# comes near a million characters, so no passage is shortened by it.
+WINDOW_CHARS = 1_000_000
 
 _Join = Literal["forward", "backward"] | None
 
@@ -62,18 +70,24 @@ def split_sentences(text: str) -> list[Span]:
     sentences and together cover every non-whitespace character. A blank line
     always ends a sentence.
     """
-    words = list(_WORD.finditer(text))
-    if not words:
-        return []
     spans: list[Span] = []
-    sentence_start = words[0].start()
-    for previous, word in itertools.pairwise(words):
-        gap = text[previous.end() : word.start()]
-        if gap.count("\n") >= 2 or _ends_sentence(previous.group(), word.group()):
+    previous: re.Match[str] | None = None
+    sentence_start = 0
+    for word in _WORD.finditer(text):  # streamed: a huge text's words are never all held at once
+        if previous is None:
+            sentence_start = word.start()
+        elif _breaks_between(text, previous, word):
             spans.append((sentence_start, previous.end()))
             sentence_start = word.start()
-    spans.append((sentence_start, words[-1].end()))
+        previous = word
+    if previous is not None:
+        spans.append((sentence_start, previous.end()))
     return spans
+
+
+def _breaks_between(text: str, previous: re.Match[str], word: re.Match[str]) -> bool:
+    blank_line = text.count("\n", previous.end(), word.start()) >= 2
+    return blank_line or _ends_sentence(previous.group(), word.group())
 
 
 def approximate_token_count(text: str) -> int:
@@ -131,6 +145,8 @@ def split_passages(
 
 def _ends_sentence(word: str, next_word: str) -> bool:
     """Tell whether a sentence ends after ``word``, given the word that follows it."""
+    if word[-1] not in _STOPS_AND_CLOSERS:
+        return False  # most words: no need for the pattern
     terminal = _TERMINAL_WORD.fullmatch(word)
     if terminal is None or not _starts_sentence(next_word):
         return False
@@ -165,7 +181,7 @@ def _paragraph_segments(
         if start == end:
             continue
         paragraph = text[start:end]
-        if count_tokens(paragraph) > max_tokens:
+        if len(paragraph) > WINDOW_CHARS or count_tokens(paragraph) > max_tokens:
             pieces = _split_long_span(text, start, end, max_tokens, count_tokens)
             segments.extend(_Segment(number, s, e) for s, e in pieces)
         else:
@@ -221,9 +237,41 @@ def _join(first: _Segment, last: _Segment) -> _Segment:
 
 
 def _split_long_span(text: str, start: int, end: int, max_tokens: int, count_tokens: TokenCounter) -> list[Span]:
-    """Split ``text[start:end]`` into balanced pieces of at most ``max_tokens``."""
-    atoms = _fitting_atoms(text, start, end, max_tokens, count_tokens)
-    return _pack_balanced(text, atoms, max_tokens, count_tokens)
+    """Split ``text[start:end]`` (already known to be over ``max_tokens``) into balanced pieces, a window at a time."""
+    pieces: list[Span] = []
+    for window_start, window_end in _windows(text, start, end):
+        atoms = [
+            atom
+            for sentence_start, sentence_end in _sentence_spans(text, window_start, window_end)
+            for atom in _fitting_atoms(text, sentence_start, sentence_end, max_tokens, count_tokens, depth=1)
+        ]
+        pieces.extend(_pack_balanced(text, atoms, max_tokens, count_tokens))
+    return pieces
+
+
+def _windows(text: str, start: int, end: int) -> Iterator[Span]:
+    """Cut ``text[start:end]`` into spans of at most ``WINDOW_CHARS``, at sentence ends where possible."""
+    while end - start > WINDOW_CHARS:
+        cut = _window_cut(text, start, start + WINDOW_CHARS)
+        yield start, cut
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    if start < end:
+        yield start, end
+
+
+# How far back from a window's limit to look for the sentence end to cut at.
+_WINDOW_TAIL_CHARS = 10_000
+
+
+def _window_cut(text: str, start: int, limit: int) -> int:
+    """Where to end a window that may not reach past ``limit``: a sentence end, else a space, else ``limit``."""
+    sentences = _sentence_spans(text, max(start, limit - _WINDOW_TAIL_CHARS), limit)
+    if len(sentences) >= 2:
+        return sentences[-2][1]  # the last sentence may run on past the limit
+    space = max(text.rfind(blank, start + 1, limit) for blank in " \n\t")
+    return space if space > start else limit
 
 
 def _sentence_spans(text: str, start: int, end: int) -> list[Span]:
@@ -234,12 +282,14 @@ def _word_spans(text: str, start: int, end: int) -> list[Span]:
     return [match.span() for match in _WORD.finditer(text, start, end)]
 
 
-def _character_spans(_text: str, start: int, end: int) -> list[Span]:
-    return [(index, index + 1) for index in range(start, end)]
+def _halves(_text: str, start: int, end: int) -> list[Span]:
+    # A word over the limit is halved until each part fits: a few parts, not one per character.
+    middle = (start + end) // 2
+    return [(start, middle), (middle, end)]
 
 
-# Ever finer ways to cut a span that is too long: sentences, words, characters.
-_SUBDIVIDERS = (_sentence_spans, _word_spans, _character_spans)
+# Ever finer ways to cut a span that is too long: sentences, words, then halves of a word.
+_SUBDIVIDERS = (_sentence_spans, _word_spans, _halves)
 
 
 def _fitting_atoms(
@@ -250,15 +300,16 @@ def _fitting_atoms(
     count_tokens: TokenCounter,
     *,
     depth: int = 0,
-) -> list[Span]:
-    """Cut ``text[start:end]`` into the coarsest units that each fit in ``max_tokens``.
+) -> list[_Atom]:
+    """Cut ``text[start:end]`` into the coarsest units that each fit in ``max_tokens``, with their token counts.
 
     A single character that is still over the limit is returned as it is:
     nothing smaller exists.
     """
-    if end - start <= 1 or count_tokens(text[start:end]) <= max_tokens:
-        return [(start, end)]
-    subdivide = _SUBDIVIDERS[depth]
+    tokens = count_tokens(text[start:end])
+    if end - start <= 1 or tokens <= max_tokens:
+        return [(start, end, tokens)]
+    subdivide = _SUBDIVIDERS[min(depth, len(_SUBDIVIDERS) - 1)]
     return [
         atom
         for part_start, part_end in subdivide(text, start, end)
@@ -266,29 +317,39 @@ def _fitting_atoms(
     ]
 
 
-def _pack_balanced(text: str, atoms: list[Span], max_tokens: int, count_tokens: TokenCounter) -> list[Span]:
+def _pack_balanced(text: str, atoms: list[_Atom], max_tokens: int, count_tokens: TokenCounter) -> list[Span]:
     """Pack consecutive atoms into pieces of about equal size, none over ``max_tokens``.
 
     Each piece aims at the remaining tokens divided by the fewest pieces that
-    can hold them, so the last piece is not left with a scrap.
+    can hold them, so the last piece is not left with a scrap. Sizes are the
+    sums of the atoms' counts, which is exact for tokenizers that split at
+    whitespace (where sentences and words meet) and keeps packing linear in
+    the text's length; each piece is then counted whole and shrunk if a sum
+    was low.
     """
-    span_end = atoms[-1][1]
+    counts = [tokens for _, _, tokens in atoms]
+    remaining = list(itertools.accumulate(reversed(counts)))[::-1]  # tokens from atom i to the end
     pieces: list[Span] = []
-    start, end = atoms[0]
-    size = count_tokens(text[start:end])
-    target = _piece_target(count_tokens(text[start:span_end]), max_tokens)
-    for atom_start, atom_end in atoms[1:]:
-        grown = count_tokens(text[start:atom_end])
-        # Take the atom if that lands nearer the target than stopping here does.
-        if grown <= max_tokens and grown - target <= target - size:
-            end, size = atom_end, grown
-            continue
-        pieces.append((start, end))
-        start, end = atom_start, atom_end
-        size = count_tokens(text[start:end])
-        target = _piece_target(count_tokens(text[start:span_end]), max_tokens)
-    pieces.append((start, end))
+    first = 0
+    while first < len(atoms):
+        last = _piece_end(counts, first, _piece_target(remaining[first], max_tokens), max_tokens)
+        # Halves of one long word need not add up: "xxxx" may count less than "xx" twice.
+        while last > first and count_tokens(text[atoms[first][0] : atoms[last][1]]) > max_tokens:
+            last -= 1
+        pieces.append((atoms[first][0], atoms[last][1]))
+        first = last + 1
     return pieces
+
+
+def _piece_end(counts: list[int], first: int, target: float, max_tokens: int) -> int:
+    """The last atom of the piece starting at ``first``: an atom is taken if that lands nearer the target."""
+    size, last = counts[first], first
+    while last + 1 < len(counts):
+        grown = size + counts[last + 1]
+        if grown > max_tokens or grown - target > target - size:
+            break
+        size, last = grown, last + 1
+    return last
 
 
 def _piece_target(remaining_tokens: int, max_tokens: int) -> float:
