@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,14 @@ def folder_size_mb(folder: Path) -> float:
 
 
 def peak_memory_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """This process's peak resident memory (VmHWM).
+
+    Not ``ru_maxrss``: Linux carries it across ``exec``, so a child started from a big
+    process would report its parent's peak.
+    """
+    status = Path("/proc/self/status").read_text(encoding="utf-8")
+    kilobytes = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return round(int(kilobytes) / 1024, 1)
 
 
 def latencies(index: Any, encoder: Any, questions: list[str]) -> dict[str, float]:
@@ -225,21 +231,24 @@ def run_synthetic(size: int, workdir: Path) -> dict[str, Any]:
         "vector_index": type(loaded._vectors).__name__,
         "build_seconds_without_embedding": round(build_seconds, 1),
         "index_mb": folder_size_mb(workdir / "index"),
-        "serving_memory_mb": serving_memory_mb(workdir / "index"),
+        **serving(workdir / "index"),
         **latencies(loaded, encoder, scifact_questions()),
         **vector_search_against_exact(loaded, normalize(vectors), encoder),
         **update_seconds(loaded, size),
     }
 
 
-def serving_memory_mb(index_dir: Path) -> float:
-    """Peak memory (max RSS) of a fresh process that loads the index and the model and answers once."""
+def serving(index_dir: Path) -> dict[str, float]:
+    """A fresh process that loads the index and the model and answers once: load time and peak memory."""
     code = (
-        "import resource; from pathlib import Path; from qa.pipeline import open_index; from qa.answer import ask;"
-        f"index, encoder = open_index(Path({str(index_dir)!r})); ask(index, 'cell growth', encoder=encoder);"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "import sys, time; from pathlib import Path; from qa.pipeline import open_index; from qa.answer import ask;"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r}); from bench import peak_memory_mb;"
+        f"t = time.perf_counter(); index, encoder = open_index(Path({str(index_dir)!r}));"
+        "t = time.perf_counter() - t; ask(index, 'cell growth', encoder=encoder); print(t, peak_memory_mb())"
     )
-    return round(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, memory = run.stdout.strip().splitlines()[-1].split()
+    return {"index_load_seconds": round(float(seconds), 1), "serving_memory_mb": round(float(memory))}
 
 
 class StoredVectors:
