@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench.py --scales seed,scifact,100k,1m
 
-Scales:
+Scales (a synthetic one may end in "-mixture", e.g. 1m-mixture, for the other kind of vectors):
     seed     the bundled corpus/ (5 articles), built from scratch
     scifact  SciFact's 5,183 abstracts (../shared/benchmarks/scifact), built from scratch
     100k,1m  synthetic: passages made of SciFact sentences recombined, vectors made
@@ -185,8 +185,13 @@ def run_scifact(workdir: Path) -> dict[str, Any]:
     }
 
 
-def synthetic_corpus(size: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """``size`` passages of recombined SciFact sentences, and vectors near SciFact abstracts' vectors."""
+def synthetic_corpus(size: int, seed: int = 0, vectors: str = "copies") -> tuple[list[str], np.ndarray]:
+    """``size`` passages of recombined SciFact sentences, and vectors made from SciFact abstracts' vectors.
+
+    ``vectors="copies"``: each a noisy copy of one abstract's vector (about 200 near-ties per
+    abstract at a million: hard for approximate search). ``"mixture"``: each the normalised sum
+    of four abstracts' vectors plus a little noise, as the text mixes four abstracts' sentences.
+    """
     from qa.evaluate import beir_index, load_beir
     from qa.pipeline import settings_for
     from qa.split import split_sentences
@@ -200,17 +205,19 @@ def synthetic_corpus(size: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(sentences), size=(size, 4))
     texts = [" ".join(sentences[i] for i in row) for row in picks]
+    if vectors == "mixture":
+        mixed = sum(base_vectors[rng.integers(0, len(base_vectors), size=size)] for _ in range(4))
+        return texts, mixed + rng.normal(0, 0.01, size=mixed.shape).astype(np.float32)
     origin = rng.integers(0, len(base_vectors), size=size)
-    vectors = base_vectors[origin] + rng.normal(0, 0.03, size=(size, base_vectors.shape[1])).astype(np.float32)
-    return texts, vectors
+    return texts, base_vectors[origin] + rng.normal(0, 0.03, size=(size, base_vectors.shape[1])).astype(np.float32)
 
 
-def run_synthetic(size: int, workdir: Path) -> dict[str, Any]:
+def run_synthetic(size: int, workdir: Path, *, kind: str) -> dict[str, Any]:
     from qa.index import IndexSettings, Manifest, PassageIndex, build_vector_index, normalize
     from qa.lexical import LexicalIndex
     from qa.records import Document, Passage
 
-    texts, vectors = synthetic_corpus(size)
+    texts, vectors = synthetic_corpus(size, vectors=kind)
     started = time.perf_counter()
     passages = [Passage(f"s{i}#p1-0", f"s{i}", f"s{i}", 1, 0, len(t), t) for i, t in enumerate(texts)]
     documents: list[Document] = []
@@ -323,8 +330,9 @@ def run_scale(scale: str) -> dict[str, Any]:
             result = run_seed(workdir)
         elif scale == "scifact":
             result = run_scifact(workdir)
-        else:
-            result = run_synthetic(SCALES[scale], workdir)
+        else:  # "1m", or "1m-mixture" for the other kind of synthetic vectors
+            size, _, kind = scale.partition("-")
+            result = run_synthetic(SCALES[size], workdir, kind=kind or "copies")
     return {"scale": scale, **result, "peak_memory_mb": peak_memory_mb()}
 
 
