@@ -8,7 +8,6 @@ relevant when its text contains an anchor.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 import time
@@ -20,7 +19,7 @@ from typing import Any, TypeVar
 from qa.answer import Abstention, ask
 from qa.encoder import Encoder
 from qa.errors import QAError
-from qa.index import CACHE_NAME, EmbeddingCache, IndexSettings, PassageIndex, read_manifest
+from qa.index import CACHE_NAME, EmbeddingCache, IndexSettings, PassageIndex, file_sha256, read_manifest
 from qa.metrics import Qrels, Run, abstention_scores, evaluate, mean_metrics
 from qa.records import Document, Passage
 from qa.retrieve import Mode
@@ -229,7 +228,7 @@ def load_beir(directory: Path, *, split: str = "test") -> BeirDataset:
         documents=documents,
         queries={q: queries[q] for q in qrels if q in queries},
         qrels=qrels,
-        fingerprint=_file_fingerprint(directory / "corpus.jsonl"),
+        fingerprint=file_sha256(directory / "corpus.jsonl"),
     )
 
 
@@ -268,14 +267,6 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
         except (IndexError, ValueError) as error:
             raise QAError(f"{path}, line {number}: expected query-id, corpus-id, score ({error})") from error
     return qrels
-
-
-def _file_fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def beir_index(

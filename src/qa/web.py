@@ -132,24 +132,17 @@ def _ask_tab(service: AnswerService) -> dict[str, Any]:
     respond = _responder(service, fields)
     inputs = set(fields.values())
     # Every way of asking shares one limit ("answer") with the `search` API.
+    answering: dict[str, Any] = {
+        "api_visibility": "private",
+        "concurrency_id": "answer",
+        "concurrency_limit": ANSWER_CONCURRENCY,
+    }
     for trigger in (ask.click, question.submit):
-        trigger(
-            respond,
-            inputs,
-            outputs,
-            api_visibility="private",
-            concurrency_id="answer",
-            concurrency_limit=ANSWER_CONCURRENCY,
-        )
+        trigger(respond, inputs, outputs, **answering)
     for button in examples:
         # An example fills the question box, then is asked like a typed question.
         button.click(lambda text: text, button, question, api_visibility="private").then(
-            respond,
-            inputs,
-            outputs,
-            api_visibility="private",
-            concurrency_id="answer",
-            concurrency_limit=ANSWER_CONCURRENCY,
+            respond, inputs, outputs, **answering
         )
     new.click(lambda: ([], [], "", gr.update(choices=[], value=None), ""), None, outputs[:5], api_visibility="private")
     article_choice.change(
