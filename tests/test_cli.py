@@ -346,3 +346,24 @@ def test_a_second_qa_index_gives_up_after_wait_seconds_with_one_line(corpus_copy
     first.let_go()
     assert first.finish() == 0
     assert len(PassageIndex.load(index).documents) == 5
+
+
+def test_search_does_not_import_the_web_app_or_torch(index_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    # A fresh process: the fake encoder stands in for the model, everything else is the real command.
+    code = (
+        "import sys; import conftest; import qa.pipeline;"
+        "qa.pipeline.SentenceTransformerEncoder = conftest.FakeModelEncoder;"
+        "from qa.cli import main;"
+        f"status = main(['search', 'Why do defectors return?', '--index', {str(index_dir)!r}]);"
+        "print(status, sorted(m for m in ('gradio', 'torch', 'sentence_transformers') if m in sys.modules))"
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
+    environment.pop("QA_MODEL", None)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
+    assert run.stdout.strip().splitlines()[-1] == "0 []"
