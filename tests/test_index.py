@@ -432,7 +432,7 @@ def test_graph_scores_follow_the_brute_force_ranking_after_updates(encoder: Fake
     hits = index.search(query, encoder=encoder, k=10, mode="dense")
     matrix = normalize(encoder.encode([p.text for p in index.passages]))
     exact = matrix @ normalize(encoder.encode([query]))[0]
-    for hit in hits:  # 8-bit codes: scores within a quantisation step of the exact ones
+    for hit in hits:  # float16 codes: scores within rounding of the exact ones
         assert hit.dense_score == pytest.approx(exact[index.passages.index(hit.passage)], abs=0.02)
     top = set(np.argsort(-exact)[:10])
     assert len(top & {index.passages.index(h.passage) for h in hits}) >= 8
