@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -10,11 +11,15 @@ import pytest
 from conftest import FakeEncoder
 from qa.answer import (
     NOT_IN_CORPUS,
+    RERANK_DEPTH,
+    SENTENCE_WEIGHT,
     Abstention,
     ask,
     attach_evidence,
     best_evidence,
     compose_answer,
+    rerank_by_evidence,
+    retrieve,
     specific_terms,
 )
 from qa.index import IndexSettings, PassageIndex, embed_query
@@ -149,3 +154,82 @@ def test_empty_index_or_filter_gives_a_plain_no_answer(encoder: FakeEncoder) -> 
 
     result = ask(build_index(encoder), "harbour wall", encoder=encoder, where=SearchFilter(doc_ids=frozenset({"x"})))
     assert (result.answerable, result.answer, result.hits) == (False, NOT_IN_CORPUS, ())
+
+
+def test_rerank_by_evidence_orders_by_the_weighted_sum_of_scaled_scores() -> None:
+    rng = np.random.default_rng(7)
+    fused, sentence = rng.random(12), rng.random(12)
+    hits = [
+        dataclasses.replace(_hit(rank, f"passage {rank}.", float(s)), score=float(f))
+        for rank, (f, s) in enumerate(zip(fused, sentence, strict=True), start=1)
+    ]
+    for weight in (0.0, 0.3, SENTENCE_WEIGHT, 1.0):
+        expected = (1 - weight) * _scaled(fused) + weight * _scaled(sentence)
+        reranked = rerank_by_evidence(hits, weight=weight)
+        assert [h.passage.passage_id for h in reranked] == [f"p{i + 1}" for i in np.argsort(-expected, kind="stable")]
+        assert [h.rank for h in reranked] == list(range(1, 13))
+        assert [h.score for h in reranked] == pytest.approx(sorted(expected, reverse=True))
+    assert rerank_by_evidence([]) == []
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    return (values - values.min()) / (values.max() - values.min())
+
+
+FERRY = [
+    Document(
+        "council",
+        "council.txt",
+        (
+            "The ferry company announced changes to the island timetable. The island council met about the ferry. "
+            "Running costs of the ferry rose. The ferry stop was moved.",
+            "Farmers sold sheep at the market. Lambs fetched good prices at the auction in town.",
+        ),
+    ),
+    Document(
+        "village",
+        "village.txt",
+        (
+            "In May the ferry to the island did stop running. Farmers sold sheep at the market. Lambs fetched good "
+            "prices at the auction. The weather was mild and wet all week, and the school reopened. Roads were "
+            "repaired near the church. A new bakery opened on the main street.",
+        ),
+    ),
+]
+
+
+def test_hybrid_search_lifts_the_passage_whose_one_sentence_answers(encoder: FakeEncoder) -> None:
+    passages = [p for d in FERRY for p in split_passages(d, max_tokens=200, min_words=1)]
+    index = PassageIndex.build(FERRY, passages, encoder=encoder, settings=SETTINGS)
+    question = "When did the ferry to the island stop running?"
+    plain = index.search(question, encoder=encoder, k=3)
+    assert plain[0].passage.doc_id == "council"  # precondition: the whole passage shares more words
+    hits = retrieve(index, question, encoder=encoder, k=3)
+    assert hits[0].passage.doc_id == "village"
+    assert hits[0].evidence is not None
+    assert hits[0].evidence.text.startswith("In May the ferry to the island did stop running.")
+
+
+def test_hybrid_retrieve_agrees_with_a_brute_force_rerank(encoder: FakeEncoder) -> None:
+    index = build_index(encoder)
+    question = "storm damage to the harbour wall and boats"
+    query = _unit(encoder, [question])[0]
+    candidates = index.search(question, encoder=encoder, k=RERANK_DEPTH)
+    best_sentence = np.array(
+        [
+            max(float(_unit(encoder, [h.passage.text[s:e]])[0] @ query) for s, e in split_sentences(h.passage.text))
+            for h in candidates
+        ]
+    )
+    fused = np.array([h.score for h in candidates])
+    expected = (1 - SENTENCE_WEIGHT) * _scaled(fused) + SENTENCE_WEIGHT * _scaled(best_sentence)
+    want = [candidates[i].passage.passage_id for i in np.argsort(-expected, kind="stable")][:2]
+    assert [h.passage.passage_id for h in retrieve(index, question, encoder=encoder, k=2)] == want
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25"])
+def test_single_retriever_modes_are_not_reranked(encoder: FakeEncoder, mode: str) -> None:
+    index = build_index(encoder)
+    question = "harbour wall repairs"
+    plain = index.search(question, encoder=encoder, k=3, mode=mode)  # type: ignore[arg-type]
+    assert retrieve(index, question, encoder=encoder, k=3, mode=mode) == plain  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ articles, each followed by ``[n]``, the rank of the passage it came from.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from qa.index import PassageIndex, embed_query
 from qa.lexical import tokenize
 from qa.question import EmptyQuestionError, normalize_question
 from qa.records import Evidence, Hit, SearchResult
-from qa.retrieve import Mode, SearchFilter
+from qa.retrieve import Mode, SearchFilter, min_max
 from qa.split import split_sentences
 
 NOT_IN_CORPUS = "These articles do not answer that question. The nearest passages are listed below."
@@ -27,6 +28,12 @@ EVIDENCE_PAIR_MARGIN = 0.05
 # Answer sentences: evidence within this margin of the best evidence.
 ANSWER_MARGIN = 0.25
 ANSWER_SENTENCES = 3
+# Hybrid search re-ranks its best candidates by their best sentence as well as
+# the passage (as "MaxP" does), so a paragraph that answers in one sentence among
+# others on the same subject can rise. Depth and weight were chosen on SciFact's
+# train split (benchmarks/rerank.py); the corpus questions played no part.
+RERANK_DEPTH = 20
+SENTENCE_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,15 +77,68 @@ def ask(
     question = normalize_question(question).text
     history = _normalized_history(history)
     query_vector = embed_query(encoder, question, history)
-    hits = index.search(
-        question, encoder=encoder, k=k, mode=mode, history=history, where=where, query_vector=query_vector
+    hits = retrieve(
+        index, question, encoder=encoder, k=k, mode=mode, history=history, where=where, query_vector=query_vector
     )
     if not hits:
         return SearchResult(query=question, hits=(), answerable=False, answer=NOT_IN_CORPUS)
-    hits = attach_evidence(hits, query_vector, lambda sentences: index.embed_sentences(sentences, encoder))
+    if mode != "hybrid":
+        hits = attach_evidence(hits, query_vector, functools.partial(index.embed_sentences, encoder=encoder))
     if not is_answerable(index, question, hits, abstention):
         return SearchResult(query=question, hits=tuple(hits), answerable=False, answer=NOT_IN_CORPUS)
     return SearchResult(query=question, hits=tuple(hits), answerable=True, answer=compose_answer(hits))
+
+
+def retrieve(
+    index: PassageIndex,
+    question: str,
+    *,
+    encoder: Encoder,
+    k: int = 5,
+    mode: Mode = "hybrid",
+    history: Sequence[str] = (),
+    where: SearchFilter | None = None,
+    query_vector: np.ndarray | None = None,
+) -> list[Hit]:
+    """The index's ``k`` best passages; in hybrid mode, re-ranked by their best sentence.
+
+    Hybrid search takes ``RERANK_DEPTH`` candidates, gives each its evidence
+    sentence and orders them by ``rerank_by_evidence``. The other modes are the
+    plain retrievers, without evidence, so they can be compared with it.
+    """
+    if mode != "hybrid":
+        return index.search(
+            question, encoder=encoder, k=k, mode=mode, history=history, where=where, query_vector=query_vector
+        )
+    if query_vector is None:
+        query_vector = embed_query(encoder, question, history)
+    candidates = index.search(
+        question,
+        encoder=encoder,
+        k=max(k, RERANK_DEPTH),
+        mode=mode,
+        history=history,
+        where=where,
+        query_vector=query_vector,
+    )
+    embed = functools.partial(index.embed_sentences, encoder=encoder)
+    return rerank_by_evidence(attach_evidence(candidates, query_vector, embed))[:k]
+
+
+def rerank_by_evidence(hits: Sequence[Hit], *, weight: float = SENTENCE_WEIGHT) -> list[Hit]:
+    """Hits ordered by ``(1 - weight) * fused score + weight * evidence score``, ranks and scores renewed.
+
+    Both scores are min-max scaled over ``hits``, as in the fusion of the two
+    retrievers; a hit without evidence counts as the least similar. Ties keep
+    the earlier hit first.
+    """
+    if not hits:
+        return []
+    fused = min_max(np.array([hit.score for hit in hits], dtype=np.float64))
+    sentence = min_max(np.array([_evidence_score(hit) for hit in hits], dtype=np.float64))
+    scores = (1 - weight) * fused + weight * sentence
+    order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))
+    return [dataclasses.replace(hits[i], rank=rank, score=float(scores[i])) for rank, i in enumerate(order, start=1)]
 
 
 def _normalized_history(history: Sequence[str]) -> list[str]:

@@ -103,11 +103,12 @@ def reciprocal_rank_fusion(rankings: Sequence[Ranking], *, k: int = RRF_K) -> di
 
 def convex_fusion(rows: np.ndarray, dense: np.ndarray, lexical: np.ndarray, *, dense_weight: float) -> dict[int, float]:
     """``w * dense + (1 - w) * bm25`` after min-max scaling each over the candidate rows."""
-    fused = dense_weight * _min_max(dense) + (1 - dense_weight) * _min_max(lexical)
+    fused = dense_weight * min_max(dense) + (1 - dense_weight) * min_max(lexical)
     return {int(row): float(score) for row, score in zip(rows, fused, strict=True)}
 
 
-def _min_max(values: np.ndarray) -> np.ndarray:
+def min_max(values: np.ndarray) -> np.ndarray:
+    """``values`` scaled to [0, 1]; all zeros when they are all equal."""
     spread = float(values.max() - values.min()) if values.size else 0.0
     return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
 
