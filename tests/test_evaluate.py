@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import FakeEncoder, RefusingEncoder
-from qa.answer import Abstention
-from qa.errors import QAError
+from qa.answer import Abstention, retrieve
+from qa.errors import IndexBusyError, QAError
 from qa.evaluate import (
     Anchor,
     BeirDataset,
@@ -28,6 +30,7 @@ from qa.evaluate import (
 )
 from qa.index import IndexSettings, PassageIndex
 from qa.lexical import tokenize
+from qa.lock import index_lock
 from qa.metrics import evaluate, mean_metrics
 from qa.records import Document, Passage
 from qa.retrieve import MODES, Mode
@@ -488,6 +491,33 @@ def test_beir_index_is_built_once_then_loaded_from_the_cache(beir_dir: Path, tmp
     assert [h.passage.doc_id for h in hits] == ["d3"]
 
 
+def test_a_second_run_waits_for_the_cache_build_then_reuses_it(beir_dir: Path, tmp_path: Path) -> None:
+    dataset = load_beir(beir_dir)
+    cache_dir = tmp_path / "cache"
+    first = beir_index(dataset, cache_dir, encoder=FakeEncoder(), settings=SETTINGS)
+    [index_dir] = [manifest.parent for manifest in cache_dir.rglob("manifest.json")]
+    with index_lock(index_dir), pytest.raises(IndexBusyError, match="another qa index"):
+        beir_index(dataset, cache_dir, encoder=RefusingEncoder(), settings=SETTINGS, wait=0)
+
+    holding = threading.Event()
+
+    def build_elsewhere() -> None:
+        with index_lock(index_dir):
+            holding.set()
+            time.sleep(0.5)
+
+    other = threading.Thread(target=build_elsewhere)
+    other.start()
+    holding.wait()
+    messages: list[str] = []
+    second = beir_index(
+        dataset, cache_dir, encoder=RefusingEncoder(), settings=SETTINGS, wait=30, on_wait=messages.append
+    )
+    other.join()
+    assert len(messages) == 1 and "waiting up to 30 s" in messages[0]
+    assert second.passages == first.passages
+
+
 def test_a_changed_corpus_gets_its_own_cache(beir_dir: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     original = load_beir(beir_dir)
@@ -514,11 +544,12 @@ def test_a_changed_corpus_gets_its_own_cache(beir_dir: Path, tmp_path: Path) -> 
 def reference_run(
     index: PassageIndex, dataset: BeirDataset, encoder: FakeEncoder, mode: Mode
 ) -> dict[str, dict[str, float]]:
-    """Each query's ten hits, scored so that the first ranks highest."""
-    return {
-        query_id: {hit.passage.doc_id: -float(hit.rank) for hit in index.search(text, encoder=encoder, k=10, mode=mode)}
-        for query_id, text in dataset.queries.items()
-    }
+    """Each query's ten hits as users get them, scored so that the first ranks highest."""
+    runs = {}
+    for query_id, text in dataset.queries.items():
+        hits = retrieve(index, text, encoder=encoder, k=10, mode=mode)
+        runs[query_id] = {hit.passage.doc_id: -float(hit.rank) for hit in hits}
+    return runs
 
 
 def test_evaluate_beir_finds_each_document_by_its_own_text(beir_dir: Path, tmp_path: Path) -> None:

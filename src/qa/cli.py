@@ -306,7 +306,14 @@ def _beir_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
     dataset = load_beir(args.beir, split=args.split)
     encoder = SentenceTransformerEncoder(model_from_environment(args.model) or DEFAULT_MODEL, backend=args.backend)
     settings, _ = settings_for(encoder)
-    index = beir_index(dataset, args.cache, encoder=encoder, settings=settings, progress=sys.stderr.isatty())
+    index = beir_index(
+        dataset,
+        args.cache,
+        encoder=encoder,
+        settings=settings,
+        progress=sys.stderr.isatty(),
+        on_wait=lambda message: print(f"qa: {message}", file=sys.stderr, flush=True),
+    )
     results = evaluate_beir(index, dataset, encoder=encoder, modes=modes, progress=sys.stderr.isatty())
     return EvalReport(f"{dataset.name} ({args.split})", len(dataset.queries), results, dict(dataset.queries))
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qa.answer import Abstention, ask
+from qa.answer import Abstention, ask, retrieve
 from qa.encoder import Encoder
 from qa.errors import QAError
 from qa.index import CACHE_NAME, EmbeddingCache, IndexSettings, PassageIndex, file_sha256, read_manifest
+from qa.lock import DEFAULT_WAIT_SECONDS, index_lock
 from qa.metrics import Qrels, Run, abstention_scores, evaluate, mean_metrics
 from qa.records import Document, Passage
 from qa.retrieve import Mode
@@ -270,19 +271,47 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
 
 
 def beir_index(
-    dataset: BeirDataset, cache_dir: Path, *, encoder: Encoder, settings: IndexSettings, progress: bool = False
+    dataset: BeirDataset,
+    cache_dir: Path,
+    *,
+    encoder: Encoder,
+    settings: IndexSettings,
+    progress: bool = False,
+    wait: float = DEFAULT_WAIT_SECONDS,
+    on_wait: Callable[[str], None] | None = None,
 ) -> PassageIndex:
-    """The dataset's index, built once per dataset and model under ``cache_dir`` and reused after."""
+    """The dataset's index, built once per dataset and model under ``cache_dir`` and reused after.
+
+    The build lock of the cached index is held throughout, so a second run
+    started meanwhile waits (up to ``wait`` seconds, telling ``on_wait``) and
+    then reuses the first run's vectors instead of writing the same folder at once.
+
+    Raises:
+        IndexBusyError: Another process still builds this cache after ``wait`` seconds.
+    """
     # The title is already in each document's text.
     settings = dataclasses.replace(settings, title_in_dense=False, title_in_bm25=False)
     index_dir = cache_dir / f"{dataset.name}-{dataset.fingerprint[:12]}" / _slug(encoder.name)
+    with index_lock(index_dir, wait=wait, on_wait=on_wait):
+        cached = _cached_beir_index(index_dir, dataset, encoder.name, settings)
+        return cached or _build_beir_index(index_dir, dataset, encoder=encoder, settings=settings, progress=progress)
+
+
+def _cached_beir_index(
+    index_dir: Path, dataset: BeirDataset, model: str, settings: IndexSettings
+) -> PassageIndex | None:
     try:
         manifest = read_manifest(index_dir)
-        current = (manifest.corpus_fingerprint, manifest.settings, manifest.model)
-        if current == (dataset.fingerprint, settings, encoder.name):
+        if (manifest.corpus_fingerprint, manifest.settings, manifest.model) == (dataset.fingerprint, settings, model):
             return PassageIndex.load(index_dir)
     except QAError:
         pass  # no usable cache: build it
+    return None
+
+
+def _build_beir_index(
+    index_dir: Path, dataset: BeirDataset, *, encoder: Encoder, settings: IndexSettings, progress: bool
+) -> PassageIndex:
     # One passage per document; the model reads its first window, as in BEIR's published runs.
     passages = [_whole_document_passage(d) for d in dataset.documents]
     cache = EmbeddingCache(index_dir / CACHE_NAME)
@@ -334,7 +363,7 @@ def evaluate_beir(
         started = time.perf_counter()
         run = {}
         for query_id in _progress(list(dataset.queries), f"{mode} queries", progress):
-            hits = index.search(dataset.queries[query_id], encoder=encoder, k=EVAL_DEPTH, mode=mode)
+            hits = retrieve(index, dataset.queries[query_id], encoder=encoder, k=EVAL_DEPTH, mode=mode)
             run[query_id] = {hit.passage.doc_id: -float(hit.rank) for hit in hits}
         qrels = {q: j for q, j in dataset.qrels.items() if q in dataset.queries}
         results.append(_retrieval_result(mode, qrels, run, time.perf_counter() - started))
