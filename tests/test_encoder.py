@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import site
 import threading
 import warnings
@@ -136,16 +137,31 @@ def test_export_folder_is_in_the_user_cache_outside_the_model_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(MODEL_CACHE_ENV_VAR, str(tmp_path / "cache"))
-    assert export_dir(DEFAULT_MODEL) == tmp_path / "cache" / "sentence-transformers_all-MiniLM-L6-v2" / "openvino"
-    assert export_dir("all-MiniLM-L6-v2") == export_dir(DEFAULT_MODEL)
+    bundled = export_dir(DEFAULT_MODEL)
+    assert bundled.parent == tmp_path / "cache" / "sentence-transformers_all-MiniLM-L6-v2"
+    assert re.fullmatch(r"openvino-[0-9a-f]{8}", bundled.name)
+    assert export_dir("all-MiniLM-L6-v2") == bundled
     folder = tmp_path / "my model"
     assert export_dir(str(folder)).parent.name == str(folder).strip("/").replace("/", "_").replace(" ", "_")
 
     monkeypatch.delenv(MODEL_CACHE_ENV_VAR)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    expected = tmp_path / "home" / ".cache" / "qa" / "models" / "sentence-transformers_all-MiniLM-L6-v2" / "openvino"
+    expected = tmp_path / "home" / ".cache" / "qa" / "models" / "sentence-transformers_all-MiniLM-L6-v2" / bundled.name
     assert export_dir(DEFAULT_MODEL) == expected
+
+
+def test_two_installs_of_the_model_keep_an_export_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two checkouts' virtual environments hold the same model package in two places; one shared
+    # export would be stale for each in turn and made again on every load.
+    monkeypatch.setenv(MODEL_CACHE_ENV_VAR, str(tmp_path / "cache"))
+    places = []
+    for install in ("one", "two"):
+        monkeypatch.setattr("qa.encoder._bundled_model_dir", lambda install=install: tmp_path / install / "model")
+        places.append(export_dir(DEFAULT_MODEL))
+    monkeypatch.setattr("qa.encoder._bundled_model_dir", lambda: tmp_path / "one" / "model")
+    assert places[0] != places[1] and places[0].parent == places[1].parent
+    assert export_dir(DEFAULT_MODEL) == places[0]  # the same install finds its export again
 
 
 @pytest.mark.slow
@@ -180,7 +196,7 @@ def test_second_load_reuses_the_export(exported: Path, monkeypatch: pytest.Monke
     assert vectors.shape == (len(SENTENCES), 384)
     assert vectors.dtype == np.float32
     assert (exported / "qa-export.json").stat().st_mtime_ns == made
-    assert sorted(p.name for p in exported.parent.iterdir()) == ["openvino"]
+    assert sorted(p.name for p in exported.parent.iterdir()) == [exported.name]  # no leftover scratch folder
     assert not any(Path(exported).resolve().is_relative_to(Path(p)) for p in site.getsitepackages())
 
 

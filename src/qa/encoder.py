@@ -14,7 +14,8 @@ Backends (``SentenceTransformerEncoder(backend=...)`` or ``$QA_BACKEND``):
 - ``torch``: plain sentence-transformers on torch, float32.
 
 The export (``qa.export``) lives outside the model's folder (``$QA_MODEL_CACHE`` or
-``~/.cache/qa/models``, then ``<model slug>/openvino/``), is written once, atomically, and is
+``~/.cache/qa/models``, then ``<model slug>/openvino-<install>/``, one per place the model is
+installed), is written once, atomically, and is
 checked against a fingerprint of the model's files on every load. When it cannot be made
 or loaded, the encoder warns (``BackendFallbackWarning``) and runs on torch instead. The
 backend does not change the encoder's ``name``: vectors of every backend agree to within
@@ -23,6 +24,7 @@ bf16 rounding, so an index built with one backend is searched with another.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -119,13 +121,20 @@ def model_cache_root() -> Path:
 
 
 def export_dir(name: str, export: str = OPENVINO_EXPORT) -> Path:
-    """The folder holding the ``export`` of model ``name`` (a folder path counts by its absolute path)."""
+    """The folder holding the ``export`` of model ``name``, one per place the model is installed.
+
+    A folder counts by its absolute path. Two installs of one model (the virtual
+    environments of two checkouts) get an export each: sharing one folder, each
+    would find the other's export stale and export again, every time it loads.
+    """
+    location = resolve_model_location(name)
     if name in _BUNDLED_NAMES:
         name = DEFAULT_MODEL
     elif _looks_like_path(name):
-        name = str(Path(name).expanduser().resolve())
+        name = location = str(Path(name).expanduser().resolve())
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "model"
-    return model_cache_root() / slug / export
+    install = hashlib.sha256(location.encode()).hexdigest()[:8]
+    return model_cache_root() / slug / f"{export}-{install}"
 
 
 def usable_cpus() -> int:
