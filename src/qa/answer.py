@@ -106,23 +106,21 @@ def retrieve(
     sentence and orders them by ``rerank_by_evidence``. The other modes are the
     plain retrievers, without evidence, so they can be compared with it.
     """
-    if mode != "hybrid":
-        return index.search(
-            question, encoder=encoder, k=k, mode=mode, history=history, where=where, query_vector=query_vector
-        )
-    if query_vector is None:
-        query_vector = embed_query(encoder, question, history)
-    candidates = index.search(
+    if mode == "hybrid" and query_vector is None:
+        query_vector = embed_query(encoder, question, history)  # the evidence needs it too
+    hits = index.search(
         question,
         encoder=encoder,
-        k=max(k, RERANK_DEPTH),
+        k=max(k, RERANK_DEPTH) if mode == "hybrid" else k,
         mode=mode,
         history=history,
         where=where,
         query_vector=query_vector,
     )
+    if mode != "hybrid" or query_vector is None:
+        return hits
     embed = functools.partial(index.embed_sentences, encoder=encoder)
-    return rerank_by_evidence(attach_evidence(candidates, query_vector, embed))[:k]
+    return rerank_by_evidence(attach_evidence(hits, query_vector, embed))[:k]
 
 
 def rerank_by_evidence(hits: Sequence[Hit], *, weight: float = SENTENCE_WEIGHT) -> list[Hit]:
