@@ -15,11 +15,12 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from qa.encoder import BACKENDS
+from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line of the app."""
     parser = argparse.ArgumentParser(description="Chat with a folder of articles in the browser.")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
@@ -46,15 +47,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Check the login rule, bring the index up to date, then serve the app; the exit status."""
     args = parse_args(argv)
-    from qa.auth import load_credentials, require_login_if_exposed
+    from qa.web.auth import load_credentials, require_login_if_exposed
 
     try:
         # Before anything slow: a refusal should not wait for the model or the index.
         credentials = load_credentials(args.auth_file, os.environ)
         require_login_if_exposed(args.host, args.share, credentials)
-        from qa.lock import DEFAULT_WAIT_SECONDS
-        from qa.service import AnswerService
+        from qa.index.lock import DEFAULT_WAIT_SECONDS
+        from qa.web.service import AnswerService
 
         service = AnswerService.open(args.corpus, args.index, model=args.model, backend=args.backend)
         # A damaged index is rebuilt here, like a missing one; the Corpus tab says so too.
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now).")
     # The model loads while the server starts, so the first question does not wait for it.
     threading.Thread(target=service.warm_up, daemon=True).start()
-    from qa.web import launch
+    from qa.web.ui import launch
 
     try:
         launch(service, host=args.host, port=args.port, share=args.share, credentials=credentials)

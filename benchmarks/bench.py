@@ -61,15 +61,29 @@ def peak_memory_mb() -> float:
 
 
 def latencies(index: Any, encoder: Any, questions: list[str]) -> dict[str, float]:
-    from qa.answer import ask
+    """Search (the fused first stage: question embedded, both retrievers, fusion, folding) and whole answer."""
+    from qa.search.abstention import NEVER_ABSTAIN
+    from qa.search.ask import ask
+    from qa.search.duplicates import fold_duplicates
+    from qa.search.evidence import SentenceMemory
+    from qa.search.query import embed_query
+    from qa.search.retrieval import candidate_hits
 
+    def search(question: str) -> object:
+        hits = candidate_hits(index, embed_query(encoder, question), question, mode="hybrid", where=None)
+        return fold_duplicates(hits, limit=5)
+
+    sentences = SentenceMemory()  # as the app and `qa eval` keep it across questions
     runs = (questions * (QUERY_RUNS // len(questions) + 1))[:QUERY_RUNS]
-    index.search(runs[0], encoder=encoder, k=5)  # warm-up: first call pays lazy set-up
-    search = [timed(lambda q=q: index.search(q, encoder=encoder, k=5)) for q in runs]
-    answer = [timed(lambda q=q: ask(index, q, encoder=encoder, k=5)) for q in runs]
+    search(runs[0])  # warm-up: first call pays lazy set-up
+    searched = [timed(lambda q=q: search(q)) for q in runs]
+    answer = [
+        timed(lambda q=q: ask(index, q, encoder=encoder, k=5, abstention=NEVER_ABSTAIN, sentences=sentences))
+        for q in runs
+    ]
     return {
-        "search_p50_ms": percentile_ms(search, 50),
-        "search_p95_ms": percentile_ms(search, 95),
+        "search_p50_ms": percentile_ms(searched, 50),
+        "search_p95_ms": percentile_ms(searched, 95),
         "ask_p50_ms": percentile_ms(answer, 50),
         "ask_p95_ms": percentile_ms(answer, 95),
     }
@@ -86,14 +100,14 @@ def scifact_questions() -> list[str]:
 
 
 def run_seed(workdir: Path) -> dict[str, Any]:
-    from qa.pipeline import index_corpus, open_index, settings_for
+    from qa.index.build import index_corpus, open_index, settings_for
 
     index_dir = workdir / "index"
     _, encoder = open_or_default(index_dir)
     settings, count_tokens = settings_for(encoder)
     encoder.encode(["warm up"])  # throughput is embedding, not model loading
     report = index_corpus(REPO / "corpus", index_dir, encoder=encoder, settings=settings, count_tokens=count_tokens)
-    index, _ = open_index(index_dir)
+    index = open_index(index_dir)
     return {
         "passages": report.passages,
         "build_seconds": round(report.seconds, 2),
@@ -145,7 +159,8 @@ def app_ready_seconds(index_dir: Path) -> float:
 
 
 def open_or_default(index_dir: Path) -> tuple[None, Any]:
-    from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder
+    from qa.embed.encoder import SentenceTransformerEncoder
+    from qa.embed.models import DEFAULT_MODEL
 
     return None, SentenceTransformerEncoder(DEFAULT_MODEL)
 
@@ -153,9 +168,9 @@ def open_or_default(index_dir: Path) -> tuple[None, Any]:
 def cold_start(index_dir: Path) -> dict[str, float]:
     """Seconds from a new process to its first answer: imports, index, model, one question."""
     code = (
-        "import time; t = time.perf_counter(); from pathlib import Path; from qa.pipeline import open_index;"
-        f"from qa.answer import ask; index, encoder = open_index(Path({str(index_dir)!r}));"
-        "ask(index, 'Why do defectors return?', encoder=encoder); print(time.perf_counter() - t)"
+        "import time; t = time.perf_counter(); from pathlib import Path; import qa;"
+        f"index = qa.open_index(Path({str(index_dir)!r})); encoder = qa.SentenceTransformerEncoder(index.model);"
+        "qa.ask(index, 'Why do defectors return?', encoder=encoder); print(time.perf_counter() - t)"
     )
     started = time.perf_counter()
     inner = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -166,8 +181,8 @@ def cold_start(index_dir: Path) -> dict[str, float]:
 
 
 def run_scifact(workdir: Path) -> dict[str, Any]:
-    from qa.evaluate import beir_index, load_beir
-    from qa.pipeline import settings_for
+    from qa.evaluation.beir import beir_index, load_beir
+    from qa.index.build import settings_for
 
     dataset = load_beir(SCIFACT, split="test")
     _, encoder = open_or_default(workdir)
@@ -192,15 +207,15 @@ def synthetic_corpus(size: int, seed: int = 0, vectors: str = "copies") -> tuple
     abstract at a million: hard for approximate search). ``"mixture"``: each the normalised sum
     of four abstracts' vectors plus a little noise, as the text mixes four abstracts' sentences.
     """
-    from qa.evaluate import beir_index, load_beir
-    from qa.pipeline import settings_for
-    from qa.split import split_sentences
+    from qa.evaluation.beir import beir_index, load_beir
+    from qa.index.build import settings_for
+    from qa.ingest.split import split_sentences
 
     dataset = load_beir(SCIFACT, split="test")
     _, encoder = open_or_default(Path("."))
     settings, _ = settings_for(encoder)
     base = beir_index(dataset, REPO / "index" / "beir", encoder=encoder, settings=settings)
-    base_vectors = base._vectors.reconstruct_n(0, len(base.passages))
+    base_vectors = base._vectors.vectors_of(np.arange(len(base.passages)))
     sentences = [p.text[s:e] for p in base.passages for s, e in split_sentences(p.text)]
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(sentences), size=(size, 4))
@@ -213,29 +228,33 @@ def synthetic_corpus(size: int, seed: int = 0, vectors: str = "copies") -> tuple
 
 
 def run_synthetic(size: int, workdir: Path, *, kind: str) -> dict[str, Any]:
-    from qa.index import IndexSettings, Manifest, PassageIndex, build_vector_index, normalize
-    from qa.lexical import LexicalIndex
+    from qa.embed.encoder import normalize
+    from qa.index.build import open_index
+    from qa.index.lexical import LexicalIndex
+    from qa.index.local import LocalIndex
+    from qa.index.manifest import IndexSettings, Manifest
+    from qa.index.vectors import VectorIndex
     from qa.records import Document, Passage
 
     texts, vectors = synthetic_corpus(size, vectors=kind)
     started = time.perf_counter()
     passages = [Passage(f"s{i}#p1-0", f"s{i}", f"s{i}", 1, 0, len(t), t) for i, t in enumerate(texts)]
     documents: list[Document] = []
-    index = PassageIndex(
+    index = LocalIndex(
         documents,
         passages,
-        build_vector_index(normalize(vectors)),
+        VectorIndex.build(normalize(vectors)),
         LexicalIndex.build(texts),
         Manifest(DEFAULT_NAME, vectors.shape[1], "", IndexSettings(254, 12), 0, size, {}, ""),
     )
     build_seconds = time.perf_counter() - started
     index.save(workdir / "index")
     del index, passages, texts
-    loaded = PassageIndex.load(workdir / "index")
+    loaded = open_index(workdir / "index")
     _, encoder = open_or_default(workdir)
     return {
         "passages": size,
-        "vector_index": type(loaded._vectors).__name__,
+        "vector_index": type(loaded._vectors._index).__name__,
         "build_seconds_without_embedding": round(build_seconds, 1),
         "index_mb": folder_size_mb(workdir / "index"),
         **serving(workdir / "index"),
@@ -248,10 +267,11 @@ def run_synthetic(size: int, workdir: Path, *, kind: str) -> dict[str, Any]:
 def serving(index_dir: Path) -> dict[str, float]:
     """A fresh process that loads the index and the model and answers once: load time and peak memory."""
     code = (
-        "import sys, time; from pathlib import Path; from qa.pipeline import open_index; from qa.answer import ask;"
+        "import sys, time; from pathlib import Path; import qa;"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r}); from bench import peak_memory_mb;"
-        f"t = time.perf_counter(); index, encoder = open_index(Path({str(index_dir)!r}));"
-        "t = time.perf_counter() - t; ask(index, 'cell growth', encoder=encoder); print(t, peak_memory_mb())"
+        f"t = time.perf_counter(); index = qa.open_index(Path({str(index_dir)!r}));"
+        "encoder = qa.SentenceTransformerEncoder(index.model); t = time.perf_counter() - t;"
+        "qa.ask(index, 'cell growth', encoder=encoder); print(t, peak_memory_mb())"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     seconds, memory = run.stdout.strip().splitlines()[-1].split()
@@ -282,7 +302,7 @@ def update_seconds(index: Any, size: int) -> dict[str, Any]:
     updated = index.update([], passages, encoder=encoder, settings=index.manifest.settings)
     return {
         "update_1pct_seconds": round(time.perf_counter() - started, 1),
-        "update_grew_in_place": bool(updated._vectors.ntotal > len(updated.passages)),
+        "update_grew_in_place": bool(updated._vectors.total > len(updated.passages)),
     }
 
 
@@ -294,19 +314,19 @@ def vector_search_against_exact(index: Any, vectors: np.ndarray, encoder: Any) -
     """
     import faiss
 
-    import qa.index
-    from qa.index import normalize
+    import qa.index.vectors
+    from qa.embed.encoder import normalize
 
     queries = normalize(encoder.encode(scifact_questions()[:100]))
     exact = faiss.IndexFlatIP(vectors.shape[1])
     exact.add(vectors)
-    graph, graph_seconds = index._vectors, None
+    graph, graph_seconds = index._vectors._index, None
     if not isinstance(graph, faiss.IndexHNSW):
-        limit, qa.index.EXACT_SEARCH_LIMIT = qa.index.EXACT_SEARCH_LIMIT, 0
+        limit, qa.index.vectors.EXACT_SEARCH_LIMIT = qa.index.vectors.EXACT_SEARCH_LIMIT, 0
         started = time.perf_counter()
-        graph = qa.index.build_vector_index(vectors)
+        graph = qa.index.vectors.build_vector_index(vectors)
         graph_seconds = round(time.perf_counter() - started, 1)
-        qa.index.EXACT_SEARCH_LIMIT = limit
+        qa.index.vectors.EXACT_SEARCH_LIMIT = limit
     exact_seconds = [timed(lambda q=q: exact.search(q[None, :], 10)) for q in queries]
     graph_seconds_each = [timed(lambda q=q: graph.search(q[None, :], 10)) for q in queries]
     _, truth = exact.search(queries, 10)

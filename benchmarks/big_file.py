@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/big_file.py [--mb 50] [--shapes articles,one-line,...] [--approximate]
 
 Each shape is written to a temporary folder as one file of about ``--mb`` megabytes, then a
-fresh Python process reads it as ``qa index`` does (``qa.ingest.load_document``: decode, clean
-or extract) and splits it into passages (``qa.split.split_passages`` with the bundled model's
+fresh Python process reads it as ``qa index`` does (``qa.ingest.corpus.load_document``: decode, clean
+or extract) and splits it into passages (``qa.ingest.split.split_passages`` with the bundled model's
 tokenizer, or the approximate counter with ``--approximate``). Embedding is not included: at
 the measured passages per second it is the part that grows with the file, and it shows a
 progress bar. Peak memory is the child process's high-water resident set (``VmHWM``).
@@ -99,8 +99,8 @@ SHAPES = {
 CHILD = """
 import json, sys, time, warnings
 from pathlib import Path
-from qa.ingest import CorpusFile, file_checksum, load_document
-from qa.split import approximate_token_count, split_passages
+from qa.ingest.corpus import CorpusFile, file_checksum, load_document
+from qa.ingest.split import approximate_token_count, split_passages
 
 def peak_mb():
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (large) parent across exec.
@@ -110,7 +110,8 @@ def peak_mb():
 path, approximate = Path(sys.argv[1]), sys.argv[2] == "1"
 count = approximate_token_count
 if not approximate:
-    from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder
+    from qa.embed.encoder import SentenceTransformerEncoder
+    from qa.embed.models import DEFAULT_MODEL
     count = SentenceTransformerEncoder(DEFAULT_MODEL).token_counter() or approximate_token_count
 started = time.perf_counter()
 with warnings.catch_warnings(record=True) as caught:

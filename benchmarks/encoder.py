@@ -3,15 +3,15 @@
     .venv/bin/python benchmarks/encoder.py [../shared/benchmarks/scifact] [--passages 1000] [--rounds 3]
                                            [--quality] [--int8] [--threads N]
 
-Every backend of ``qa.encoder`` (torch, openvino-fp32, openvino-bf16) embeds the first
+Every backend of ``qa.embed.encoder`` (torch, openvino-fp32, openvino-bf16) embeds the first
 ``--passages`` abstracts (title + " " + text, as ``qa eval --beir`` indexes them) in calls of
-``qa.index.EMBED_BATCH_SIZE`` texts, as ``qa index`` makes them, after a warm-up. The backends
+``qa.index.embeddings.EMBED_BATCH_SIZE`` texts, as ``qa index`` makes them, after a warm-up. The backends
 take turns for ``--rounds`` rounds and each keeps its best round, so that a burst of load from
 other processes does not decide the comparison. Then 50 SciFact queries are embedded one at a
 time (the latency of one question) and every backend's passage vectors are compared with torch's.
 
 ``--quality`` embeds all 5,183 abstracts and the 300 test queries with every backend and
-scores exact dot-product retrieval with ``qa.metrics`` (nDCG@10 of the test split).
+scores exact dot-product retrieval with ``qa.evaluation.metrics`` (nDCG@10 of the test split).
 
 ``--int8`` adds two int8 candidates that ``qa`` does not ship, for comparison: ONNX Runtime
 with dynamic int8 quantization (fused graph, per-channel weights; needs ``onnxruntime`` and
@@ -38,18 +38,15 @@ import numpy as np
 # openvino and nncf report usage to Google Analytics unless this module is missing.
 sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
 
-from qa.encoder import (  # noqa: E402
-    DEFAULT_MODEL,
+from qa.cpus import usable_cpus  # noqa: E402
+from qa.embed.encoder import (  # noqa: E402
     OPENVINO_BF16,
     OPENVINO_FP32,
     TORCH,
     SentenceTransformerEncoder,
-    export_dir,
-    resolve_model_location,
-    usable_cpus,
 )
-from qa.evaluate import BeirDataset, load_beir  # noqa: E402
-from qa.export import (  # noqa: E402
+from qa.embed.models import DEFAULT_MODEL, export_dir, resolve_model_location  # noqa: E402
+from qa.embed.openvino import (  # noqa: E402
     OPENVINO_XML,
     ExportedModel,
     ExportManifest,
@@ -57,8 +54,9 @@ from qa.export import (  # noqa: E402
     export_openvino,
     source_fingerprint,
 )
-from qa.index import EMBED_BATCH_SIZE  # noqa: E402
-from qa.metrics import evaluate, mean_metrics  # noqa: E402
+from qa.evaluation.beir import BeirDataset, load_beir  # noqa: E402
+from qa.evaluation.metrics import evaluate, mean_metrics  # noqa: E402
+from qa.index.embeddings import EMBED_BATCH_SIZE  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = REPO.parent / "shared" / "benchmarks" / "scifact"

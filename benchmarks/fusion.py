@@ -15,12 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder
-from qa.evaluate import beir_index, load_beir
-from qa.index import PassageIndex
-from qa.metrics import evaluate, mean_metrics
-from qa.pipeline import settings_for
-from qa.retrieve import CANDIDATE_DEPTH, Ranking, reciprocal_rank_fusion
+from qa.embed.encoder import SentenceTransformerEncoder
+from qa.embed.models import DEFAULT_MODEL
+from qa.evaluation.beir import beir_index, load_beir
+from qa.evaluation.metrics import evaluate, mean_metrics
+from qa.index.build import settings_for
+from qa.index.store import PassageStore
+from qa.records import Hit
+from qa.search.fusion import reciprocal_rank_fusion
+from qa.search.query import embed_query
+from qa.search.retrieval import candidate_hits
 
 WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 RRF_KS = (10, 30, 60, 100)
@@ -45,11 +49,12 @@ def by_max(values: np.ndarray) -> np.ndarray:
 SCALES: dict[str, Scale] = {"min-max": min_max, "z-score": z_score, "max": by_max}
 
 
-def candidates(index: PassageIndex, queries: dict[str, str], encoder: SentenceTransformerEncoder) -> dict[str, list]:
-    """Every query's fused candidate list, each hit carrying its dense and BM25 scores and ranks."""
-    # Both retrievers propose CANDIDATE_DEPTH rows: asking for twice that returns the whole union.
-    depth = 2 * CANDIDATE_DEPTH
-    return {qid: index.search(text, encoder=encoder, k=depth, mode="hybrid") for qid, text in queries.items()}
+def candidates(store: PassageStore, queries: dict[str, str], encoder: SentenceTransformerEncoder) -> dict[str, list]:
+    """Every query's whole candidate list, each hit carrying its dense and BM25 scores and ranks."""
+    return {
+        qid: candidate_hits(store, embed_query(encoder, text), text, mode="hybrid", where=None)
+        for qid, text in queries.items()
+    }
 
 
 def ndcg(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> float:
@@ -71,15 +76,15 @@ def rrf_run(pool: dict[str, list], k: int) -> dict[str, dict[str, float]]:
     for qid, hits in pool.items():
         rankings = [_ranking(hits, "dense_rank"), _ranking(hits, "bm25_rank")]
         fused = reciprocal_rank_fusion(rankings, k=k)
-        run[qid] = {hits[position].passage.doc_id: score for position, score in fused.items()}
+        doc_of = {h.passage.passage_id: h.passage.doc_id for h in hits}
+        run[qid] = {doc_of[passage_id]: score for passage_id, score in fused.items()}
     return run
 
 
-def _ranking(hits: list, rank_field: str) -> Ranking:
-    """One retriever's ranking over positions in ``hits``."""
-    ranked = sorted((getattr(h, rank_field), position) for position, h in enumerate(hits) if getattr(h, rank_field))
-    rows = np.array([position for _, position in ranked], dtype=np.int64)
-    return Ranking(rows, np.zeros(len(rows), dtype=np.float32))
+def _ranking(hits: list[Hit], rank_field: str) -> list[str]:
+    """One retriever's ranking: passage ids best first."""
+    ranked = sorted((getattr(h, rank_field), h.passage.passage_id) for h in hits if getattr(h, rank_field))
+    return [passage_id for _, passage_id in ranked]
 
 
 def main() -> None:

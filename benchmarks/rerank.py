@@ -4,7 +4,7 @@
 
 Prints nDCG@10 and MRR@10 for re-ranking the best ``depth`` fused candidates by
 ``(1 - w) * fused + w * best sentence`` at several depths and weights (w = 0 is
-plain hybrid search). ``RERANK_DEPTH`` and ``SENTENCE_WEIGHT`` in ``qa.answer``
+plain hybrid search). ``RERANK_DEPTH`` and ``SENTENCE_WEIGHT`` in ``qa.search.rerank``
 come from this table on SciFact's train split.
 """
 
@@ -13,27 +13,34 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qa.answer import attach_evidence, rerank_by_evidence
-from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder
-from qa.evaluate import EVAL_DEPTH, beir_index, load_beir
-from qa.index import PassageIndex, embed_query
-from qa.metrics import evaluate, mean_metrics
-from qa.pipeline import settings_for
+from qa.embed.encoder import SentenceTransformerEncoder
+from qa.embed.models import DEFAULT_MODEL
+from qa.evaluation.beir import beir_index, load_beir
+from qa.evaluation.metrics import evaluate, mean_metrics
+from qa.evaluation.results import EVAL_DEPTH
+from qa.index.build import settings_for
+from qa.index.store import PassageStore
 from qa.records import Hit
+from qa.search.duplicates import fold_duplicates
+from qa.search.evidence import SentenceMemory, attach_evidence
+from qa.search.query import embed_query
+from qa.search.rerank import rerank_by_evidence
+from qa.search.retrieval import candidate_hits
 
 DEPTHS = (10, 20, 30)
 WEIGHTS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def candidates(
-    index: PassageIndex, queries: dict[str, str], encoder: SentenceTransformerEncoder, depth: int
+    store: PassageStore, queries: dict[str, str], encoder: SentenceTransformerEncoder, depth: int
 ) -> dict[str, list[Hit]]:
-    """Every query's ``depth`` best fused hits, each with its evidence sentence."""
+    """Every query's ``depth`` best fused hits (before re-ranking), each with its evidence sentence."""
     pool = {}
+    memory = SentenceMemory()
     for query_id, text in queries.items():
         vector = embed_query(encoder, text)
-        hits = index.search(text, encoder=encoder, k=depth, mode="hybrid", query_vector=vector)
-        pool[query_id] = attach_evidence(hits, vector, lambda sentences: index.embed_sentences(sentences, encoder))
+        hits = fold_duplicates(candidate_hits(store, vector, text, mode="hybrid", where=None), limit=depth)
+        pool[query_id] = attach_evidence(hits, vector, lambda sentences: memory.embed(sentences, encoder))
     return pool
 
 

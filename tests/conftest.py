@@ -13,11 +13,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, ClassVar
 
 import numpy as np
 import pytest
+
+from qa.records import Document
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
@@ -38,6 +41,32 @@ WORDS = [
     "prison",
 ]  # vocabulary for made-up passages
 GOLD = json.loads((REPO / "tests" / "data" / "corpus_gold.json").read_text(encoding="utf-8"))
+
+
+def make_documents(count: int, seed: int = 0) -> list[Document]:
+    """``count`` made-up articles of 1 to 4 paragraphs drawn from ``WORDS``, the same for the same seed."""
+    rng = np.random.default_rng(seed)
+    documents = []
+    for number in range(count):
+        paragraphs = tuple(
+            " ".join(rng.choice(WORDS, size=int(rng.integers(5, 15)))) + "." for _ in range(int(rng.integers(1, 5)))
+        )
+        documents.append(
+            Document(doc_id=f"doc{number}", source=f"doc{number}.txt", paragraphs=paragraphs, title=f"T{number}")
+        )
+    return documents
+
+
+def write_lines(path: Path, lines: Sequence[str]) -> Path:
+    """Write ``lines`` to ``path`` (folders made), one a line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def json_lines(path: Path, rows: Sequence[object]) -> Path:
+    """Write ``rows`` to ``path`` as JSON Lines."""
+    return write_lines(path, [json.dumps(row) for row in rows])
 
 
 class FakeEncoder:
@@ -116,7 +145,7 @@ DAMAGES = {
 
 def damage_index(index_dir: Path, kind: str) -> None:
     """Damage the saved index in ``index_dir`` in one of the ways ``DAMAGES`` names."""
-    from qa.index import Manifest, manifest_text
+    from qa.index.manifest import Manifest, manifest_text
 
     path = index_dir / "manifest.json"
     data = json.loads(path.read_text())

@@ -52,9 +52,9 @@ class PausingEncoder(FakeModelEncoder):
 
 def pause_inside_cache_transaction(cache_path: Path) -> None:
     """Stop the third batch's INSERT part-way, once SQLite has started its rollback journal."""
-    import qa.index
+    import qa.index.embeddings
 
-    real_put_many = qa.index.EmbeddingCache.put_many
+    real_put_many = qa.index.embeddings.EmbeddingCache.put_many
     journal = cache_path.with_name(f"{cache_path.name}-journal")
     calls: list[str] = []
     steps: list[bool] = []
@@ -65,20 +65,22 @@ def pause_inside_cache_transaction(cache_path: Path) -> None:
             pause("cache-transaction")
         return 0
 
-    def put_many(cache: qa.index.EmbeddingCache, model: str, items: Iterable[tuple[str, np.ndarray]]) -> None:
+    def put_many(
+        cache: qa.index.embeddings.EmbeddingCache, model: str, items: Iterable[tuple[str, np.ndarray]]
+    ) -> None:
         calls.append(model)
         if len(calls) == PAUSE_AT_CALL:
             cache._db.execute("PRAGMA cache_size = 1")  # a tiny page cache spills writes before the commit
             cache._db.set_progress_handler(step, 1)
         real_put_many(cache, model, items)
 
-    qa.index.EmbeddingCache.put_many = put_many  # type: ignore[method-assign]
+    qa.index.embeddings.EmbeddingCache.put_many = put_many  # type: ignore[method-assign]
 
 
 def pause_half_way_through_passages() -> None:
-    import qa.index
+    import qa.index.local
 
-    real_write_jsonl = qa.index._write_jsonl
+    real_write_jsonl = qa.index.local.write_jsonl
 
     def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
         if not path.name.startswith(".passages-"):
@@ -89,7 +91,7 @@ def pause_half_way_through_passages() -> None:
         pause("passages-half-written")
         real_write_jsonl(path, rows)  # let go: write it whole after all
 
-    qa.index._write_jsonl = write_jsonl
+    qa.index.local.write_jsonl = write_jsonl
 
 
 def pause_at_rename(point: str) -> None:
@@ -108,15 +110,15 @@ def pause_at_rename(point: str) -> None:
 
 
 def main(point: str, argv: list[str]) -> int:
-    import qa.index
-    import qa.pipeline
+    import qa.index.build
+    import qa.index.embeddings
     from qa.cli import main as qa_main
 
-    qa.index.EMBED_BATCH_SIZE = BATCH
+    qa.index.embeddings.EMBED_BATCH_SIZE = BATCH
     PausingEncoder.point = point
-    qa.pipeline.SentenceTransformerEncoder = PausingEncoder  # type: ignore[misc,assignment]
+    qa.index.build.SentenceTransformerEncoder = PausingEncoder  # type: ignore[misc,assignment]
     if point == "cache-transaction":
-        pause_inside_cache_transaction(Path(argv[argv.index("--index") + 1]) / qa.index.CACHE_NAME)
+        pause_inside_cache_transaction(Path(argv[argv.index("--index") + 1]) / qa.index.embeddings.CACHE_NAME)
     elif point == "passages-half-written":
         pause_half_way_through_passages()
     elif point.endswith("-rename"):

@@ -9,8 +9,9 @@ import pytest
 
 from conftest import DAMAGES, EMPTY_QUESTIONS, ODD_QUESTIONS, FakeModelEncoder, IndexWorker, damage_index
 from qa.cli import main
-from qa.index import PassageIndex, read_manifest
-from qa.question import MAX_QUESTION_CHARS, normalize_question
+from qa.index.build import open_index
+from qa.index.manifest import read_manifest
+from qa.search.question import MAX_QUESTION_CHARS, normalize_question
 
 # A manifest rewritten with a matching checksum is only caught when the files are parsed, which
 # the unchanged-corpus fast path of `qa index` does not do (see the test after the next).
@@ -41,7 +42,9 @@ HIT_FIELDS = {
 
 @pytest.fixture(autouse=True)
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("qa.pipeline.SentenceTransformerEncoder", FakeModelEncoder)
+    # `qa index` makes its encoder in qa.index.build; search and eval import it from qa.embed.encoder when run.
+    monkeypatch.setattr("qa.index.build.SentenceTransformerEncoder", FakeModelEncoder)
+    monkeypatch.setattr("qa.embed.encoder.SentenceTransformerEncoder", FakeModelEncoder)
     monkeypatch.delenv("QA_MODEL", raising=False)
 
 
@@ -192,6 +195,25 @@ def test_errors_are_one_clear_line(
     assert err.count("\n") == 1 and err.startswith("qa: error:") and message in err
 
 
+@pytest.mark.parametrize("command", ["search", "eval"])
+def test_another_model_than_the_index_is_refused_naming_both(
+    command: str, index_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"id": "q1", "question": "Why do defectors return?", "relevant": []}) + "\n")
+    asked = ["Why do defectors return?"] if command == "search" else ["--questions", str(questions)]
+    built_with = read_manifest(index_dir).model  # the fake encoder under the default model's name
+    FakeModelEncoder.made.clear()
+    capsys.readouterr()
+    assert main([command, *asked, "--model", "other-model", "--index", str(index_dir)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"qa: error: the index was built with model {built_with!r}, not 'other-model'")
+    assert "qa index --model other-model" in line  # the fix names the model asked for
+    assert FakeModelEncoder.made == []  # refused before any model was loaded
+
+
 def test_model_from_environment_must_match_index(
     index_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -331,7 +353,7 @@ def test_a_second_qa_index_waits_for_the_first_then_finds_its_work_done(corpus_c
     assert any("Index up to date: 5 documents" in line for line in second.output)
     index_files = {p.name for p in index.iterdir()}
     assert index_files == {"manifest.json", "embeddings.sqlite", "qa-index.lock", *read_manifest(index).files.values()}
-    assert len(PassageIndex.load(index).documents) == 5
+    assert len(open_index(index).documents) == 5
 
 
 def test_a_second_qa_index_gives_up_after_wait_seconds_with_one_line(corpus_copy: Path, tmp_path: Path) -> None:
@@ -345,7 +367,7 @@ def test_a_second_qa_index_gives_up_after_wait_seconds_with_one_line(corpus_copy
     assert "after waiting 0.5 s: try again when it has finished" in errors[-1]
     first.let_go()
     assert first.finish() == 0
-    assert len(PassageIndex.load(index).documents) == 5
+    assert len(open_index(index).documents) == 5
 
 
 def test_search_does_not_import_the_web_app_or_torch(index_dir: Path) -> None:
@@ -357,8 +379,9 @@ def test_search_does_not_import_the_web_app_or_torch(index_dir: Path) -> None:
 
     # A fresh process: the fake encoder stands in for the model, everything else is the real command.
     code = (
-        "import sys; import conftest; import qa.pipeline;"
-        "qa.pipeline.SentenceTransformerEncoder = conftest.FakeModelEncoder;"
+        "import sys; import conftest; import qa.embed.encoder; import qa.index.build;"
+        "qa.index.build.SentenceTransformerEncoder = conftest.FakeModelEncoder;"
+        "qa.embed.encoder.SentenceTransformerEncoder = conftest.FakeModelEncoder;"
         "from qa.cli import main;"
         f"status = main(['search', 'Why do defectors return?', '--index', {str(index_dir)!r}]);"
         "print(status, sorted(m for m in ('gradio', 'torch', 'sentence_transformers') if m in sys.modules))"

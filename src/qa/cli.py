@@ -12,17 +12,18 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa.encoder import BACKENDS
+from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
-from qa.lock import DEFAULT_WAIT_SECONDS
-from qa.question import EmptyQuestionError, Question, clipped_notice, normalize_question
+from qa.index.lock import DEFAULT_WAIT_SECONDS
+from qa.index.store import SearchFilter
 from qa.records import Hit, Passage, SearchResult, result_to_dict
-from qa.retrieve import MODES, Mode, SearchFilter
+from qa.search.modes import MODES, Mode, parse_modes
+from qa.search.question import EmptyQuestionError, Question, clipped_notice, normalize_question
 
 if TYPE_CHECKING:
-    from qa.encoder import Encoder
-    from qa.evaluate import EvalReport
-    from qa.index import PassageIndex
+    from qa.embed.encoder import Encoder
+    from qa.evaluation.results import EvalReport
+    from qa.index.store import PassageStore
 
 DEFAULT_CORPUS = Path("corpus")
 DEFAULT_INDEX = Path("index")
@@ -33,6 +34,7 @@ BACKEND_HELP = "how the encoder runs (default: $QA_BACKEND, else openvino-bf16)"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``qa`` argument parser with its four commands."""
     parser = argparse.ArgumentParser(prog="qa", description="Ask questions of a folder of articles.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
@@ -121,6 +123,7 @@ def _add_eval_parser(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``qa`` with ``argv``; a ``QAError`` becomes one line on stderr and status 1."""
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -143,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from qa.pipeline import encoder_for_corpus, index_corpus, settings_for
+    """``qa index``: build or update the index and say what changed."""
+    from qa.index.build import encoder_for_corpus, index_corpus, settings_for
 
     encoder = encoder_for_corpus(args.index, model=args.model, backend=args.backend)
     settings, count_tokens = settings_for(encoder)
@@ -172,19 +176,20 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    """``qa search``: answer one question, or a batch of them as JSON Lines."""
     if args.k < 1:
         raise QAError("--k must be at least 1")
     if (args.question is None) == (args.batch is None):
         raise QAError("give a question, or --batch FILE (not both)")
-    from qa.pipeline import open_index
+    from qa.index.build import open_index
 
     if args.batch is None:
         try:
             question = normalize_question(args.question)
         except EmptyQuestionError as error:
             raise QAError(f'{error}: ask something, e.g. qa search "Why do defectors return?"') from error
-    index, encoder = open_index(args.index, model=args.model, backend=args.backend)
-    ask_one = _asker(index, encoder, args)
+    index = open_index(args.index)
+    ask_one = _asker(index, _encoder_for(index.model, args), args)
     if args.batch is not None:
         for number, line in enumerate(_read_questions(args.batch), 1):
             print(json.dumps(_batch_row(ask_one, line, number), ensure_ascii=False), flush=True)
@@ -210,22 +215,34 @@ def _warn_if_clipped(question: Question, where: str = "") -> None:
         print(f"qa: warning: {where}{clipped_notice(question)}", file=sys.stderr)
 
 
-def _asker(index: PassageIndex, encoder: Encoder, args: argparse.Namespace) -> Callable[[str], SearchResult]:
-    from qa.answer import ask, calibrated_abstention
+def _encoder_for(index_model: str, args: argparse.Namespace) -> Encoder:
+    """The encoder asked for (``--model``, ``$QA_MODEL``), else the index's own; another model is refused."""
+    from qa.embed.encoder import SentenceTransformerEncoder
+    from qa.embed.models import model_from_environment
+    from qa.index.store import check_model
+
+    name = model_from_environment(args.model) or index_model
+    check_model(index_model, name)
+    return SentenceTransformerEncoder(name, backend=args.backend)
+
+
+def _asker(store: PassageStore, encoder: Encoder, args: argparse.Namespace) -> Callable[[str], SearchResult]:
+    from qa.search.ask import ask
+    from qa.search.evidence import SentenceMemory
 
     where = SearchFilter.of(doc_ids=args.doc, outlets=args.outlet, date_from=args.date_from, date_to=args.date_to)
-    abstention = calibrated_abstention(index.manifest.model)
+    sentences = SentenceMemory()  # a batch of questions shares them
 
     def ask_one(question: str) -> SearchResult:
         return ask(
-            index,
+            store,
             question,
             encoder=encoder,
             k=args.k,
             mode=args.mode,
             history=args.after,
             where=where,
-            abstention=abstention,
+            sentences=sentences,
         )
 
     return ask_one
@@ -244,28 +261,19 @@ def _read_questions(path: Path) -> Iterator[str]:
 
 
 def run_passages(args: argparse.Namespace) -> int:
-    from qa.index import PassageIndex
+    """``qa passages``: every indexed passage, in order."""
+    from qa.index.build import open_index
 
-    index = PassageIndex.load(args.index)
-    for passage in index.passages:
+    for passage in open_index(args.index).iter_passages():
         print(json.dumps(passage_to_dict(passage), ensure_ascii=False) if args.json else format_passage(passage))
     return 0
 
 
-def parse_modes(text: str) -> list[Mode]:
-    """``bm25,dense`` as a list of modes; an unknown or missing mode is a clear error."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in MODES]
-    if unknown or not names:
-        raise QAError(f"unknown mode(s) {', '.join(unknown) or '(none)'}: use {', '.join(MODES)}")
-    typed: dict[str, Mode] = {mode: mode for mode in MODES}
-    return [typed[name] for name in dict.fromkeys(names)]
-
-
 def run_eval(args: argparse.Namespace) -> int:
+    """``qa eval``: score the modes on labelled questions or a BEIR dataset."""
     modes = parse_modes(args.modes)
     report = _beir_report(args, modes) if args.beir else _questions_report(args, modes)
-    from qa.report import format_failures, format_table, to_markdown, write_chart
+    from qa.evaluation.report import format_failures, format_table, to_markdown, write_chart
 
     print(
         json.dumps(report.to_json(), indent=2) if args.json else f"{format_table(report)}\n\n{format_failures(report)}"
@@ -279,18 +287,17 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _questions_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
-    from qa.answer import calibrated_abstention
-    from qa.evaluate import EvalReport, evaluate_questions, load_questions
-    from qa.pipeline import open_index
+    from qa.evaluation.questions import evaluate_questions, load_questions
+    from qa.evaluation.results import EvalReport
+    from qa.index.build import open_index
 
     questions = load_questions(args.questions)
-    index, encoder = open_index(args.index, model=args.model, backend=args.backend)
+    index = open_index(args.index)
     results = evaluate_questions(
         index,
         questions,
-        encoder=encoder,
+        encoder=_encoder_for(index.model, args),
         modes=modes,
-        abstention=calibrated_abstention(index.manifest.model),
         use_history=not args.no_history,
         progress=sys.stderr.isatty(),
     )
@@ -299,9 +306,11 @@ def _questions_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport
 
 
 def _beir_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
-    from qa.encoder import DEFAULT_MODEL, SentenceTransformerEncoder, model_from_environment
-    from qa.evaluate import EvalReport, beir_index, evaluate_beir, load_beir
-    from qa.pipeline import settings_for
+    from qa.embed.encoder import SentenceTransformerEncoder
+    from qa.embed.models import DEFAULT_MODEL, model_from_environment
+    from qa.evaluation.beir import beir_index, evaluate_beir, load_beir
+    from qa.evaluation.results import EvalReport
+    from qa.index.build import settings_for
 
     dataset = load_beir(args.beir, split=args.split)
     encoder = SentenceTransformerEncoder(model_from_environment(args.model) or DEFAULT_MODEL, backend=args.backend)
@@ -319,6 +328,7 @@ def _beir_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
 
 
 def passage_to_dict(passage: Passage) -> dict[str, object]:
+    """A passage as the JSON object of ``qa passages --json``."""
     import dataclasses
 
     return dataclasses.asdict(passage)
@@ -338,6 +348,7 @@ def _indented(text: str, width: int) -> str:
 
 
 def format_hit(hit: Hit, width: int = 88) -> str:
+    """One hit for the terminal: rank, score, attribution, the passage and its evidence."""
     lines = [f"{hit.rank}. [{hit.score:.3f}] {format_attribution(hit.passage)}"]
     if hit.also_in:
         lines.append(f"   (also in {', '.join(hit.also_in)})")
@@ -348,6 +359,7 @@ def format_hit(hit: Hit, width: int = 88) -> str:
 
 
 def format_result(result: SearchResult, width: int = 88) -> str:
+    """A whole result for the terminal: the answer, then its sources."""
     if not result.hits:
         return "No passages found."
     answer = textwrap.fill(result.answer, width=width) if result.answer else ""
@@ -356,6 +368,7 @@ def format_result(result: SearchResult, width: int = 88) -> str:
 
 
 def format_passage(passage: Passage, width: int = 88) -> str:
+    """One passage for ``qa passages``: id, attribution and text."""
     return f"{passage.passage_id}  {format_attribution(passage)}\n{_indented(passage.text, width)}\n"
 
 

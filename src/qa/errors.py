@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+REBUILD = "run `qa index --rebuild` to build it again"
+
 
 class QAError(Exception):
-    """A failure the user can act on; the message says what happened and what to do."""
+    """A failure the user can act on: what happened (``problem``) and what to do about it (``fix``).
+
+    The two travel apart so that code which applies the fix itself (a build that
+    rebuilds a damaged index) can report the problem alone.
+    """
+
+    def __init__(self, problem: str, *, fix: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.problem}: {self.fix}" if self.fix else self.problem
 
 
 class IndexNotFoundError(QAError):

@@ -36,6 +36,7 @@ class Document:
 
     @property
     def text(self) -> str:
+        """The article's paragraphs joined by a blank line."""
         return PARAGRAPH_SEPARATOR.join(self.paragraphs)
 
     def paragraph_spans(self) -> list[tuple[int, int]]:

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, runs over labelled questions and BEIR benchmarks, and their reports."""

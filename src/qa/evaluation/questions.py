@@ -1,0 +1,142 @@
+"""The project's labelled questions: relevance marked by text anchors, so labels survive re-chunking.
+
+An anchor is a verbatim piece of the answering paragraph: a passage is relevant
+when its text contains one. A question without anchors is one the corpus cannot
+answer, and scores the abstention.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa.embed.encoder import Encoder
+from qa.errors import QAError
+from qa.evaluation.metrics import Qrels, abstention_scores
+from qa.evaluation.results import EVAL_DEPTH, ModeResult, progress_bar, read_json_lines, retrieval_result
+from qa.index.store import PassageStore
+from qa.records import Passage
+from qa.search.abstention import Abstention
+from qa.search.ask import ask
+from qa.search.evidence import SentenceMemory
+from qa.search.modes import Mode
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A verbatim piece of a relevant paragraph of one corpus file."""
+
+    source: str
+    text: str
+
+
+@dataclass(frozen=True)
+class LabelledQuestion:
+    """A question with its relevant paragraphs; no anchors means the corpus cannot answer it."""
+
+    question_id: str
+    question: str
+    kind: str
+    anchors: tuple[Anchor, ...]
+    history: tuple[str, ...] = ()
+
+    @property
+    def answerable(self) -> bool:
+        """Whether the corpus answers the question (it has anchors)."""
+        return bool(self.anchors)
+
+
+def load_questions(path: Path) -> list[LabelledQuestion]:
+    """Read labelled questions (JSON Lines); a conversation's ``turns`` become history and question."""
+    questions = []
+    for number, row in read_json_lines(path):
+        try:
+            turns = row.get("turns") or [row["question"]]
+            anchors = tuple(Anchor(a["source"], a["anchor"]) for a in row.get("relevant", []))
+            questions.append(
+                LabelledQuestion(
+                    question_id=str(row["id"]),
+                    question=turns[-1],
+                    kind=row.get("kind", "conversation" if "turns" in row else "single"),
+                    anchors=anchors,
+                    history=tuple(turns[:-1]),
+                )
+            )
+        except (KeyError, TypeError, IndexError) as error:
+            raise QAError(f"{path}, line {number}: not a labelled question ({error!r})") from error
+    return questions
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def judge(questions: Sequence[LabelledQuestion], passages: Sequence[Passage]) -> Qrels:
+    """Relevance of passages to questions: passages containing one of the question's anchors.
+
+    An anchor found in no passage means the labels no longer fit the corpus,
+    which is an error rather than a silent zero.
+    """
+    texts = [(p.source, p.passage_id, _squeeze(p.text)) for p in passages]
+    qrels: dict[str, dict[str, int]] = {}
+    for question in questions:
+        judged: dict[str, int] = {}
+        for anchor in question.anchors:
+            wanted = _squeeze(anchor.text)
+            matches = [pid for source, pid, text in texts if source == anchor.source and wanted in text]
+            if not matches:
+                raise QAError(f"question {question.question_id}: anchor not found in {anchor.source}: {anchor.text!r}")
+            judged.update(dict.fromkeys(matches, 1))
+        qrels[question.question_id] = judged
+    return qrels
+
+
+def evaluate_questions(
+    store: PassageStore,
+    questions: Sequence[LabelledQuestion],
+    *,
+    encoder: Encoder,
+    modes: Sequence[Mode],
+    abstention: Abstention | None = None,
+    use_history: bool = True,
+    progress: bool = False,
+) -> list[ModeResult]:
+    """Ask every question in every mode; score retrieval and abstention.
+
+    ``abstention`` defaults to the thresholds calibrated for the encoder's model, as users get them.
+    """
+    qrels = judge(questions, list(store.iter_passages()))
+    sentences = SentenceMemory()
+    results = []
+    for mode in modes:
+        started = time.perf_counter()
+        run: dict[str, dict[str, float]] = {}
+        abstained: dict[str, bool] = {}
+        for question in progress_bar(questions, f"{mode} questions", progress):
+            history = question.history if use_history else ()
+            answer = ask(
+                store,
+                question.question,
+                encoder=encoder,
+                k=EVAL_DEPTH,
+                mode=mode,
+                history=history,
+                abstention=abstention,
+                sentences=sentences,
+            )
+            run[question.question_id] = {hit.passage.passage_id: -hit.rank for hit in answer.hits}
+            abstained[question.question_id] = not answer.answerable
+        result = retrieval_result(mode, qrels, run, time.perf_counter() - started)
+        _score_abstention(result, abstained, questions)
+        results.append(result)
+    return results
+
+
+def _score_abstention(result: ModeResult, abstained: dict[str, bool], questions: Sequence[LabelledQuestion]) -> None:
+    should_abstain = {q.question_id: not q.answerable for q in questions}
+    result.abstention = abstention_scores(should_abstain, abstained)
+    result.false_abstentions = [q for q, a in abstained.items() if a and not should_abstain[q]]
+    result.missed_abstentions = [q for q, a in abstained.items() if not a and should_abstain[q]]

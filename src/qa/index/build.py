@@ -1,0 +1,324 @@
+"""Build or open an index: the one path every face, the evaluation and the benchmarks take.
+
+A build runs under the index folder's lock: it reads the manifest, returns at
+once when the index was built from the same corpus with the same settings and
+its files are intact, and otherwise updates the previous index (or starts
+afresh when it is unusable, saying why), embedding only what it lacks.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa.embed.encoder import Encoder, SentenceTransformerEncoder
+from qa.embed.models import DEFAULT_MODEL, model_from_environment
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from qa.index.embeddings import CACHE_NAME, EmbeddingCache
+from qa.index.files import remove_stale_files
+from qa.index.local import LocalIndex
+from qa.index.lock import index_lock
+from qa.index.manifest import IndexSettings, Manifest, check_files, read_manifest
+from qa.ingest.corpus import CorpusFile, SkippedFileWarning, corpus_fingerprint, find_corpus_files, load_document
+from qa.ingest.split import approximate_token_count, split_passages
+from qa.records import Document, Passage
+
+# Paragraphs shorter than this join a neighbour: alone they carry too little context.
+MIN_WORDS = 12
+# Documents and passages for a build, given the index it updates; the third list holds
+# the documents read afresh.
+Prepare = Callable[[LocalIndex], tuple[list[Document], list[Passage], list[Document]]]
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What a build did, for the person who ran it.
+
+    ``decoded`` lists the ``(source, encoding)`` of files read in this run
+    that were not UTF-8, so the person can check the guess; files that could
+    not be read at all are counted in ``skipped`` and named in warnings.
+    """
+
+    documents: int
+    passages: int
+    added: int
+    changed: int
+    removed: int
+    skipped: int
+    embedded: int
+    seconds: float
+    rebuilt_reason: str = ""
+    decoded: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def unchanged(self) -> bool:
+        """Whether the build found nothing to do."""
+        return not (self.added or self.changed or self.removed or self.rebuilt_reason)
+
+
+def index_corpus(
+    corpus_dir: Path,
+    index_dir: Path,
+    *,
+    encoder: Encoder,
+    settings: IndexSettings,
+    count_tokens: Callable[[str], int] = approximate_token_count,
+    rebuild: bool = False,
+    progress: bool = False,
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> IndexReport:
+    """Build or update the index of ``corpus_dir`` in ``index_dir``.
+
+    Unchanged files keep their passages; only new or changed passage texts are
+    embedded; when nothing changed the encoder is never called (nor loaded). A
+    damaged index is rebuilt, reusing the embedding cache, and the report says
+    why. One build at a time per index folder: another one is waited for up to
+    ``wait`` seconds (``on_wait`` gets a message saying so), then refused.
+    """
+    with index_lock(index_dir, wait=wait, on_wait=on_wait):
+        started = time.perf_counter()
+        files = find_corpus_files(corpus_dir)
+
+        def prepare(previous: LocalIndex) -> tuple[list[Document], list[Passage], list[Document]]:
+            reusable = previous.documents if previous.manifest.settings.splits_like(settings) else []
+            return _prepare(files, reusable, previous.passages, settings, count_tokens)
+
+        return _build_locked(
+            index_dir,
+            started=started,
+            fingerprint=corpus_fingerprint(files),
+            files=len(files),
+            prepare=prepare,
+            encoder=encoder,
+            settings=settings,
+            rebuild=rebuild,
+            progress=progress,
+        )
+
+
+def index_documents(
+    documents: list[Document],
+    passages: list[Passage],
+    index_dir: Path,
+    *,
+    fingerprint: str,
+    encoder: Encoder,
+    settings: IndexSettings,
+    progress: bool = False,
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> IndexReport:
+    """Build or update an index of passages made elsewhere (a benchmark's documents), like ``index_corpus``.
+
+    ``fingerprint`` identifies the collection: an index built from the same one
+    with the same model and settings is reused as it is.
+    """
+    with index_lock(index_dir, wait=wait, on_wait=on_wait):
+        return _build_locked(
+            index_dir,
+            started=time.perf_counter(),
+            fingerprint=fingerprint,
+            files=len(documents),
+            prepare=lambda _previous: (documents, passages, []),
+            encoder=encoder,
+            settings=settings,
+            rebuild=False,
+            progress=progress,
+        )
+
+
+def open_index(index_dir: Path) -> LocalIndex:
+    """The index in ``index_dir``; a missing, damaged or foreign one raises a ``QAError`` saying what to do."""
+    return LocalIndex.load(index_dir)
+
+
+def _build_locked(
+    index_dir: Path,
+    *,
+    started: float,
+    fingerprint: str,
+    files: int,
+    prepare: Prepare,
+    encoder: Encoder,
+    settings: IndexSettings,
+    rebuild: bool,
+    progress: bool,
+) -> IndexReport:
+    manifest, reason = _reusable_manifest(index_dir, encoder.name, rebuild)
+    if manifest and _is_current(manifest, fingerprint, settings):
+        manifest, reason = _intact(index_dir, manifest)
+        if manifest:
+            remove_stale_files(index_dir, keep=set(manifest.files.values()))  # left by a killed build
+            return _unchanged(manifest, files, started)
+    previous, reason = _previous_index(index_dir, manifest, encoder.name, settings, reason)
+    documents, passages, fresh = prepare(previous)
+    cache = EmbeddingCache(index_dir / CACHE_NAME)
+    try:
+        if rebuild:
+            cache.clear(encoder.name)
+        built = previous.update(
+            documents,
+            passages,
+            encoder=encoder,
+            settings=settings,
+            corpus_fingerprint=fingerprint,
+            cache=cache,
+            progress=progress,
+        )
+    finally:
+        cache.close()
+    built.save(index_dir)
+    decoded = tuple((d.source, d.encoding) for d in fresh if d.encoding != "utf-8")
+    return _report(previous.documents, built, files, started, reason, decoded=decoded)
+
+
+def _unchanged(manifest: Manifest, files: int, started: float) -> IndexReport:
+    return IndexReport(
+        documents=manifest.documents,
+        passages=manifest.passages,
+        added=0,
+        changed=0,
+        removed=0,
+        skipped=files - manifest.documents,
+        embedded=0,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _reusable_manifest(index_dir: Path, model: str, rebuild: bool) -> tuple[Manifest | None, str]:
+    """The manifest of an index this build may update, or ``None`` with the reason to start afresh."""
+    if rebuild:
+        return None, "rebuild requested"
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexNotFoundError:
+        return None, ""
+    except (IndexMismatchError, IndexCorruptError) as error:
+        return None, error.problem  # the build is the fix the error advises
+    if manifest.model != model:
+        return None, f"model changed from {manifest.model} to {model}"
+    return manifest, ""
+
+
+def _is_current(manifest: Manifest, fingerprint: str, settings: IndexSettings) -> bool:
+    """Whether the index was built from this corpus with these settings, so there is nothing to do."""
+    return manifest.corpus_fingerprint == fingerprint and manifest.settings == settings
+
+
+def _intact(index_dir: Path, manifest: Manifest) -> tuple[Manifest | None, str]:
+    """The manifest if its files are as written (see ``check_files``), else ``None`` and the damage found."""
+    try:
+        check_files(index_dir, manifest)
+    except IndexCorruptError as error:
+        return None, error.problem
+    return manifest, ""
+
+
+def _previous_index(
+    index_dir: Path, manifest: Manifest | None, model: str, settings: IndexSettings, reason: str
+) -> tuple[LocalIndex, str]:
+    """The index to update: the saved one, or an empty one when it cannot be used."""
+    if manifest is not None:
+        try:
+            return LocalIndex.load(index_dir), reason
+        except IndexCorruptError as error:
+            reason = error.problem
+    return LocalIndex.empty(model, settings), reason
+
+
+def _prepare(
+    files: list[CorpusFile],
+    old_documents: list[Document],
+    old_passages: list[Passage],
+    settings: IndexSettings,
+    count_tokens: Callable[[str], int],
+) -> tuple[list[Document], list[Passage], list[Document]]:
+    """Documents and passages for ``files``, reusing those of files whose content is unchanged.
+
+    The third list holds the documents read afresh in this run.
+    """
+    unchanged = {d.source: d for d in old_documents}
+    passages_of: dict[str, list[Passage]] = {}
+    for passage in old_passages:
+        passages_of.setdefault(passage.doc_id, []).append(passage)
+    documents: list[Document] = []
+    passages: list[Passage] = []
+    fresh: list[Document] = []
+    for corpus_file in files:
+        document = unchanged.get(corpus_file.source)
+        if document is not None and document.checksum == corpus_file.checksum:
+            documents.append(document)
+            passages.extend(passages_of.get(document.doc_id, []))
+            continue
+        read = _read_and_split(corpus_file, settings, count_tokens)
+        if read is not None:
+            documents.append(read[0])
+            passages.extend(read[1])
+            fresh.append(read[0])
+    return documents, passages, fresh
+
+
+def _read_and_split(
+    corpus_file: CorpusFile, settings: IndexSettings, count_tokens: Callable[[str], int]
+) -> tuple[Document, list[Passage]] | None:
+    """One file's document and passages; ``None``, with a warning naming the file, if either step fails."""
+    document = load_document(corpus_file)
+    if document is None:
+        return None
+    try:
+        passages = split_passages(
+            document, max_tokens=settings.max_tokens, count_tokens=count_tokens, min_words=settings.min_words
+        )
+    except Exception as error:  # one file's bad luck in the splitter must not cost the others their index
+        message = f"skipped {corpus_file.source}: unexpected {type(error).__name__} while splitting it: {error}"
+        warnings.warn(message, SkippedFileWarning, stacklevel=2)
+        return None
+    return document, passages
+
+
+def _report(
+    old_documents: list[Document],
+    current: LocalIndex,
+    files: int,
+    started: float,
+    reason: str,
+    *,
+    decoded: tuple[tuple[str, str], ...],
+) -> IndexReport:
+    old = {d.source: d.checksum for d in old_documents}
+    new = {d.source: d.checksum for d in current.documents}
+    return IndexReport(
+        documents=len(current.documents),
+        passages=len(current.passages),
+        added=sum(source not in old for source in new),
+        changed=sum(source in old and old[source] != checksum for source, checksum in new.items()),
+        removed=sum(source not in new for source in old),
+        skipped=files - len(current.documents),
+        embedded=current.embed_stats.embedded,
+        seconds=time.perf_counter() - started,
+        rebuilt_reason=reason,
+        decoded=decoded,
+    )
+
+
+def encoder_for_corpus(
+    index_dir: Path, *, model: str | None = None, backend: str | None = None
+) -> SentenceTransformerEncoder:
+    """The encoder ``qa index`` uses: the one asked for, else the index's own, else the default."""
+    name = model_from_environment(model)
+    if name is None:
+        try:
+            name = read_manifest(index_dir).model
+        except (IndexNotFoundError, IndexMismatchError, IndexCorruptError):
+            name = DEFAULT_MODEL
+    return SentenceTransformerEncoder(name, backend=backend)
+
+
+def settings_for(encoder: SentenceTransformerEncoder) -> tuple[IndexSettings, Callable[[str], int]]:
+    """Passage settings fitted to the model's window, and its token counter."""
+    count_tokens = encoder.token_counter() or approximate_token_count
+    return IndexSettings(max_tokens=encoder.max_tokens(), min_words=MIN_WORDS), count_tokens

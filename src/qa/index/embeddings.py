@@ -1,0 +1,137 @@
+"""Passage vectors: embedded in batches, and remembered in an SQLite cache keyed by model and text."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qa.embed.encoder import Encoder, normalize
+
+CACHE_NAME = "embeddings.sqlite"
+EMBED_BATCH_SIZE = 32
+
+
+def text_hash(text: str) -> str:
+    """The SHA-256 of a text, the cache's key."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """Vectors already computed, keyed by model and text hash, in SQLite.
+
+    Batches are committed as they are embedded, so a build that is stopped
+    part-way resumes without embedding the same passages again. SQLite's
+    rollback journal undoes a batch cut off mid-commit (even by SIGKILL).
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = _open_cache(path)
+        except sqlite3.DatabaseError as error:
+            # Only a cache: replacing a damaged one costs embedding again, not a failed build.
+            warnings.warn(f"the embedding cache {path} is damaged ({error}); starting a new one", stacklevel=2)
+            for stale in (path, path.with_name(f"{path.name}-journal")):
+                stale.unlink(missing_ok=True)
+            self._db = _open_cache(path)
+
+    def get_many(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """The cached vectors of ``model`` for these text hashes (missing ones are left out)."""
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(hashes), 500):  # stay under SQLite's variable limit
+            chunk = list(hashes[start : start + 500])
+            rows = self._db.execute(
+                "SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN "
+                f"({','.join('?' * len(chunk))})",
+                [model, *chunk],
+            )
+            found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
+        return found
+
+    def put_many(self, model: str, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        """Remember ``(text hash, vector)`` pairs of ``model``, in one transaction."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
+            )
+
+    def clear(self, model: str) -> None:
+        """Forget every vector of ``model``."""
+        with self._db:
+            self._db.execute("DELETE FROM embeddings WHERE model = ?", [model])
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+
+def _open_cache(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, text_hash TEXT NOT NULL,"
+            " vector BLOB NOT NULL, PRIMARY KEY (model, text_hash))"
+        )
+    except sqlite3.DatabaseError:
+        connection.close()
+        raise
+    return connection
+
+
+@dataclass(frozen=True)
+class EmbedStats:
+    """How the vectors of a build were obtained."""
+
+    reused: int = 0
+    cached: int = 0
+    embedded: int = 0
+
+
+def embed_texts(
+    texts: list[str],
+    encoder: Encoder,
+    *,
+    known: dict[str, np.ndarray],
+    cache: EmbeddingCache | None,
+    progress: bool,
+) -> tuple[np.ndarray, EmbedStats]:
+    """Unit vectors for ``texts``, embedding only those found neither in ``known`` nor in ``cache``."""
+    hashes = [text_hash(text) for text in texts]
+    vectors = dict(known)
+    reused = sum(h in vectors for h in set(hashes))
+    missing = [h for h in dict.fromkeys(hashes) if h not in vectors]
+    cached = cache.get_many(encoder.name, missing) if cache else {}
+    vectors.update(cached)
+    to_embed = {h: text for h, text in zip(hashes, texts, strict=True) if h not in vectors}
+    vectors.update(_encode_in_batches(to_embed, encoder, cache, progress))
+    stats = EmbedStats(reused=reused, cached=len(cached), embedded=len(to_embed))
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32), stats
+    return normalize(np.stack([vectors[h] for h in hashes])), stats
+
+
+def _encode_in_batches(
+    texts: dict[str, str], encoder: Encoder, cache: EmbeddingCache | None, progress: bool
+) -> dict[str, np.ndarray]:
+    from tqdm import tqdm
+
+    items = list(texts.items())
+    encoded: dict[str, np.ndarray] = {}
+    # Shows passages/s; the first batch also pays for loading the model.
+    with tqdm(total=len(items), unit=" passages", desc="embedding", disable=not (progress and items)) as bar:
+        for start in range(0, len(items), EMBED_BATCH_SIZE):
+            batch = items[start : start + EMBED_BATCH_SIZE]
+            batch_vectors = normalize(encoder.encode([text for _, text in batch]))
+            pairs = [(h, batch_vectors[i]) for i, (h, _) in enumerate(batch)]
+            if cache is not None:
+                cache.put_many(encoder.name, pairs)
+            encoded.update(pairs)
+            bar.update(len(batch))
+    return encoded

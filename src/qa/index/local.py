@@ -1,0 +1,340 @@
+"""The local index: FAISS vectors, a BM25 index and the passages in one folder, saved atomically.
+
+On disk (``index/``)::
+
+    manifest.json                 format version, model, dimension, normalisation,
+                                  corpus fingerprint, settings, build time, file names
+    documents-<generation>.jsonl  cleaned documents with their metadata
+    passages-<generation>.jsonl   passages in document and paragraph order
+    vectors-<generation>.faiss    one unit vector per passage
+    slots-<generation>.npy        each passage's vector id in the FAISS index (NumPy, no pickle)
+    bm25-<generation>/            the BM25 index in bm25s's format
+    embeddings.sqlite             embedding cache keyed by (model, text hash)
+
+``LocalIndex`` stores and fetches (``qa.index.store.PassageStore``); what to
+ask of it and what to make of the answers is decided in ``qa.search``. How the
+files are written safely is in ``qa.index.files``, and how they are checked in
+``qa.index.manifest``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from qa.embed.encoder import Encoder
+from qa.errors import IndexCorruptError
+from qa.index.embeddings import EmbeddingCache, EmbedStats, embed_texts, text_hash
+from qa.index.files import (
+    document_from_json,
+    document_to_json,
+    passage_from_json,
+    read_jsonl,
+    remove,
+    remove_stale_files,
+    sync_directory,
+    write_failure,
+    write_jsonl,
+    written,
+    written_directory,
+)
+from qa.index.lexical import LexicalIndex, tokenize
+from qa.index.manifest import (
+    MANIFEST_NAME,
+    IndexSettings,
+    Manifest,
+    check_files,
+    damaged,
+    file_checks,
+    manifest_text,
+    read_manifest,
+)
+from qa.index.store import Candidates, SearchFilter, StoreSummary, check_model
+from qa.index.vectors import VectorIndex, read_faiss, valid_slots
+from qa.records import Document, Passage
+
+
+def embedding_text(passage: Passage, settings: IndexSettings) -> str:
+    """The text the encoder sees: the headline gives a paragraph the context it lacks alone."""
+    return _with_title(passage, settings.title_in_dense)
+
+
+def lexical_text(passage: Passage, settings: IndexSettings) -> str:
+    """The text BM25 sees."""
+    return _with_title(passage, settings.title_in_bm25)
+
+
+def _with_title(passage: Passage, title: bool) -> str:
+    return f"{passage.title}\n{passage.text}" if title and passage.title else passage.text
+
+
+class LocalIndex:
+    """Passages, their documents, their vectors and a BM25 index, in memory and in one folder."""
+
+    def __init__(
+        self,
+        documents: list[Document],
+        passages: list[Passage],
+        vectors: VectorIndex,
+        lexical: LexicalIndex,
+        manifest: Manifest,
+    ) -> None:
+        self.documents = documents
+        self.passages = passages
+        self.manifest = manifest
+        self.embed_stats = EmbedStats()
+        self._vectors = vectors
+        self._lexical = lexical
+        self._row_of = {passage.passage_id: row for row, passage in enumerate(passages)}
+        self._vocabulary: frozenset[str] | None = None
+
+    # ------------------------------------------------------------------ what search asks
+
+    @property
+    def model(self) -> str:
+        """The embedding model of the stored vectors."""
+        return self.manifest.model
+
+    def summary(self) -> StoreSummary:
+        """Model, counts and build time, from the manifest."""
+        manifest = self.manifest
+        return StoreSummary(manifest.model, manifest.documents, manifest.passages, manifest.built_at)
+
+    def passage_counts(self) -> dict[str, int]:
+        """Passages per document id."""
+        return dict(Counter(passage.doc_id for passage in self.passages))
+
+    def passages_by_id(self, ids: Sequence[str]) -> list[Passage]:
+        """The passages with these ids, in the same order."""
+        return [self.passages[self._row_of[passage_id]] for passage_id in ids]
+
+    def iter_passages(self) -> Iterator[Passage]:
+        """Every passage, in document and paragraph order."""
+        return iter(self.passages)
+
+    def dense_candidates(self, vector: np.ndarray, *, depth: int, where: SearchFilter | None) -> Candidates:
+        """Up to ``depth`` passages nearest to ``vector`` among those ``where`` allows (FAISS filters as it goes)."""
+        allowed = self._allowed_rows(where)
+        if not self.passages or (allowed is not None and not allowed.any()):
+            return self._candidates(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        rows, scores = self._vectors.search(vector, depth=min(depth, len(self.passages)), allowed=allowed)
+        return self._candidates(rows, scores)
+
+    def bm25_candidates(self, text: str, *, depth: int, where: SearchFilter | None) -> Candidates:
+        """Up to ``depth`` best BM25 passages for ``text`` among those ``where`` allows; ties go to the earlier one."""
+        allowed = self._allowed_rows(where)
+        rows, scores = self._lexical.top(text, depth=depth, allowed=allowed)
+        return self._candidates(rows, scores)
+
+    def dense_scores(self, vector: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """Inner products of ``vector`` with these passages' stored vectors."""
+        return np.asarray(self._vectors.vectors_of(self._rows(ids)) @ vector, dtype=np.float32)
+
+    def bm25_scores(self, text: str, ids: Sequence[str]) -> np.ndarray:
+        """BM25 scores of these passages for ``text``, without scoring the others."""
+        return self._lexical.scores_of(text, self._rows(ids))
+
+    def known_terms(self, terms: Iterable[str]) -> frozenset[str]:
+        """Those of ``terms`` found among the BM25 tokens of the passages and of the documents' metadata."""
+        return frozenset(terms) & self._terms()
+
+    def _terms(self) -> frozenset[str]:
+        """Every BM25 token of the passages and of the documents' metadata (dates, outlets, names)."""
+        # Two concurrent first questions may both compute it; they get the same set, assigned atomically.
+        if self._vocabulary is None:
+            metadata = [" ".join((d.title, d.outlet, d.author, d.date)) for d in self.documents]
+            from_metadata = {token for tokens in tokenize(metadata) for token in tokens}
+            self._vocabulary = frozenset(self._lexical.vocabulary() | from_metadata)
+        return self._vocabulary
+
+    def _rows(self, ids: Sequence[str]) -> np.ndarray:
+        return np.fromiter((self._row_of[passage_id] for passage_id in ids), dtype=np.int64, count=len(ids))
+
+    def _candidates(self, rows: np.ndarray, scores: np.ndarray) -> Candidates:
+        return Candidates(tuple(self.passages[row].passage_id for row in rows.tolist()), scores)
+
+    def _allowed_rows(self, where: SearchFilter | None) -> np.ndarray | None:
+        if where is None or where.is_empty:
+            return None
+        return np.fromiter((where.allows(p) for p in self.passages), dtype=bool, count=len(self.passages))
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def empty(cls, model: str, settings: IndexSettings) -> LocalIndex:
+        """An index with nothing in it, to build from."""
+        manifest = Manifest(
+            model=model,
+            dimension=0,
+            corpus_fingerprint="",
+            settings=settings,
+            documents=0,
+            passages=0,
+            files={},
+            built_at="",
+        )
+        empty_vectors = VectorIndex.build(np.zeros((0, 0), dtype=np.float32))
+        return cls([], [], empty_vectors, LexicalIndex.build([]), manifest)
+
+    def update(
+        self,
+        documents: list[Document],
+        passages: list[Passage],
+        *,
+        encoder: Encoder,
+        settings: IndexSettings,
+        corpus_fingerprint: str = "",
+        cache: EmbeddingCache | None = None,
+        progress: bool = False,
+    ) -> LocalIndex:
+        """A new index holding ``passages``; only texts this index and ``cache`` lack are embedded.
+
+        ``self`` is left as it was, so it can keep answering until the new index replaces it.
+        """
+        self.check_model(encoder.name)
+        texts = [embedding_text(p, settings) for p in passages]
+        hashes = [text_hash(text) for text in texts]
+        old_hashes = self._hashes()
+        slots = self._reusable_slots(old_hashes, hashes)
+        fresh = np.flatnonzero(slots < 0)
+        fresh_vectors, stats = embed_texts(
+            [texts[row] for row in fresh],
+            encoder,
+            known=self._stored_vectors(old_hashes, {hashes[row] for row in fresh}),
+            cache=cache,
+            progress=progress,
+        )
+        stats = dataclasses.replace(stats, reused=stats.reused + len(set(hashes)) - len({hashes[r] for r in fresh}))
+        vectors = self._vectors.updated(slots, fresh, fresh_vectors)
+        lexical = LexicalIndex.build([lexical_text(p, settings) for p in passages])
+        manifest = dataclasses.replace(
+            self.manifest,
+            dimension=vectors.dimension if passages else 0,
+            settings=settings,
+            corpus_fingerprint=corpus_fingerprint,
+            documents=len(documents),
+            passages=len(passages),
+            files={},
+            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        index = LocalIndex(documents, passages, vectors, lexical, manifest)
+        index.embed_stats = stats
+        return index
+
+    def _hashes(self) -> list[str]:
+        settings = self.manifest.settings
+        return [text_hash(embedding_text(p, settings)) for p in self.passages]
+
+    def _reusable_slots(self, old_hashes: list[str], hashes: list[str]) -> np.ndarray:
+        """For each new passage, the slot of an old passage with the same embedded text, else -1.
+
+        Each old slot goes to one new passage at most, so every passage keeps a vector of its own.
+        """
+        free: dict[str, list[int]] = {}
+        for slot, old_hash in zip(self._vectors.slots.tolist(), old_hashes, strict=True):
+            free.setdefault(old_hash, []).append(slot)
+        slots = np.full(len(hashes), -1, dtype=np.int64)
+        for row, new_hash in enumerate(hashes):
+            if free.get(new_hash):
+                slots[row] = free[new_hash].pop()
+        return slots
+
+    def _stored_vectors(self, old_hashes: list[str], wanted: set[str]) -> dict[str, np.ndarray]:
+        """Vectors this index holds for texts with these hashes (a repeated text needs a second slot)."""
+        rows = {h: row for row, h in enumerate(old_hashes) if h in wanted}
+        if not rows:
+            return {}
+        matrix = self._vectors.vectors_of(np.fromiter(rows.values(), dtype=np.int64, count=len(rows)))
+        return dict(zip(rows, matrix, strict=True))
+
+    def check_model(self, model: str) -> None:
+        """Refuse to mix vectors of two models."""
+        check_model(self.manifest.model, model)
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, index_dir: Path) -> None:
+        """Write this index as a new generation, then switch the manifest to it in one rename."""
+        index_dir.mkdir(parents=True, exist_ok=True)
+        generation = f"{time.time_ns():x}"
+        files = {
+            "documents": f"documents-{generation}.jsonl",
+            "passages": f"passages-{generation}.jsonl",
+            "vectors": f"vectors-{generation}.faiss",
+            "slots": f"slots-{generation}.npy",
+            "bm25": f"bm25-{generation}",
+        }
+        try:
+            self._write_generation(index_dir, files)
+            checks = file_checks(index_dir, files.values())
+            sync_directory(index_dir)  # the new files' names reach the disk before the manifest names them
+        except BaseException as error:
+            # Interrupted (even by Ctrl-C) or the disk is full: the old manifest still rules.
+            for name in files.values():
+                remove(index_dir / name)
+            if isinstance(error, OSError):
+                raise write_failure(index_dir, error) from error
+            raise
+        manifest = dataclasses.replace(self.manifest, files=files, file_checks=checks)
+        try:
+            with written(index_dir / MANIFEST_NAME) as path:
+                path.write_text(manifest_text(manifest), encoding="utf-8")
+        except OSError as error:
+            # Not committed; the next build removes this generation's files.
+            raise write_failure(index_dir, error) from error
+        self.manifest = manifest
+        sync_directory(index_dir)
+        remove_stale_files(index_dir, keep=set(files.values()))
+
+    def _write_generation(self, index_dir: Path, files: dict[str, str]) -> None:
+        with written(index_dir / files["documents"]) as path:
+            write_jsonl(path, (document_to_json(d) for d in self.documents))
+        with written(index_dir / files["passages"]) as path:
+            write_jsonl(path, (dataclasses.asdict(p) for p in self.passages))
+        with written(index_dir / files["vectors"]) as vectors_path, written(index_dir / files["slots"]) as slots_path:
+            self._vectors.save(vectors_path, slots_path)
+        with written_directory(index_dir / files["bm25"]) as path:
+            self._lexical.save(path)
+
+    @classmethod
+    def load(cls, index_dir: Path) -> LocalIndex:
+        """Load the index in ``index_dir``; a missing or damaged index raises a clear error."""
+        manifest = read_manifest(index_dir)
+        try:
+            return cls._load_files(index_dir, manifest)
+        except IndexCorruptError:
+            # A build may have committed a new generation, and removed this one, while it was read.
+            latest = read_manifest(index_dir)
+            if latest == manifest:
+                raise
+            return cls._load_files(index_dir, latest)
+
+    @classmethod
+    def _load_files(cls, index_dir: Path, manifest: Manifest) -> LocalIndex:
+        check_files(index_dir, manifest)
+        try:
+            documents = [document_from_json(d) for d in read_jsonl(index_dir / manifest.files["documents"])]
+            passages = [passage_from_json(p) for p in read_jsonl(index_dir / manifest.files["passages"])]
+            vectors = read_faiss(index_dir / manifest.files["vectors"])
+            slots = np.load(index_dir / manifest.files["slots"], allow_pickle=False)
+            lexical = LexicalIndex.load(index_dir / manifest.files["bm25"])
+        except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise damaged(index_dir, str(error)) from error
+        counts = (len(documents), len(passages), len(slots), lexical.size)
+        expected = (manifest.documents, manifest.passages, manifest.passages, manifest.passages)
+        if counts != expected or (passages and vectors.d != manifest.dimension):
+            raise damaged(
+                index_dir,
+                f"{len(documents)} documents, {len(passages)} passages, {len(slots)} vector ids, {vectors.ntotal} "
+                f"vectors of dimension {vectors.d}, {lexical.size} BM25 rows; the manifest says "
+                f"{manifest.documents} documents and {manifest.passages} passages of dimension {manifest.dimension}",
+            )
+        if not valid_slots(slots, vectors.ntotal):
+            raise damaged(index_dir, f"its vector ids do not map one to one onto its {vectors.ntotal} vectors")
+        return cls(documents, passages, VectorIndex(vectors, slots), lexical, manifest)

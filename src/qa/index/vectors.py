@@ -1,0 +1,226 @@
+"""The vectors of an index: FAISS, exact up to ``EXACT_SEARCH_LIMIT`` passages and HNSW above.
+
+Vector ids ("slots") are mapped to passages rather than equal to their position.
+A small index is rebuilt from its stored vectors at every update, so its slots
+are simply 0..n-1. A large (HNSW) index is updated in place instead: new
+passages get new slots appended to the graph, removed passages leave their slots
+behind as tombstones that searches skip, and once tombstones pass
+``MAX_DEAD_FRACTION`` of the slots the graph is rebuilt without them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qa.cpus import usable_cpus
+
+if TYPE_CHECKING:
+    import faiss
+
+# Exact search up to this many passages, HNSW above: see benchmarks/bench.py.
+EXACT_SEARCH_LIMIT = 100_000
+# The graph: float16 codes, 32 links a node, 160 candidates while linking. At a million
+# synthetic passages (benchmarks/bench.py) recall@10 against exact search at efSearch 256 / 512 is
+# 0.980 / 0.993 (0.8 / 1.2 ms a query). 8-bit codes with 80 candidates while linking, at 0.4 GB
+# less, reached only 0.92 / 0.94: the 8-bit codes alone cap it at 0.97.
+HNSW_NEIGHBOURS = 32
+HNSW_EF_CONSTRUCTION = 160
+HNSW_EF_SEARCH = 512
+# An HNSW graph with more dead slots than this is rebuilt: tombstones cost search time and memory.
+MAX_DEAD_FRACTION = 0.2
+
+
+def valid_slots(slots: np.ndarray, total: int) -> bool:
+    """Whether ``slots`` gives each passage its own existing vector id."""
+    if slots.ndim != 1 or len(slots) > total:
+        return False
+    if len(slots) == 0:
+        return True
+    in_range = slots.dtype.kind == "i" and slots.min() >= 0 and slots.max() < total
+    return bool(in_range and len(np.unique(slots)) == len(slots))
+
+
+def _rows_of_slots(slots: np.ndarray, total: int) -> np.ndarray:
+    """The inverse of ``slots``: each vector id's passage row, -1 for a tombstone."""
+    rows = np.full(total, -1, dtype=np.int64)
+    rows[slots] = np.arange(len(slots), dtype=np.int64)
+    return rows
+
+
+def _extends_in_place(vectors: faiss.Index, *, passages: int, dead: int, total: int) -> bool:
+    """Whether to add to ``vectors`` rather than rebuild: a big HNSW graph with few tombstones.
+
+    Rebuilding an exact index is a copy; rebuilding a million-vector graph takes minutes.
+    """
+    import faiss
+
+    if not isinstance(vectors, faiss.IndexHNSW) or passages <= EXACT_SEARCH_LIMIT:
+        return False
+    return dead <= MAX_DEAD_FRACTION * total
+
+
+def build_vector_index(vectors: np.ndarray) -> faiss.Index:
+    """Exact inner-product search for up to ``EXACT_SEARCH_LIMIT`` vectors, HNSW over float16 codes above.
+
+    HNSW answers in about a millisecond at a million vectors where exact search
+    takes a hundred; float16 codes keep its memory at half of float32.
+    """
+    import faiss
+
+    dimension = vectors.shape[1] if vectors.size else 1
+    index: faiss.Index
+    if len(vectors) <= EXACT_SEARCH_LIMIT:
+        index = faiss.IndexFlatIP(dimension)
+    else:
+        # FAISS's stubs type the quantizer argument as an object; the library takes the QT_* code.
+        quantizer = faiss.ScalarQuantizer.QT_fp16
+        hnsw = faiss.IndexHNSWSQ(dimension, quantizer, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
+        hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        hnsw.train(vectors)
+        index = hnsw
+    if vectors.size:
+        with _openmp_threads(usable_cpus()):  # building a graph is batch work: every core helps
+            index.add(vectors)
+    _tune_for_queries(index)
+    return index
+
+
+def _tune_for_queries(index: faiss.Index) -> None:
+    import faiss
+
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+
+
+@contextmanager
+def _openmp_threads(count: int) -> Iterator[None]:
+    """FAISS's OpenMP thread count for the calling thread, for the duration of the block.
+
+    OpenMP keeps the setting per thread: each thread that searches or builds sets its own.
+    """
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def read_faiss(path: Path) -> faiss.Index:
+    """A saved FAISS index, tuned for questions."""
+    import faiss
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.name} is missing")
+    index = faiss.read_index(str(path))
+    _tune_for_queries(index)
+    return index
+
+
+class VectorIndex:
+    """One unit vector per passage row, searchable by inner product.
+
+    ``slots[row]`` is row ``row``'s vector id in the FAISS index; ids no row
+    holds are tombstones, skipped by every search.
+    """
+
+    def __init__(self, index: faiss.Index, slots: np.ndarray | None = None) -> None:
+        self._index = index
+        self.slots = np.arange(index.ntotal, dtype=np.int64) if slots is None else slots.astype(np.int64)
+        self._rows = _rows_of_slots(self.slots, index.ntotal)
+        self._live: Any = None  # FAISS selector skipping dead slots, made on first use
+
+    @classmethod
+    def build(cls, vectors: np.ndarray) -> VectorIndex:
+        """An index of ``vectors``, row ``i`` in slot ``i``."""
+        return cls(build_vector_index(vectors))
+
+    @property
+    def dimension(self) -> int:
+        """The vectors' dimension."""
+        return int(self._index.d)
+
+    @property
+    def total(self) -> int:
+        """Vector ids in use, tombstones included."""
+        return int(self._index.ntotal)
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def search(self, vector: np.ndarray, *, depth: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the ``depth`` nearest vectors (among ``allowed`` rows) and their scores, best first."""
+        import faiss
+
+        parameters = None
+        if allowed is not None:
+            # FAISS filters inside the search, so a narrow filter still gets ``depth`` candidates.
+            parameters = faiss.SearchParameters()
+            parameters.sel = faiss.IDSelectorBatch(self.slots[allowed])
+        elif len(self.slots) < self._index.ntotal:
+            parameters = faiss.SearchParameters()
+            parameters.sel = self._live_selector()
+        # One query: a second OpenMP thread only adds hand-off stalls on 2 cores. Set in every
+        # call, since OpenMP keeps the setting per thread and the app searches from many.
+        faiss.omp_set_num_threads(1)
+        scores, slots = self._index.search(vector.reshape(1, -1), depth, params=parameters)
+        rows = np.where(slots[0] >= 0, self._rows[slots[0]], -1)
+        found = rows >= 0
+        return rows[found], scores[0][found]
+
+    def _live_selector(self) -> Any:
+        """A FAISS selector of every slot that still holds a passage (tombstones are left out)."""
+        import faiss
+
+        if self._live is None:
+            dead = faiss.IDSelectorBatch(np.flatnonzero(self._rows < 0).astype(np.int64))
+            self._live = faiss.IDSelectorNot(dead)
+            self._live.referenced = dead  # IDSelectorNot holds a bare pointer: keep ``dead`` alive
+        return self._live
+
+    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``rows``."""
+        return np.asarray(self._index.reconstruct_batch(self.slots[rows.astype(np.int64)]), dtype=np.float32)
+
+    def updated(self, slots: np.ndarray, fresh: np.ndarray, fresh_vectors: np.ndarray) -> VectorIndex:
+        """The index for a new list of rows: this one extended in place if that is worth it, else rebuilt.
+
+        ``slots[row]`` is the slot whose vector a new row keeps, or -1 for the
+        rows in ``fresh``, whose vectors are ``fresh_vectors``. ``self`` is left
+        as it was, so it can keep answering until the new index replaces it.
+        """
+        slots = slots.copy()
+        dead = self._index.ntotal - int((slots >= 0).sum())
+        if _extends_in_place(self._index, passages=len(slots), dead=dead, total=self._index.ntotal + len(fresh)):
+            import faiss
+
+            index = faiss.clone_index(self._index)
+            slots[fresh] = np.arange(index.ntotal, index.ntotal + len(fresh))
+            if len(fresh):
+                with _openmp_threads(usable_cpus()):
+                    index.add(fresh_vectors)
+            _tune_for_queries(index)
+            return VectorIndex(index, slots)
+        kept = np.flatnonzero(slots >= 0)
+        dimension = fresh_vectors.shape[1] if len(fresh) else self._index.d
+        matrix = np.zeros((len(slots), dimension), dtype=np.float32)
+        if len(kept):
+            matrix[kept] = self._index.reconstruct_batch(slots[kept])
+        if len(fresh):
+            matrix[fresh] = fresh_vectors
+        return VectorIndex.build(matrix)
+
+    def save(self, vectors_path: Path, slots_path: Path) -> None:
+        """Write the FAISS index and the slots (NumPy, no pickle) to these paths."""
+        import faiss
+
+        faiss.write_index(self._index, str(vectors_path))
+        with slots_path.open("wb") as stream:
+            np.save(stream, self.slots, allow_pickle=False)

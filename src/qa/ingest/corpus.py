@@ -1,0 +1,305 @@
+"""Find and read the corpus: text, Markdown and HTML files, with optional metadata sidecars.
+
+A sidecar ``NAME.meta.json`` next to ``NAME.txt`` (or .md, .html) holds facts
+that are not in the text, such as a URL. Its fields (``title``, ``outlet``,
+``author``, ``date``, ``url``) win over what is read from the text.
+
+One bad file never stops a build: a file that cannot be read (empty, binary,
+undecodable, no article text, or an unexpected error in a parser) is left out
+with a warning that names it and says why, and the other files are read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from qa.errors import QAError
+from qa.ingest.clean import CleanedText, clean_text
+from qa.ingest.decode import decode_bytes
+from qa.records import Document
+
+TEXT_SUFFIXES = (".txt",)
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+HTML_SUFFIXES = (".html", ".htm")
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES + HTML_SUFFIXES
+SIDECAR_SUFFIX = ".meta.json"
+METADATA_FIELDS = ("title", "outlet", "author", "date", "url")
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """A corpus file found on disk, before it is read and cleaned."""
+
+    path: Path
+    source: str
+    checksum: str
+
+    @property
+    def doc_id(self) -> str:
+        """The document id: the source path without its suffix."""
+        return str(Path(self.source).with_suffix("").as_posix())
+
+
+class SkippedFileWarning(UserWarning):
+    """A corpus file could not be read and was left out of the index."""
+
+
+class PlainTextFallbackWarning(UserWarning):
+    """An HTML page the extractor could not read was read as plain text instead."""
+
+
+class HtmlExtractionError(QAError):
+    """trafilatura cannot read a page: nested too deep for lxml, or it failed on it."""
+
+
+def find_corpus_files(corpus_dir: Path) -> list[CorpusFile]:
+    """List supported files under ``corpus_dir`` (recursively, hidden ones skipped), sorted."""
+    if not corpus_dir.is_dir():
+        raise QAError(f"corpus folder not found: {corpus_dir}")
+    files = []
+    for path in sorted(corpus_dir.rglob("*")):
+        relative = path.relative_to(corpus_dir)
+        if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES and not _is_hidden(relative):
+            try:
+                files.append(CorpusFile(path, relative.as_posix(), file_checksum(path)))
+            except OSError as error:  # no permission, or gone since the folder was listed
+                warnings.warn(f"skipped {relative.as_posix()}: {error}", SkippedFileWarning, stacklevel=2)
+    return files
+
+
+def corpus_fingerprint(files: list[CorpusFile]) -> str:
+    """One hash for the corpus: every file's path and content."""
+    digest = hashlib.sha256()
+    for corpus_file in sorted(files, key=lambda f: f.source):
+        digest.update(f"{corpus_file.source}\0{corpus_file.checksum}\n".encode())
+    return digest.hexdigest()
+
+
+def _is_hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def sidecar_path(path: Path) -> Path:
+    """The metadata sidecar of a corpus file: ``NAME.meta.json`` beside ``NAME.txt``."""
+    return path.with_name(path.name[: -len(path.suffix)] + SIDECAR_SUFFIX)
+
+
+def file_checksum(path: Path) -> str:
+    """SHA-256 of a file and its sidecar, so editing either marks the document changed."""
+    digest = hashlib.sha256(path.read_bytes())
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        digest.update(b"\0sidecar\0" + sidecar.read_bytes())
+    return digest.hexdigest()
+
+
+def load_documents(corpus_dir: Path) -> list[Document]:
+    """Read and clean every supported file under ``corpus_dir``; unreadable files are skipped with a warning."""
+    documents = []
+    for corpus_file in find_corpus_files(corpus_dir):
+        document = load_document(corpus_file)
+        if document is not None:
+            documents.append(document)
+    return documents
+
+
+def load_document(corpus_file: CorpusFile) -> Document | None:
+    """Read, clean and attribute one file; ``None``, with a warning naming it and why, if it cannot be read.
+
+    Any error while reading one file, expected or not, is that file's
+    problem: it becomes the warning, and the caller goes on with the others.
+    """
+    try:
+        return read_document(corpus_file)
+    except (OSError, QAError) as error:
+        reason = str(error)
+    except Exception as error:  # a parser bug on one page must not stop the build
+        reason = f"unexpected {type(error).__name__} while reading it: {error}"
+    warnings.warn(f"skipped {corpus_file.source}: {reason}", SkippedFileWarning, stacklevel=2)
+    return None
+
+
+def read_document(corpus_file: CorpusFile) -> Document:
+    """Read, decode, clean and attribute one file.
+
+    Raises:
+        QAError: The file is empty, binary or undecodable, its sidecar is
+            malformed, or it holds no article text.
+        OSError: The file cannot be read.
+    """
+    suffix = corpus_file.path.suffix.lower()
+    decoded = decode_bytes(corpus_file.path.read_bytes(), html=suffix in HTML_SUFFIXES)
+    sidecar = read_sidecar(sidecar_path(corpus_file.path))
+    cleaned = parse_text(decoded.text, suffix, url=sidecar.get("url", ""), source=corpus_file.source)
+    if not cleaned.paragraphs:
+        raise QAError("no article text found (only boilerplate, or too little text)")
+    found = {name: getattr(cleaned, name, "") for name in METADATA_FIELDS}
+    found.update({name: value for name, value in sidecar.items() if value})
+    return Document(
+        doc_id=corpus_file.doc_id,
+        source=corpus_file.source,
+        paragraphs=cleaned.paragraphs,
+        checksum=corpus_file.checksum,
+        encoding=decoded.encoding,
+        **found,
+    )
+
+
+def parse_text(raw: str, suffix: str, *, url: str = "", source: str = "") -> CleanedText:
+    """Turn a file's text into paragraphs and metadata, by file type (``source`` names it in warnings)."""
+    if suffix in HTML_SUFFIXES:
+        return parse_html(raw, url=url, source=source)
+    if suffix in MARKDOWN_SUFFIXES:
+        return parse_markdown(raw)
+    return clean_text(raw)
+
+
+def read_sidecar(path: Path) -> dict[str, str]:
+    """Read a metadata sidecar if there is one; a malformed sidecar is an error, not ignored."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise QAError(f"metadata file {path.name} is not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise QAError(f"metadata file {path.name} must hold a JSON object")
+    return {name: str(data[name]).strip() for name in METADATA_FIELDS if data.get(name)}
+
+
+def parse_markdown(raw: str) -> CleanedText:
+    """Paragraphs of a Markdown file; its first level-1 heading, if it opens the file, is the title.
+
+    Markdown is written, not scraped, so no boilerplate rules apply to it.
+    """
+    blocks = [" ".join(block.split()) for block in re.split(r"\n\s*\n", raw.replace("\r\n", "\n"))]
+    blocks = [block for block in blocks if block]
+    title = ""
+    if blocks and re.match(r"^#\s+\S", blocks[0]):
+        title = blocks.pop(0).lstrip("#").strip()
+    paragraphs = tuple(re.sub(r"^#{1,6}\s+", "", block) for block in blocks)
+    return CleanedText(paragraphs=paragraphs, title=title)
+
+
+def parse_html(raw: str, *, url: str = "", source: str = "") -> CleanedText:
+    """An HTML page by trafilatura, or as plain text with a warning when trafilatura cannot read it."""
+    try:
+        return extract_html(raw, url=url)
+    except HtmlExtractionError as error:
+        warnings.warn(f"read {source or 'a page'} as plain text: {error}", PlainTextFallbackWarning, stacklevel=3)
+    # The page's text without its markup, cleaned like scraped text.
+    return clean_text(html_to_text(raw))
+
+
+def extract_html(raw: str, *, url: str = "") -> CleanedText:
+    """Main text and metadata of an HTML page, by trafilatura.
+
+    Raises:
+        HtmlExtractionError: lxml cannot build the page's whole tree (it stops
+            256 elements deep and silently drops what is inside), or trafilatura
+            failed on it.
+    """
+    import trafilatura  # heavy (lxml); only HTML corpora pay for it
+
+    limit = lxml_resource_limit(raw)
+    if limit:
+        raise HtmlExtractionError(f"the HTML parser stops at one of its limits ({limit}) and would lose text")
+    try:
+        extracted = trafilatura.bare_extraction(
+            raw,
+            url=url or None,
+            with_metadata=True,
+            include_comments=False,
+            # Only a date the page states as its publication date; no guessing from text.
+            date_extraction_params={"extensive_search": False, "original_date": True},
+        )
+    except Exception as error:  # a bug in the extractor on one page: read that page another way
+        raise HtmlExtractionError(f"the HTML extractor failed ({type(error).__name__}: {error})") from error
+    if not isinstance(extracted, trafilatura.settings.Document):
+        return CleanedText(paragraphs=())
+    return _cleaned_extraction(extracted)
+
+
+def _cleaned_extraction(extracted: Any) -> CleanedText:
+    """Paragraphs and metadata of a trafilatura ``Document``."""
+    title = (extracted.title or "").strip()
+    paragraphs = [" ".join(line.split()) for line in (extracted.text or "").split("\n")]
+    paragraphs = [p for p in paragraphs if p]
+    if paragraphs and paragraphs[0] == title:
+        paragraphs.pop(0)  # trafilatura repeats the headline as the first line
+    return CleanedText(
+        paragraphs=tuple(paragraphs),
+        title=title,
+        author=(extracted.author or "").strip(),
+        date=(extracted.date or "").strip(),
+        outlet=(extracted.sitename or "").strip(),
+    )
+
+
+def lxml_resource_limit(raw: str) -> str:
+    """libxml2's message if parsing ``raw`` hits one of its limits (nesting depth), else "".
+
+    libxml2 does not fail there: it stops building the tree and what is
+    inside is lost without a word, so the page must be read another way.
+    """
+    import lxml.etree
+    import lxml.html
+
+    parser = lxml.html.HTMLParser(encoding="utf-8", collect_ids=False)
+    try:
+        lxml.html.document_fromstring(raw.encode("utf-8"), parser=parser)
+    except lxml.etree.ParserError:
+        return ""  # nothing to parse: trafilatura will find no text either
+    limits = [entry.message for entry in parser.error_log if entry.type_name == "ERR_RESOURCE_LIMIT"]
+    # "Excessive depth in document: 256, use XML_PARSE_HUGE option": the advice is for libxml2's callers.
+    return re.sub(r",?\s*(?:use|try) XML_PARSE_HUGE.*", "", limits[0]).strip() if limits else ""
+
+
+# Elements whose text is never part of the page's prose.
+_HIDDEN_ELEMENTS = frozenset({"script", "style", "noscript", "template", "svg", "iframe"})
+# Elements that end a block of text (a paragraph, a heading, a list item, a cell).
+_BLOCK_ELEMENTS = frozenset({
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure",
+    "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p",
+    "pre", "section", "table", "td", "th", "title", "tr", "ul",
+})  # fmt: skip
+
+
+class _TextCollector(HTMLParser):
+    """The text of a page with a blank line at each block element; no tree, so no depth limit."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN_ELEMENTS:
+            self._hidden += 1
+        elif tag in _BLOCK_ELEMENTS:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_ELEMENTS:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in _BLOCK_ELEMENTS:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(" ".join(data.split()))
+
+
+def html_to_text(raw: str) -> str:
+    """The visible text of an HTML page, a blank line between blocks, however deep its nesting."""
+    collector = _TextCollector()
+    collector.feed(raw)
+    collector.close()
+    return " ".join(collector.parts)

@@ -1,0 +1,50 @@
+"""Folding near-duplicate passages: two copies of one article show once, with both sources.
+
+Two copies of one article (a syndicated story, a page saved twice) would
+otherwise fill the results with the same paragraph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+from qa.records import Hit
+
+# Passages whose word 5-gram sets overlap this much are copies of one another.
+DUPLICATE_JACCARD = 0.8
+
+
+def _shingles(text: str, size: int = 5) -> frozenset[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return frozenset(tuple(words[i : i + size]) for i in range(max(1, len(words) - size + 1)))
+
+
+def fold_duplicates(hits: Sequence[Hit], *, limit: int | None = None) -> list[Hit]:
+    """Keep the best-ranked of near-identical passages, noting the others' sources in ``also_in``.
+
+    With a ``limit``, the scan stops once ``limit`` distinct hits are kept and at
+    least twice that many were looked at, so the cost does not grow with the
+    candidate list.
+    """
+    kept: list[tuple[Hit, frozenset[tuple[str, ...]], list[str]]] = []
+    for scanned, hit in enumerate(hits):
+        if limit is not None and len(kept) >= limit and scanned >= 2 * limit:
+            break
+        signature = _shingles(hit.passage.text)
+        copy_of = next((entry for entry in kept if _jaccard(signature, entry[1]) >= DUPLICATE_JACCARD), None)
+        if copy_of is not None:
+            if hit.passage.source not in copy_of[2]:
+                copy_of[2].append(hit.passage.source)
+        elif limit is None or len(kept) < limit:
+            kept.append((hit, signature, [hit.passage.source]))
+    return [_with_sources(hit, sources[1:], rank) for rank, (hit, _, sources) in enumerate(kept, start=1)]
+
+
+def _jaccard(a: frozenset[tuple[str, ...]], b: frozenset[tuple[str, ...]]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def _with_sources(hit: Hit, others: list[str], rank: int) -> Hit:
+    return dataclasses.replace(hit, rank=rank, also_in=tuple(others))

@@ -1,0 +1,135 @@
+"""Retrieval: the store's candidates, fused, folded and (in hybrid mode) re-ranked into hits.
+
+Each retriever proposes its ``CANDIDATE_DEPTH`` best passages; the union is
+scored by both and ranked by the mode (hybrid: ``convex_fusion``), ties keeping
+the order in which the candidates were proposed. Near-duplicates are folded,
+and hybrid search re-ranks its ``RERANK_DEPTH`` best by their evidence.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+from qa.embed.encoder import Encoder
+from qa.errors import QAError
+from qa.index.store import Candidates, PassageStore, SearchFilter, check_model
+from qa.records import Hit
+from qa.search.duplicates import fold_duplicates
+from qa.search.evidence import SentenceMemory, attach_evidence
+from qa.search.fusion import convex_fusion
+from qa.search.modes import Mode, parse_mode
+from qa.search.query import embed_query, lexical_query
+from qa.search.rerank import RERANK_DEPTH, rerank_by_evidence
+
+# How many candidates each retriever proposes before fusion.
+CANDIDATE_DEPTH = 100
+
+
+def retrieve(
+    store: PassageStore,
+    question: str,
+    *,
+    encoder: Encoder,
+    k: int = 5,
+    mode: Mode = "hybrid",
+    history: Sequence[str] = (),
+    where: SearchFilter | None = None,
+    query_vector: np.ndarray | None = None,
+    sentences: SentenceMemory | None = None,
+) -> list[Hit]:
+    """The ``k`` passages of ``store`` that best match ``question``, best first.
+
+    Args:
+        store: The index to search.
+        question: The question.
+        encoder: Embeds the question (and, in hybrid mode, the candidates' sentences);
+            must be the index's model.
+        k: How many hits to return.
+        mode: ``"hybrid"`` (dense and BM25 fused, then re-ranked by evidence),
+            ``"dense"`` or ``"bm25"`` (the plain retrievers, without evidence).
+        history: Earlier questions of the conversation, oldest first; they give a
+            follow-up question its subject.
+        where: Only passages this filter allows.
+        query_vector: The question's unit vector if the caller already has it
+            (from ``embed_query``), to avoid embedding it twice.
+        sentences: Sentence vectors remembered across questions (a new memory if not given).
+
+    Raises:
+        QAError: The question is empty, the mode unknown or the encoder not the index's model.
+    """
+    if not question.strip():
+        raise QAError("the question is empty")
+    mode = parse_mode(mode)
+    check_model(store.model, encoder.name)
+    if k <= 0:
+        return []
+    if mode != "bm25" and query_vector is None:
+        query_vector = embed_query(encoder, question, history)
+    hits = candidate_hits(store, query_vector, lexical_query(question, history), mode=mode, where=where)
+    if mode != "hybrid":
+        return fold_duplicates(hits, limit=k)
+    assert query_vector is not None
+    hits = fold_duplicates(hits, limit=max(k, RERANK_DEPTH))
+    if sentences is None:
+        sentences = SentenceMemory()
+    embed = functools.partial(sentences.embed, encoder=encoder)
+    return rerank_by_evidence(attach_evidence(hits, query_vector, embed))[:k]
+
+
+def candidate_hits(
+    store: PassageStore, query_vector: np.ndarray | None, query_text: str, *, mode: Mode, where: SearchFilter | None
+) -> list[Hit]:
+    """Hits over the candidates of the mode's retrievers, each scored by both where it can be, ranked by ``mode``.
+
+    A candidate gets a dense score whenever there is a query vector, and a BM25
+    score unless the mode is dense.
+    """
+    dense = None
+    if mode != "bm25":
+        assert query_vector is not None
+        dense = store.dense_candidates(query_vector, depth=CANDIDATE_DEPTH, where=where)
+    lexical = store.bm25_candidates(query_text, depth=CANDIDATE_DEPTH, where=where) if mode != "dense" else None
+    ids = list(dict.fromkeys(passage_id for found in (dense, lexical) if found for passage_id in found.ids))
+    if not ids:
+        return []
+    dense_scores = store.dense_scores(query_vector, ids) if query_vector is not None else None
+    bm25_scores = store.bm25_scores(query_text, ids) if mode != "dense" else None
+    fused = _ranked_by(mode, dense_scores, bm25_scores)
+    order = sorted(range(len(ids)), key=lambda i: (-fused[i], i))
+    passages = store.passages_by_id([ids[i] for i in order])
+    dense_ranks, bm25_ranks = _ranks(dense), _ranks(lexical)
+    return [
+        Hit(
+            rank=rank,
+            score=float(fused[i]),
+            passage=passage,
+            dense_rank=dense_ranks.get(ids[i]),
+            dense_score=_score_at(dense_scores, i),
+            bm25_rank=bm25_ranks.get(ids[i]),
+            bm25_score=_score_at(bm25_scores, i),
+        )
+        for rank, (i, passage) in enumerate(zip(order, passages, strict=True), start=1)
+    ]
+
+
+def _ranked_by(mode: Mode, dense: np.ndarray | None, bm25: np.ndarray | None) -> np.ndarray:
+    """The score that orders the candidates in ``mode``."""
+    if mode == "hybrid":
+        assert dense is not None and bm25 is not None
+        return convex_fusion(dense, bm25)
+    own = bm25 if mode == "bm25" else dense
+    assert own is not None
+    return own
+
+
+def _ranks(candidates: Candidates | None) -> dict[str, int]:
+    if candidates is None:
+        return {}
+    return {passage_id: rank for rank, passage_id in enumerate(candidates.ids, start=1)}
+
+
+def _score_at(scores: np.ndarray | None, position: int) -> float | None:
+    return None if scores is None else float(scores[position])

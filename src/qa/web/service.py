@@ -1,0 +1,206 @@
+"""One long-lived index behind an interactive front end: answer, describe, rebuild.
+
+Questions are answered from the index in memory while a rebuild writes a new
+one to disk; the new index replaces the old in one assignment when it is
+complete, so no question ever sees half an index. Questions may come from many
+threads at once; a rebuild running meanwhile gives them the model first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qa.embed.encoder import Encoder, SentenceTransformerEncoder
+from qa.errors import QAError
+from qa.index.build import IndexReport, encoder_for_corpus, index_corpus, open_index, settings_for
+from qa.index.local import LocalIndex
+from qa.index.store import SearchFilter
+from qa.records import Document, SearchResult
+from qa.search.ask import ask
+from qa.search.evidence import SentenceMemory
+from qa.search.modes import Mode
+
+# While questions are answered, a rebuild embeds this many passages per encoder call, each
+# call after a pause in questions (or after QUESTION_PRIORITY_SECONDS of waiting for one).
+# The OpenVINO model runs one inference at a time, so without this a question's embedding
+# waits for the rebuild's batch of 32 in flight (150 ms) and questions slow to a tenth of
+# their pace during rebuilds (benchmarks/load.py --rebuild; README, "Many users at once").
+REBUILD_BATCH = 8
+QUESTION_PRIORITY_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """What the index holds and whether a rebuild is running."""
+
+    documents: int
+    passages: int
+    model: str
+    built_at: str
+    rebuilding: bool
+
+
+class AnswerService:
+    """Answers questions from the corpus's index and rebuilds it on request."""
+
+    def __init__(self, corpus_dir: Path, index_dir: Path, *, encoder: SentenceTransformerEncoder) -> None:
+        self.corpus_dir = corpus_dir
+        self.index_dir = index_dir
+        self.encoder = encoder
+        self._index: LocalIndex | None = None
+        self.report: IndexReport | None = None  # of the last refresh: what it did, and why if it rebuilt
+        # Sentence vectors depend on the text and the model alone: they outlive a rebuild.
+        self._sentences = SentenceMemory()
+        self._rebuild_lock = threading.Lock()
+        self._questions = Questions()
+
+    @classmethod
+    def open(
+        cls, corpus_dir: Path, index_dir: Path, *, model: str | None = None, backend: str | None = None
+    ) -> AnswerService:
+        """A service for the corpus, with the model asked for or the one the index was built with."""
+        return cls(corpus_dir, index_dir, encoder=encoder_for_corpus(index_dir, model=model, backend=backend))
+
+    @property
+    def index(self) -> LocalIndex:
+        """The index being served."""
+        if self._index is None:
+            raise QAError("the index is not loaded yet")
+        return self._index
+
+    def refresh(
+        self,
+        *,
+        rebuild: bool = False,
+        progress: bool = False,
+        wait: float = 0.0,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> IndexReport:
+        """Bring the index on disk up to date with the corpus (rebuilding it if damaged), then serve it.
+
+        Only one refresh runs at a time; a second caller gets an error rather
+        than a second build of the same files. A ``qa index`` of the same
+        folder in another process is waited for up to ``wait`` seconds, then
+        refused (see ``index_corpus``).
+        """
+        if not self._rebuild_lock.acquire(blocking=False):
+            raise QAError("the index is already being rebuilt")
+        try:
+            settings, count_tokens = settings_for(self.encoder)
+            # The first build answers no questions yet; later ones share the model with them.
+            encoder: Encoder = self.encoder
+            if self._index is not None:
+                encoder = BackgroundEncoder(
+                    self.encoder, self._questions, batch=REBUILD_BATCH, patience=QUESTION_PRIORITY_SECONDS
+                )
+            report = index_corpus(
+                self.corpus_dir,
+                self.index_dir,
+                encoder=encoder,
+                settings=settings,
+                count_tokens=count_tokens,
+                rebuild=rebuild,
+                progress=progress,
+                wait=wait,
+                on_wait=on_wait,
+            )
+            fresh = open_index(self.index_dir)
+            self._index = fresh  # one assignment: questions in flight keep the old index
+            self.report = report
+            return report
+        finally:
+            self._rebuild_lock.release()
+
+    @property
+    def rebuilding(self) -> bool:
+        """Whether a refresh is running."""
+        return self._rebuild_lock.locked()
+
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[str] = (),
+        k: int = 5,
+        mode: Mode = "hybrid",
+        where: SearchFilter | None = None,
+    ) -> SearchResult:
+        """The answer to ``question`` from the index being served; a rebuild running meanwhile yields to it."""
+        with self._questions:
+            return ask(
+                self.index,
+                question,
+                encoder=self.encoder,
+                k=k,
+                mode=mode,
+                history=history,
+                where=where,
+                sentences=self._sentences,
+            )
+
+    def status(self) -> IndexStatus:
+        """What the served index holds, and whether a rebuild is running."""
+        summary = self.index.summary()
+        return IndexStatus(summary.documents, summary.passages, summary.model, summary.built_at, self.rebuilding)
+
+    def documents(self) -> list[tuple[Document, int]]:
+        """Every indexed document with its number of passages."""
+        index = self.index
+        counts = index.passage_counts()
+        return [(document, counts.get(document.doc_id, 0)) for document in index.documents]
+
+    def document(self, doc_id: str) -> Document | None:
+        """An indexed document by id; ``None`` for anything else (ids are never paths on disk)."""
+        return next((d for d in self.index.documents if d.doc_id == doc_id), None)
+
+    def warm_up(self) -> None:
+        """Load the model now, so the first question does not wait for it."""
+        self.encoder.encode(["warm up"])
+
+
+class Questions:
+    """Counts the questions being answered, so that a rebuild can wait for a pause in them."""
+
+    def __init__(self) -> None:
+        self._answering = 0
+        self._changed = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._changed:
+            self._answering += 1
+
+    def __exit__(self, *exception: object) -> None:
+        with self._changed:
+            self._answering -= 1
+            self._changed.notify_all()
+
+    def wait_for_pause(self, timeout: float) -> bool:
+        """Wait until no question is being answered, at most ``timeout`` seconds; whether one came."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._answering == 0, timeout)
+
+
+class BackgroundEncoder:
+    """A rebuild's encoder: small batches, each sent when questions pause, so questions go first."""
+
+    def __init__(self, encoder: Encoder, questions: Questions, *, batch: int, patience: float) -> None:
+        self.name = encoder.name
+        self._encoder = encoder
+        self._questions = questions
+        self._batch = batch
+        self._patience = patience
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """The texts' vectors, in small batches that wait for a pause in questions."""
+        if not texts:
+            return self._encoder.encode(texts)
+        parts = []
+        for start in range(0, len(texts), self._batch):
+            self._questions.wait_for_pause(self._patience)
+            parts.append(self._encoder.encode(texts[start : start + self._batch]))
+        return np.concatenate(parts)
