@@ -6,6 +6,7 @@ which can be memory-mapped when the index is large.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +38,18 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 
     tokens = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=_stemmer(), return_ids=False, show_progress=False)
     return [list(row) for row in tokens]
+
+
+@functools.lru_cache(maxsize=16)  # the questions in flight, not a cache of past ones
+def query_tokens(query: str) -> tuple[str, ...]:
+    """The tokens of one query, remembered.
+
+    A hybrid search asks BM25 twice about the same question (its candidates, then
+    the scores of the dense candidates), and on a small index tokenizing costs
+    more than scoring.
+    """
+    [tokens] = tokenize([query])
+    return tuple(tokens)
 
 
 class LexicalIndex:
@@ -97,9 +110,8 @@ class LexicalIndex:
         """The query's tokens as ids of this index's vocabulary; a repeated word counts each time, as in bm25s."""
         if self._retriever is None:
             return []
-        [query_tokens] = tokenize([query])
         vocabulary = self._retriever.vocab_dict
-        return [int(vocabulary[token]) for token in query_tokens if token in vocabulary]
+        return [int(vocabulary[token]) for token in query_tokens(query) if token in vocabulary]
 
     def vocabulary(self) -> set[str]:
         """The tokens that occur in at least one row."""
