@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -15,8 +17,16 @@ from conftest import DAMAGES, GOLD, FakeEncoder, FakeModelEncoder, IndexWorker, 
 from index_worker import BATCH as WORKER_BATCH
 from index_worker import POINTS
 from qa.cli import main as cli_main
-from qa.errors import REBUILD, IndexCorruptError
-from qa.index.build import IndexReport, index_corpus, index_documents, open_index
+from qa.errors import REBUILD, IndexCorruptError, QAError
+from qa.index.build import (
+    MIN_WORDS,
+    SPLIT_VERSION,
+    IndexReport,
+    index_corpus,
+    index_documents,
+    open_index,
+    settings_for,
+)
 from qa.index.embeddings import CACHE_NAME
 from qa.index.local import LocalIndex
 from qa.index.lock import LOCK_NAME
@@ -414,3 +424,169 @@ def test_index_corpus_reports_the_damage_it_repairs_without_the_advice_to_rebuil
     assert "is damaged" in report.rebuilt_reason and DAMAGES[damage] in report.rebuilt_reason
     assert REBUILD not in report.rebuilt_reason and "--rebuild" not in report.rebuilt_reason
     assert len(open_index(tmp_path / "index").passages) == report.passages
+
+
+# --- issue 12: no passage twice, no index emptied by a corpus that looks empty -------------------
+
+
+def test_two_files_with_the_same_stem_are_two_documents_and_no_build_duplicates_them(
+    tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "story.txt").write_text(NEW_ARTICLE)
+    (corpus / "story.md").write_text(
+        "# Notes on the border\n\nThe patrols were counted twice a day by the villagers.\n"
+    )
+    counts = []
+    for _ in range(3):  # every incremental build used to add both files' passages again
+        run(corpus, tmp_path / "index", encoder)
+        (corpus / "story.md").write_text((corpus / "story.md").read_text() + "\nMore notes on it.\n")
+        index = open_index(tmp_path / "index")
+        counts.append(len(index.passages))
+        assert sorted(d.doc_id for d in index.documents) == ["story.md", "story.txt"]
+        assert len({p.passage_id for p in index.passages}) == len(index.passages)
+    assert counts == [3, 3, 3]
+
+
+@pytest.mark.parametrize("twice", ["document", "passage"])
+def test_a_build_that_would_hold_a_passage_twice_is_refused_and_saves_nothing(
+    tmp_path: Path, encoder: FakeEncoder, twice: str
+) -> None:
+    index_benchmark(tmp_path / "index", encoder)
+    before = read_manifest(tmp_path / "index")
+    documents, passages = benchmark_documents()
+    if twice == "document":
+        documents.append(documents[0])
+    else:
+        passages.append(passages[2])
+    with pytest.raises(QAError, match=f"would hold {twice} '{'d0' if twice == 'document' else 'd1#p1-'}"):
+        index_documents(
+            documents, passages, tmp_path / "index", fingerprint="new", encoder=encoder, settings=BENCHMARK_SETTINGS
+        )
+    assert read_manifest(tmp_path / "index") == before
+
+
+def test_a_new_split_version_re_splits_every_index_without_embedding_again(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    old = IndexSettings(max_tokens=254, min_words=MIN_WORDS, pipeline_version=1)
+    index_corpus(corpus_copy, tmp_path / "index", encoder=encoder, settings=old)
+    settings, _count = settings_for(FakeModelEncoder())  # type: ignore[arg-type]
+    assert settings.pipeline_version == SPLIT_VERSION > 1 and not settings.splits_like(old)
+    report = index_corpus(corpus_copy, tmp_path / "index", encoder=RefusingEncoder(), settings=settings)
+    assert report.embedded == 0 and report.passages == len(open_index(tmp_path / "index").passages)
+    assert read_manifest(tmp_path / "index").settings.pipeline_version == SPLIT_VERSION
+    # Rewritten, not "up to date": the person is told the index changed.
+    assert report.resplit and not report.unchanged
+    again = index_corpus(corpus_copy, tmp_path / "index", encoder=RefusingEncoder(), settings=settings)
+    assert again.unchanged and not again.resplit
+
+
+def test_a_document_of_an_index_with_the_old_ids_is_read_again_under_its_new_id(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    run(corpus_copy, tmp_path / "index", encoder)
+    index = open_index(tmp_path / "index")
+    # An index written before ids kept the suffix: same files, same settings, ids without ".txt".
+    stems = [dataclasses.replace(d, doc_id=d.doc_id.removesuffix(".txt")) for d in index.documents]
+    renamed = [dataclasses.replace(p, doc_id=p.doc_id.removesuffix(".txt")) for p in index.passages]
+    index.update(stems, renamed, encoder=encoder, settings=SETTINGS, corpus_fingerprint="old").save(tmp_path / "index")
+    report = run(corpus_copy, tmp_path / "index", RefusingEncoder())
+    index = open_index(tmp_path / "index")
+    assert report.embedded == 0
+    assert {d.doc_id for d in index.documents} == set(GOLD) == {p.doc_id for p in index.passages}
+
+
+class FailingScandir:
+    """``os.scandir`` failing for one folder: at once (no permission), or half-way through its listing."""
+
+    def __init__(self, folder: Path, *, after: int | None = None) -> None:
+        self.folder, self.after, self.real = folder, after, os.scandir
+
+    def __call__(self, path: Any = ".") -> Any:
+        if Path(path) != self.folder:
+            return self.real(path)
+        if self.after is None:
+            raise PermissionError(13, "Permission denied", str(path))
+        return _BrokenListing(self.real(path), self.after)
+
+
+class _BrokenListing:
+    def __init__(self, listing: Any, after: int) -> None:
+        self.listing, self.left = listing, after
+
+    def __enter__(self) -> _BrokenListing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listing.close()
+
+    def __iter__(self) -> _BrokenListing:
+        return self
+
+    def __next__(self) -> os.DirEntry[str]:
+        if self.left == 0:
+            raise OSError(5, "Input/output error")
+        self.left -= 1
+        return next(self.listing)
+
+
+@pytest.mark.parametrize("after", [None, 2], ids=["unreadable", "listing fails half-way"])
+def test_a_corpus_that_cannot_be_listed_is_an_error_and_the_index_stays(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch, after: int | None
+) -> None:
+    run(corpus_copy, tmp_path / "index", encoder)
+    before = read_manifest(tmp_path / "index")
+    monkeypatch.setattr(os, "scandir", FailingScandir(corpus_copy, after=after))
+    with pytest.raises(QAError, match=f"cannot list the corpus folder {corpus_copy} .*the index was left as it was"):
+        run(corpus_copy, tmp_path / "index", RefusingEncoder())
+    assert read_manifest(tmp_path / "index") == before
+
+
+def test_a_build_that_would_remove_most_documents_is_refused_unless_allowed(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    run(corpus_copy, tmp_path / "index", encoder)
+    before = read_manifest(tmp_path / "index")
+    away = tmp_path / "away"
+    away.mkdir()
+    for source in sorted(GOLD)[:3]:  # 3 of 5: most of them, and more than a couple
+        shutil.move(corpus_copy / source, away / source)
+    with pytest.raises(QAError) as caught:
+        run(corpus_copy, tmp_path / "index", RefusingEncoder())
+    message = str(caught.value)
+    assert f"3 of the 5 documents in the index are gone from {corpus_copy}" in message
+    assert "mounted" in message and "qa index --rebuild" in message
+    assert read_manifest(tmp_path / "index") == before
+    report = index_corpus(
+        corpus_copy, tmp_path / "index", encoder=RefusingEncoder(), settings=SETTINGS, allow_mass_removal=True
+    )
+    assert (report.removed, report.documents) == (3, 2)
+
+
+def test_removing_a_couple_of_documents_or_half_of_them_is_not_refused(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    (corpus_copy / "border.txt").write_text(NEW_ARTICLE)
+    run(corpus_copy, tmp_path / "index", encoder)
+    for source in sorted(GOLD)[:3]:  # 3 of 6: half, not most
+        (corpus_copy / source).unlink()
+    assert run(corpus_copy, tmp_path / "index", RefusingEncoder()).removed == 3
+    for source in sorted(GOLD)[3:]:  # 2 of 3: most, but only a couple
+        (corpus_copy / source).unlink()
+    assert run(corpus_copy, tmp_path / "index", RefusingEncoder()).removed == 2
+    assert [d.source for d in open_index(tmp_path / "index").documents] == ["border.txt"]
+
+
+def test_links_out_of_the_corpus_are_indexed_only_when_asked(tmp_path: Path, encoder: FakeEncoder) -> None:
+    corpus, outside = tmp_path / "corpus", tmp_path / "outside.txt"
+    corpus.mkdir()
+    (corpus / "inside.txt").write_text(NEW_ARTICLE)
+    outside.write_text("A secret paragraph that lives outside the corpus folder and must stay out of it.\n")
+    (corpus / "secret.txt").symlink_to(outside)
+    with pytest.warns(SkippedFileWarning, match="secret.txt: a symbolic link to .*outside the corpus folder"):
+        run(corpus, tmp_path / "index", encoder)
+    assert [d.source for d in open_index(tmp_path / "index").documents] == ["inside.txt"]
+    index_corpus(corpus, tmp_path / "index", encoder=encoder, settings=SETTINGS, follow_links=True)
+    assert [d.source for d in open_index(tmp_path / "index").documents] == ["inside.txt", "secret.txt"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import json
+import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +16,7 @@ from conftest import CORPUS, GOLD
 from qa.errors import QAError
 from qa.ingest.clean import CleanedText
 from qa.ingest.corpus import (
+    MetadataWarning,
     PlainTextFallbackWarning,
     SkippedFileWarning,
     corpus_fingerprint,
@@ -38,7 +42,7 @@ def test_real_corpus_loads_every_article(tmp_path: Path) -> None:
     assert sorted(d.source for d in documents) == sorted(GOLD)
     for document in documents:
         assert list(document.paragraphs) == GOLD[document.source]["paragraphs"]
-        assert document.doc_id == document.source.removesuffix(".txt")
+        assert document.doc_id == document.source  # the path with its suffix: story.txt and story.md differ
         assert len(document.checksum) == 64
 
 
@@ -53,7 +57,7 @@ def test_finds_supported_files_recursively_and_skips_others(tmp_path: Path) -> N
     (tmp_path / "a.meta.json").write_text("{}")
     sources = [f.source for f in find_corpus_files(tmp_path)]
     assert sources == ["a.txt", "nested/c.HTM", "nested/deeper/b.md"]
-    assert [d.doc_id for d in load_documents(tmp_path)] == ["a", "nested/c", "nested/deeper/b"]
+    assert [d.doc_id for d in load_documents(tmp_path)] == ["a.txt", "nested/c.HTM", "nested/deeper/b.md"]
 
 
 def test_html_goes_through_the_extractor_with_metadata(tmp_path: Path) -> None:
@@ -242,13 +246,181 @@ def test_a_file_that_cannot_be_opened_is_skipped_when_listing(tmp_path: Path, mo
 
     real_checksum = qa.ingest.corpus.file_checksum
 
-    def file_checksum(path: Path) -> str:
+    def file_checksum(path: Path, sidecar: Path | None = None) -> str:
         if path.name == "locked.txt":
             raise PermissionError(13, "Permission denied", str(path))
-        return real_checksum(path)
+        return real_checksum(path, sidecar)
 
     monkeypatch.setattr("qa.ingest.corpus.file_checksum", file_checksum)
     (tmp_path / "locked.txt").write_text(PROSE)
     (tmp_path / "open.txt").write_text(PROSE)
     with pytest.warns(SkippedFileWarning, match=r"skipped locked\.txt: .*Permission denied"):
         assert [f.source for f in find_corpus_files(tmp_path)] == ["open.txt"]
+
+
+# --- issue 12: folders that cannot be listed, sidecar values, symbolic links ---------------------
+
+
+def test_a_subfolder_that_cannot_be_listed_is_skipped_with_a_warning_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "locked" / "deeper").mkdir(parents=True)
+    (tmp_path / "locked" / "deeper" / "a.txt").write_text(PROSE)
+    (tmp_path / "open.txt").write_text(PROSE)
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        # Tests run as root here, which chmod cannot lock out.
+        if Path(path) == tmp_path / "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.warns(SkippedFileWarning, match=r"^skipped folder locked/: cannot list it \(Permission denied\)$"):
+        assert [f.source for f in find_corpus_files(tmp_path)] == ["open.txt"]
+
+
+def test_a_corpus_folder_that_cannot_be_listed_is_an_error_not_an_empty_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.txt").write_text(PROSE)
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if Path(path) == tmp_path:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(QAError, match=r"cannot list the corpus folder .*\(Permission denied\): make it readable"):
+        find_corpus_files(tmp_path)
+
+
+def test_files_are_listed_in_path_order_as_before(tmp_path: Path) -> None:
+    for name in ("b.txt", "a b/x.txt", "a/x.txt", "a-c.txt", "A.txt"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(PROSE)
+    assert [f.source for f in find_corpus_files(tmp_path)] == [
+        str(p.relative_to(tmp_path)) for p in sorted(tmp_path.rglob("*.txt"))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("date", 12345, "it should be text, not a number"),
+        ("date", "9999-99-99", "'9999-99-99' is not a date (write it as 2020-08-02)"),
+        ("date", "2021-02-30", "'2021-02-30' is not a date (write it as 2020-08-02)"),
+        ("outlet", ["Daily NK", "RFA"], "it should be text, not a list"),
+        ("author", {"name": "Kim"}, "it should be text, not an object"),
+        ("title", True, "it should be text, not true or false"),
+        ("title", "Headline " * 1_200, "10,799 characters, more than the 500 a title may have"),
+        ("url", "javascript:alert(1)", "'javascript:alert(1)' is not a web address (https://...)"),
+    ],
+)
+def test_a_sidecar_value_of_the_wrong_type_or_shape_is_a_warning_and_left_empty(
+    tmp_path: Path, field: str, value: object, problem: str
+) -> None:
+    (tmp_path / "news").mkdir()
+    (tmp_path / "news" / "story.txt").write_text(PROSE)
+    sidecar = {"outlet": "Gazette", "url": "https://example.org/story", field: value}
+    (tmp_path / "news" / "story.meta.json").write_text(json.dumps(sidecar))
+    with pytest.warns(MetadataWarning) as caught:
+        [document] = load_documents(tmp_path)
+    assert [str(w.message) for w in caught] == [f'news/story.meta.json: ignored "{field}": {problem}']
+    assert getattr(document, field) == ""
+    assert {"outlet": document.outlet, "url": document.url} == {
+        name: "" if name == field else sidecar[name] for name in ("outlet", "url")
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("2021-03-03", "2021-03-03"),
+        ("2021-03-03T09:15:00+09:00", "2021-03-03T09:15:00+09:00"),
+        ("March 3, 2021", "2021-03-03"),
+        ("  2021-03-03 ", "2021-03-03"),
+    ],
+)
+def test_sidecar_dates_are_kept_or_written_as_iso_dates(tmp_path: Path, value: str, stored: str) -> None:
+    (tmp_path / "story.txt").write_text(PROSE)
+    sidecar = json.dumps({"date": value, "title": "  Two\nlines \x1b[31mred\x07"})
+    (tmp_path / "story.meta.json").write_bytes(codecs.BOM_UTF8 + sidecar.encode())
+    [document] = load_documents(tmp_path)
+    assert (document.date, document.title) == (stored, "Two lines [31mred")
+
+
+def test_a_link_to_a_file_outside_the_corpus_is_not_followed_unless_asked(tmp_path: Path) -> None:
+    corpus, outside = tmp_path / "corpus", tmp_path / "outside"
+    corpus.mkdir()
+    outside.mkdir()
+    (outside / "passwd.txt").write_text(PROSE_DEEP)
+    (outside / "folder").mkdir()
+    (outside / "folder" / "more.txt").write_text(PROSE_AFTER)
+    (corpus / "own.txt").write_text(PROSE)
+    (corpus / "passwd.txt").symlink_to(outside / "passwd.txt")
+    (corpus / "linked").symlink_to(outside / "folder")
+    with pytest.warns(SkippedFileWarning) as caught:
+        assert [f.source for f in find_corpus_files(corpus)] == ["own.txt"]
+    messages = sorted(str(w.message) for w in caught)
+    assert messages == [
+        f"skipped {name}: a symbolic link to {target}, outside the corpus folder; links out of the corpus "
+        "are followed only when asked (`qa index --follow-links`)"
+        for name, target in (("linked", outside / "folder"), ("passwd.txt", outside / "passwd.txt"))
+    ]
+    followed = find_corpus_files(corpus, follow_links=True)
+    assert [f.source for f in followed] == ["linked/more.txt", "own.txt", "passwd.txt"]
+
+
+def test_a_sidecar_linked_from_outside_the_corpus_is_not_read(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (tmp_path / "secret.json").write_text(json.dumps({"title": "A secret title"}))
+    (corpus / "story.txt").write_text(PROSE)
+    (corpus / "story.meta.json").symlink_to(tmp_path / "secret.json")
+    with pytest.warns(SkippedFileWarning, match=r"skipped story\.meta\.json: a symbolic link to .*outside"):
+        [document] = load_documents(corpus)
+    assert document.title == ""
+
+
+def test_a_dangling_link_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text(PROSE)
+    (tmp_path / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
+    (tmp_path / "archive").symlink_to("/mnt/unmounted/archive")
+    (tmp_path / "x.txt").symlink_to("y.txt")
+    (tmp_path / "y.txt").symlink_to("x.txt")
+    with pytest.warns(SkippedFileWarning) as caught:
+        assert [f.source for f in find_corpus_files(tmp_path)] == ["a.txt"]
+    assert sorted(str(w.message) for w in caught) == [
+        "skipped archive: a symbolic link to /mnt/unmounted/archive, which does not exist",
+        f"skipped gone.txt: a symbolic link to {tmp_path / 'nowhere.txt'}, which does not exist",
+        "skipped x.txt: a symbolic link in a loop of links",
+        "skipped y.txt: a symbolic link in a loop of links",
+    ]
+
+
+def test_links_inside_the_corpus_are_followed_and_no_file_is_read_twice(tmp_path: Path) -> None:
+    (tmp_path / "2024").mkdir()
+    (tmp_path / "2024" / "story.txt").write_text(PROSE)
+    (tmp_path / "a-latest").symlink_to(tmp_path / "2024")  # sorts before the folder it names
+    (tmp_path / "again.txt").symlink_to(tmp_path / "2024" / "story.txt")
+    (tmp_path / "2024" / "loop").symlink_to(tmp_path)
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "other.md").write_text(PROSE_DEEP)
+    (tmp_path / "relative.md").symlink_to("z/other.md")
+    (tmp_path / "only-by-link.txt").symlink_to("z/../2024/../z/other.md")
+    (tmp_path / "z" / "real.txt").write_text(PROSE_AFTER)
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / "link.txt").symlink_to(tmp_path / "z" / "real.txt")
+    with pytest.warns(SkippedFileWarning) as caught:
+        files = find_corpus_files(tmp_path)
+    assert [f.source for f in files] == ["2024/story.txt", "z/other.md", "z/real.txt"]
+    assert sorted(str(w.message) for w in caught) == [
+        "skipped 2024/loop/: the same folder as the corpus folder",
+        "skipped a-latest/: the same folder as 2024/",
+        "skipped again.txt: the same file as 2024/story.txt",
+        "skipped only-by-link.txt: the same file as z/other.md",
+        "skipped relative.md: the same file as z/other.md",
+        "skipped y/link.txt: the same file as z/real.txt",
+    ]

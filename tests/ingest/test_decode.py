@@ -155,3 +155,55 @@ def test_undecodable_bytes_are_refused_with_a_reason() -> None:
     # A UTF-16 byte-order mark followed by an odd number of bytes is no UTF-16 at all.
     with pytest.raises(UndecodableError, match="utf-16"):
         decode_bytes(codecs.BOM_UTF16_LE + b"\x81" * 7)
+
+
+# --- escape-based encodings: 7-bit bytes that are valid ASCII, so valid UTF-8 ------------------
+
+JAPANESE = (
+    "北朝鮮の金正恩総書記は、韓国に逃れた脱北者に帰国を呼びかけた。"
+    "関係者によると、家族を通じて電話で説得する例が増えているという。"
+)
+# Half-width katakana need the "ext" variant; Korean in Japanese text, ISO-2022-JP-2.
+JAPANESE_HALF_WIDTH = JAPANESE + "ｶﾀｶﾅ"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "reported"),
+    [
+        (JAPANESE, "iso2022_jp", "iso2022_jp"),
+        (JAPANESE + " Reuters", "iso2022_jp_2", "iso2022_jp"),
+        (JAPANESE + KOREAN, "iso2022_jp_2", "iso2022_jp_2"),
+        (JAPANESE_HALF_WIDTH, "iso2022_jp_ext", "iso2022_jp_ext"),
+        (KOREAN, "iso2022_kr", "iso2022_kr"),
+    ],
+    ids=["jp", "jp-2 holding jp only", "jp-2", "jp-ext", "kr"],
+)
+def test_iso_2022_is_recognised_not_read_as_utf8(text: str, encoding: str, reported: str) -> None:
+    data = text.encode(encoding)
+    assert data.isascii()  # valid UTF-8: the bytes alone are garbage text
+    decoded = decode_bytes(data)
+    assert (decoded.text, decoded.encoding) == (text, reported)
+
+
+def test_iso_2022_cn_which_python_cannot_decode_is_refused_naming_it() -> None:
+    # ESC $ ) A designates GB 2312; SO and SI shift it in and out.
+    data = b"\x1b$)A\x0e" + "北朝鲜".encode("gb2312").translate(bytes(b & 0x7F for b in range(256))) + b"\x0f\n"
+    with pytest.raises(UndecodableError, match="ISO-2022-CN, which qa cannot read: save it as UTF-8"):
+        decode_bytes(data)
+
+
+def test_broken_iso_2022_jp_is_refused_not_read_as_garbage() -> None:
+    data = JAPANESE.encode("iso2022_jp")[:-7] + b"\x1b$(Z\x7f"
+    with pytest.raises(UndecodableError, match="escape sequences of ISO-2022-JP but is not valid ISO-2022-JP"):
+        decode_bytes(data)
+
+
+def test_terminal_escapes_in_utf8_text_are_not_taken_for_iso_2022() -> None:
+    text = f"\x1b[1mBold\x1b(B\x1b[m {FRENCH}"
+    decoded = decode_bytes(text.encode("utf-8"))
+    assert decoded.encoding == "utf-8" and FRENCH in decoded.text
+
+
+def test_utf7_with_its_byte_order_mark_is_read_as_utf7() -> None:
+    decoded = decode_bytes("\ufeff".encode("utf-7") + KOREAN.encode("utf-7"))
+    assert (decoded.text, decoded.encoding) == (KOREAN, "utf-7")

@@ -8,26 +8,40 @@ afresh when it is unusable, saying why), embedding only what it lacks.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from qa.embed.encoder import Encoder, SentenceTransformerEncoder
 from qa.embed.models import DEFAULT_MODEL, model_from_environment
-from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.index.embeddings import CACHE_NAME, EmbeddingCache
 from qa.index.files import remove_stale_files
 from qa.index.local import LocalIndex
 from qa.index.lock import index_lock
 from qa.index.manifest import IndexSettings, Manifest, check_files, read_manifest
-from qa.ingest.corpus import CorpusFile, SkippedFileWarning, corpus_fingerprint, find_corpus_files, load_document
+from qa.ingest.corpus import CorpusFile, corpus_fingerprint, find_corpus_files, load_document
+from qa.ingest.folders import SkippedFileWarning
 from qa.ingest.split import approximate_token_count, split_passages
 from qa.records import Document, Passage
 
 # Paragraphs shorter than this join a neighbour: alone they carry too little context.
 MIN_WORDS = 12
+# How files become passages (IndexSettings.pipeline_version); a new value re-splits every
+# index on its next build, reusing its vectors (texts are unchanged, so nothing is embedded).
+# 2: a document's id is its path with the suffix (story.txt and story.md were one id);
+# text in any script, and without final punctuation, is kept as article text.
+SPLIT_VERSION = 2
+# A build that would drop more than this share of the index's documents, and at least
+# MASS_REMOVAL_MIN of them, because their files are gone, is refused unless asked for:
+# a corpus on a drive that is not mounted, or the wrong folder, looks like one whose
+# files were all deleted, and the index would be emptied without a word.
+MASS_REMOVAL_SHARE = 0.5
+MASS_REMOVAL_MIN = 3
 # Documents and passages for a build, given the index it updates; the third list holds
 # the documents read afresh.
 Prepare = Callable[[LocalIndex], tuple[list[Document], list[Passage], list[Document]]]
@@ -52,11 +66,13 @@ class IndexReport:
     seconds: float
     rebuilt_reason: str = ""
     decoded: tuple[tuple[str, str], ...] = ()
+    # The settings changed since the last build, so every document was split (not embedded) again.
+    resplit: bool = False
 
     @property
     def unchanged(self) -> bool:
         """Whether the build found nothing to do."""
-        return not (self.added or self.changed or self.removed or self.rebuilt_reason)
+        return not (self.added or self.changed or self.removed or self.rebuilt_reason or self.resplit)
 
 
 def index_corpus(
@@ -70,6 +86,8 @@ def index_corpus(
     progress: bool = False,
     wait: float = 0.0,
     on_wait: Callable[[str], None] | None = None,
+    follow_links: bool = False,
+    allow_mass_removal: bool = False,
 ) -> IndexReport:
     """Build or update the index of ``corpus_dir`` in ``index_dir``.
 
@@ -78,12 +96,21 @@ def index_corpus(
     damaged index is rebuilt, reusing the embedding cache, and the report says
     why. One build at a time per index folder: another one is waited for up to
     ``wait`` seconds (``on_wait`` gets a message saying so), then refused.
+    Symbolic links leading out of ``corpus_dir`` are followed only with
+    ``follow_links`` (see ``find_corpus_files``).
+
+    Raises:
+        QAError: The corpus cannot be listed; or most of the index's documents
+            (see ``MASS_REMOVAL_SHARE``) are gone from it and
+            ``allow_mass_removal`` is not set. The index is left as it was.
     """
     with index_lock(index_dir, wait=wait, on_wait=on_wait):
         started = time.perf_counter()
-        files = find_corpus_files(corpus_dir)
+        files = find_corpus_files(corpus_dir, follow_links=follow_links)
 
         def prepare(previous: LocalIndex) -> tuple[list[Document], list[Passage], list[Document]]:
+            if not allow_mass_removal:
+                check_removals(previous.documents, files, corpus_dir)
             reusable = previous.documents if previous.manifest.settings.splits_like(settings) else []
             return _prepare(files, reusable, previous.passages, settings, count_tokens)
 
@@ -156,6 +183,7 @@ def _build_locked(
             return _unchanged(manifest, files, started)
     previous, reason = _previous_index(index_dir, manifest, encoder.name, settings, reason)
     documents, passages, fresh = prepare(previous)
+    check_unique(documents, passages)
     cache = EmbeddingCache(index_dir / CACHE_NAME)
     try:
         if rebuild:
@@ -173,7 +201,49 @@ def _build_locked(
         cache.close()
     built.save(index_dir)
     decoded = tuple((d.source, d.encoding) for d in fresh if d.encoding != "utf-8")
-    return _report(previous.documents, built, files, started, reason, decoded=decoded)
+    report = _report(previous.documents, built, files, started, reason, decoded=decoded)
+    return dataclasses.replace(report, resplit=bool(previous.passages) and previous.manifest.settings != settings)
+
+
+def check_removals(documents: list[Document], files: list[CorpusFile], corpus_dir: Path) -> None:
+    """Refuse a build that would remove most of ``documents`` because their files are gone from ``files``.
+
+    Raises:
+        QAError: More than ``MASS_REMOVAL_SHARE`` of the documents, and at least
+            ``MASS_REMOVAL_MIN``, have no file any more.
+    """
+    present = {corpus_file.source for corpus_file in files}
+    gone = [document.source for document in documents if document.source not in present]
+    if len(gone) < MASS_REMOVAL_MIN or len(gone) <= MASS_REMOVAL_SHARE * len(documents):
+        return
+    named = ", ".join(gone[:3]) + (f" and {len(gone) - 3:,} more" if len(gone) > 3 else "")
+    raise QAError(
+        f"not updated: {len(gone):,} of the {len(documents):,} documents in the index are gone from "
+        f"{corpus_dir} ({named}), and the update would remove them",
+        fix="check that this is the right corpus folder and that its drive is mounted; "
+        "if the files were removed on purpose, run `qa index --rebuild`",
+    )
+
+
+def check_unique(documents: list[Document], passages: list[Passage]) -> None:
+    """Refuse to save an index that would hold a document or a passage twice.
+
+    Ids made from a corpus are unique by construction (a document's is its
+    path), so a repeat is a bug, and saving it would double it at every build.
+
+    Raises:
+        QAError: Two documents, or two passages, share an id; nothing is saved.
+    """
+    for kind, ids in (("document", [d.doc_id for d in documents]), ("passage", [p.passage_id for p in passages])):
+        repeated = [(item, count) for item, count in Counter(ids).items() if count > 1]
+        if repeated:
+            first, count = repeated[0]
+            others = f" (and {len(repeated) - 1:,} other {kind} ids)" if len(repeated) > 1 else ""
+            raise QAError(
+                f"not saved: the index would hold {kind} {first!r} {count} times{others}",
+                fix="the index was left as it was; ids must be unique, and from a corpus folder a repeat is "
+                "a bug in qa: please report it",
+            )
 
 
 def _unchanged(manifest: Manifest, files: int, started: float) -> IndexReport:
@@ -250,7 +320,8 @@ def _prepare(
     fresh: list[Document] = []
     for corpus_file in files:
         document = unchanged.get(corpus_file.source)
-        if document is not None and document.checksum == corpus_file.checksum:
+        # Reused only under the id it has now: an index from before ids kept the suffix reads it again.
+        if document is not None and (document.checksum, document.doc_id) == (corpus_file.checksum, corpus_file.doc_id):
             documents.append(document)
             passages.extend(passages_of.get(document.doc_id, []))
             continue
@@ -321,4 +392,5 @@ def encoder_for_corpus(
 def settings_for(encoder: SentenceTransformerEncoder) -> tuple[IndexSettings, Callable[[str], int]]:
     """Passage settings fitted to the model's window, and its token counter."""
     count_tokens = encoder.token_counter() or approximate_token_count
-    return IndexSettings(max_tokens=encoder.max_tokens(), min_words=MIN_WORDS), count_tokens
+    settings = IndexSettings(max_tokens=encoder.max_tokens(), min_words=MIN_WORDS, pipeline_version=SPLIT_VERSION)
+    return settings, count_tokens

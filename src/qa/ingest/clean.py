@@ -11,16 +11,21 @@ a menu goes. No rule names a site, outlet or article.
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
+
+from qa.ingest.words import count_words, ends_sentence
 
 
 class Kind(Enum):
     """What a block of scraped text is: article text, boilerplate, metadata or not yet decided."""
 
     GOOD = "good"
+    NEAR_GOOD = "near_good"
     SHORT = "short"
     BAD = "bad"
     META = "meta"
@@ -47,8 +52,18 @@ class _Metadata:
             self.fields[name] = value
 
 
-# A good block reads like prose: enough words and a sentence ending.
+# A good block reads like prose: enough words and a sentence ending, or many words. Words
+# are counted in any script (qa.ingest.words), so Chinese or Thai text is not "one word".
 GOOD_MIN_WORDS = 10
+# A block this long is prose even without final punctuation (jusText judges by length
+# too): a one-line article, a paragraph cut off, a script that ends sentences with a space.
+# A block of GOOD_MIN_WORDS or more without a sentence end is near-good: kept unless
+# both its neighbours are boilerplate.
+LONG_BLOCK_WORDS = 30
+# Above this share of capitalised words, a long line without punctuation is a list (a
+# menu flattened onto one line) or a headline in title case, not prose.
+LIST_CAPITALS_SHARE = 0.6
+CAPITALS_SAMPLE_WORDS = 200
 # Boilerplate shapes only apply to short lines, so prose that happens to
 # mention an e-mail address or a copyright is kept. The character bound keeps
 # a huge line with few spaces (a pasted blob) away from the shape patterns,
@@ -60,7 +75,7 @@ TITLE_MIN_WORDS, TITLE_MAX_WORDS = 3, 25
 # and bylines come between them on many sites).
 TITLE_SEARCH_BLOCKS = 30
 
-_ENDS_SENTENCE = re.compile(r"[.!?…][\"'”’)\]]*$")
+_WORD = re.compile(r"\S+")
 _IMAGE_FILE = re.compile(r"\S+\.(?:png|jpe?g|gif|svg|webp|bmp|ico)\b", re.I)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE_LABEL = re.compile(r"\b(?:tel|phone|fax)\b\.?\s*:", re.I)
@@ -169,7 +184,7 @@ def split_blocks(raw: str) -> list[str]:
 def _is_wrapped_continuation(length: int, previous_line: str, line: str) -> bool:
     # A line that starts in lower case right after an unfinished long block is
     # the same paragraph wrapped at a fixed width, not a new block.
-    return length >= 40 and not _ENDS_SENTENCE.search(previous_line) and line[0].islower()
+    return length >= 40 and not ends_sentence(previous_line) and line[0].islower()
 
 
 def classify_block(block: str, counts: Counter[str], metadata: _Metadata) -> Kind:
@@ -178,16 +193,26 @@ def classify_block(block: str, counts: Counter[str], metadata: _Metadata) -> Kin
         return Kind.META
     if is_boilerplate(block) or _is_repeated_short_line(block, counts):
         return Kind.BAD
-    words = len(block.split())
-    if words >= GOOD_MIN_WORDS and _ENDS_SENTENCE.search(block):
+    words = count_words(block)
+    if words < GOOD_MIN_WORDS:
+        return Kind.SHORT
+    if ends_sentence(block) or (words >= LONG_BLOCK_WORDS and not _mostly_capitalised(block)):
         return Kind.GOOD
-    return Kind.SHORT
+    return Kind.NEAR_GOOD
+
+
+def _mostly_capitalised(block: str) -> bool:
+    # Prose in a cased script is mostly lower case; a flattened menu, or a headline, is capitalised words.
+    # The first words tell: a 50 MB line is not split whole for it.
+    words = (match.group() for match in itertools.islice(_WORD.finditer(block), CAPITALS_SAMPLE_WORDS))
+    initials = [word[0] for word in words if word[0].isupper() or word[0].islower()]
+    return len(initials) >= GOOD_MIN_WORDS and sum(c.isupper() for c in initials) > LIST_CAPITALS_SHARE * len(initials)
 
 
 def is_boilerplate(block: str) -> bool:
     """Whether a line has the shape of site furniture rather than article text."""
-    words = block.split()
-    if len(words) > SHORT_LINE_WORDS or len(block) > SHORT_LINE_CHARS:
+    words = count_words(block)
+    if words > SHORT_LINE_WORDS or len(block) > SHORT_LINE_CHARS:
         return bool(_COMMENT_FORM.search(block))
     plain = _BULLET.sub("", block)
     checks = (
@@ -195,11 +220,11 @@ def is_boilerplate(block: str) -> bool:
         bool(_EMAIL.search(block) or _PHONE_LABEL.search(block)),
         bool(_COPYRIGHT.search(block)),
         bool(_COMMENT_FORM.search(block)),
-        len(words) <= 6 and bool(_SOCIAL.match(plain) or _UI_WORDS.match(plain)),
+        words <= 6 and bool(_SOCIAL.match(plain) or _UI_WORDS.match(plain)),
         bool(_READ_IN_LANGUAGE.match(plain)),
         bool(_NUMBER_ONLY.match(block) or _DATE_WITH_PIPE.match(block)),
-        bool(_LABEL_VALUE.match(block)) and len(words) <= 12,
-        plain != block and not _ENDS_SENTENCE.search(block),
+        bool(_LABEL_VALUE.match(block)) and words <= 12,
+        plain != block and not ends_sentence(block),
         is_self_repeating(block),
     )
     return any(checks)
@@ -222,14 +247,14 @@ def _is_repeated_short_line(block: str, counts: Counter[str]) -> bool:
     # Menus, share bars and related headlines are printed more than once on a
     # page; article sentences are not. Long repeated paragraphs are handled
     # later by keeping their first copy.
-    if len(block.split()) >= GOOD_MIN_WORDS and _ENDS_SENTENCE.search(block):
+    if count_words(block) >= GOOD_MIN_WORDS and ends_sentence(block):
         return False
     return counts[block] > 1
 
 
 def _read_metadata_line(block: str, metadata: _Metadata) -> bool:
     """Record a byline, dateline, credit or masthead line; return whether it was one."""
-    if len(block.split()) > SHORT_LINE_WORDS or len(block) > SHORT_LINE_CHARS:
+    if len(block) > SHORT_LINE_CHARS or count_words(block) > SHORT_LINE_WORDS:
         return False
     if match := _DATE_LABEL.match(block):
         if (date := parse_date(block[match.end() :])) and not block.lower().startswith(("updated", "last")):
@@ -263,37 +288,59 @@ def parse_date(text: str) -> str:
 
 
 def _iso(year: int, month: int, day: int) -> str:
-    if not (1 <= month <= 12 and 1 <= day <= 31 and 1800 <= year <= 2200):
+    if not 1800 <= year <= 2200:
         return ""
-    return f"{year:04d}-{month:02d}-{day:02d}"
+    try:
+        return datetime.date(year, month, day).isoformat()
+    except ValueError:  # no such day: 2021-02-30, 2020-13-40
+        return ""
 
 
 def find_title(blocks: list[str], kinds: list[Kind]) -> int | None:
-    """Index of the headline: the nearest headline-shaped line above the first paragraph."""
+    """Index of the headline: the nearest headline-shaped line above the first paragraph.
+
+    A short line is preferred. A long headline (ten words or more) is
+    near-good, and is taken when no short line above the article looks like a
+    headline, if something other than text (a byline, a share bar) parts it
+    from the article or it is in title case: else it is the article's opening
+    paragraph without a final period, or a line of a hard-wrapped one.
+    """
     first_good = next((i for i, kind in enumerate(kinds) if kind is Kind.GOOD), None)
     if first_good is None:
         return None
-    for i in range(first_good - 1, max(-1, first_good - 1 - TITLE_SEARCH_BLOCKS), -1):
+    above = range(first_good - 1, max(-1, first_good - 1 - TITLE_SEARCH_BLOCKS), -1)
+    for i in above:
         if kinds[i] is Kind.SHORT and _looks_like_headline(blocks[i]):
             return i
+    for i in above:
+        if kinds[i] is Kind.NEAR_GOOD and _looks_like_headline(blocks[i]):
+            parted = kinds[i + 1] not in (Kind.GOOD, Kind.NEAR_GOOD)
+            return i if parted or _mostly_capitalised(blocks[i]) else None
     return None
 
 
 def _looks_like_headline(block: str) -> bool:
-    words = block.split()
-    return TITLE_MIN_WORDS <= len(words) <= TITLE_MAX_WORDS and not block.endswith((",", ";", ":"))
+    words = count_words(block)
+    return TITLE_MIN_WORDS <= words <= TITLE_MAX_WORDS and not block.endswith((",", ";", ":", "、", "，", "：", "；"))
 
 
 def resolve_short_blocks(kinds: list[Kind]) -> list[Kind]:
-    """Give each short block the class of its neighbours: good only between good blocks.
+    """Give each near-good and short block a class from its neighbours (the nearest good or bad blocks).
 
-    Metadata lines count as bad neighbours (they frame the article, they are
-    not part of it). At either end of the text the one neighbour decides.
+    A near-good block (long, without a sentence end) is good unless every
+    neighbour it has is bad: it is kept beside article text, and when nothing
+    else in the text is decided. Then a short block is good only between good
+    blocks. Metadata lines count as bad neighbours (they frame the article,
+    they are not part of it). At either end of the text the one neighbour decides.
     """
-    before = _nearest_decided(kinds)
-    after = _nearest_decided(kinds[::-1])[::-1]
     resolved = list(kinds)
+    before, after = _nearest_decided(kinds), _nearest_decided(kinds[::-1])[::-1]
     for i, kind in enumerate(kinds):
+        if kind is Kind.NEAR_GOOD:
+            sides = [side for side in (before[i], after[i]) if side is not None]
+            resolved[i] = Kind.BAD if sides and all(side is Kind.BAD for side in sides) else Kind.GOOD
+    before, after = _nearest_decided(resolved), _nearest_decided(resolved[::-1])[::-1]
+    for i, kind in enumerate(resolved):
         if kind is Kind.SHORT:
             sides = [side for side in (before[i], after[i]) if side is not None]
             resolved[i] = Kind.GOOD if sides and all(side is Kind.GOOD for side in sides) else Kind.BAD
@@ -301,7 +348,7 @@ def resolve_short_blocks(kinds: list[Kind]) -> list[Kind]:
 
 
 def _nearest_decided(kinds: list[Kind]) -> list[Kind | None]:
-    """For each position, the class (good or bad) of the nearest non-short block before it.
+    """For each position, the class (good or bad) of the nearest decided block before it (short and near-good skipped).
 
     One pass, so a page of a hundred thousand short lines (a list, a dump)
     costs no more than its length.
@@ -310,7 +357,7 @@ def _nearest_decided(kinds: list[Kind]) -> list[Kind | None]:
     last: Kind | None = None
     for kind in kinds:
         nearest.append(last)
-        if kind is not Kind.SHORT:
+        if kind not in (Kind.SHORT, Kind.NEAR_GOOD):
             last = Kind.GOOD if kind is Kind.GOOD else Kind.BAD
     return nearest
 

@@ -2,11 +2,15 @@
 
 A sidecar ``NAME.meta.json`` next to ``NAME.txt`` (or .md, .html) holds facts
 that are not in the text, such as a URL. Its fields (``title``, ``outlet``,
-``author``, ``date``, ``url``) win over what is read from the text.
+``author``, ``date``, ``url``) win over what is read from the text; a value of
+the wrong type or shape is ignored with a warning naming the file and field.
 
 One bad file never stops a build: a file that cannot be read (empty, binary,
 undecodable, no article text, or an unexpected error in a parser) is left out
-with a warning that names it and says why, and the other files are read.
+with a warning that names it and says why, and the other files are read. So
+is a folder that cannot be listed; a corpus folder that cannot be listed at
+all is an error, never an empty corpus. Symbolic links are followed while they
+stay inside the corpus folder, and no file is read twice.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import json
 import re
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from html.parser import HTMLParser
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any, TypeVar
 
 from qa.errors import QAError
-from qa.ingest.clean import CleanedText, clean_text
+from qa.ingest.clean import CleanedText, clean_text, parse_date
 from qa.ingest.decode import decode_bytes
+from qa.ingest.folders import CorpusWalk, SkippedFileWarning
 from qa.records import Document
 
 TEXT_SUFFIXES = (".txt",)
@@ -31,24 +37,36 @@ HTML_SUFFIXES = (".html", ".htm")
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES + HTML_SUFFIXES
 SIDECAR_SUFFIX = ".meta.json"
 METADATA_FIELDS = ("title", "outlet", "author", "date", "url")
+# The longest value a sidecar field may hold. No headline, name or address comes near
+# these; a longer value is a mistake (an article pasted into "title") and is ignored.
+METADATA_MAX_CHARS = {"title": 500, "outlet": 200, "author": 300, "date": 40, "url": 2048}
+_WEB_ADDRESS = re.compile(r"https?://\S+", re.I)
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Control characters (escape, bell, NUL...) are dropped from sidecar values, as from text.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_AnyPath = TypeVar("_AnyPath", bound=PurePath)
 
 
 @dataclass(frozen=True)
 class CorpusFile:
-    """A corpus file found on disk, before it is read and cleaned."""
+    """A corpus file found on disk, before it is read and cleaned.
+
+    ``sidecar`` is its metadata file, if it has one that may be read.
+    """
 
     path: Path
     source: str
     checksum: str
+    sidecar: Path | None = None
 
     @property
     def doc_id(self) -> str:
-        """The document id: the source path without its suffix."""
-        return str(Path(self.source).with_suffix("").as_posix())
+        """The document id: the source path, suffix included, so ``story.txt`` and ``story.md`` are two documents."""
+        return self.source
 
 
-class SkippedFileWarning(UserWarning):
-    """A corpus file could not be read and was left out of the index."""
+class MetadataWarning(UserWarning):
+    """A sidecar field holds a value of the wrong type or shape; it was ignored."""
 
 
 class PlainTextFallbackWarning(UserWarning):
@@ -59,18 +77,33 @@ class HtmlExtractionError(QAError):
     """trafilatura cannot read a page: nested too deep for lxml, or it failed on it."""
 
 
-def find_corpus_files(corpus_dir: Path) -> list[CorpusFile]:
-    """List supported files under ``corpus_dir`` (recursively, hidden ones skipped), sorted."""
+def find_corpus_files(corpus_dir: Path, *, follow_links: bool = False) -> list[CorpusFile]:
+    """List supported files under ``corpus_dir`` (recursively, hidden ones skipped), sorted by path.
+
+    A folder that cannot be listed, a file that cannot be read, a dangling
+    symbolic link, and a link leading out of ``corpus_dir`` (unless
+    ``follow_links``) are skipped with a ``SkippedFileWarning`` naming them.
+    Links inside the corpus are followed; a file reached twice (by a link and
+    by its own name, or as two hard links) is listed once, by its own name.
+
+    Raises:
+        QAError: ``corpus_dir`` is not a folder, or cannot be listed: an
+            unreadable corpus is never taken for an empty one.
+    """
     if not corpus_dir.is_dir():
         raise QAError(f"corpus folder not found: {corpus_dir}")
+    walk = CorpusWalk(corpus_dir, suffixes=SUPPORTED_SUFFIXES, follow_links=follow_links)
     files = []
-    for path in sorted(corpus_dir.rglob("*")):
-        relative = path.relative_to(corpus_dir)
-        if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES and not _is_hidden(relative):
-            try:
-                files.append(CorpusFile(path, relative.as_posix(), file_checksum(path)))
-            except OSError as error:  # no permission, or gone since the folder was listed
-                warnings.warn(f"skipped {relative.as_posix()}: {error}", SkippedFileWarning, stacklevel=2)
+    for path, source in walk.files():
+        # A sidecar that is a link is read on the terms of any other file.
+        beside = sidecar_path(path)
+        readable = walk.may_read(beside, str(sidecar_path(PurePosixPath(source)))) and beside.is_file()
+        sidecar = beside if readable else None
+        try:
+            files.append(CorpusFile(path, source, file_checksum(path, sidecar), sidecar))
+        except OSError as error:  # no permission, or gone since the folder was listed
+            message = f"skipped {source}: {error.strerror or error}"
+            warnings.warn(message, SkippedFileWarning, stacklevel=2)
     return files
 
 
@@ -82,28 +115,23 @@ def corpus_fingerprint(files: list[CorpusFile]) -> str:
     return digest.hexdigest()
 
 
-def _is_hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
-
-
-def sidecar_path(path: Path) -> Path:
+def sidecar_path(path: _AnyPath) -> _AnyPath:
     """The metadata sidecar of a corpus file: ``NAME.meta.json`` beside ``NAME.txt``."""
     return path.with_name(path.name[: -len(path.suffix)] + SIDECAR_SUFFIX)
 
 
-def file_checksum(path: Path) -> str:
+def file_checksum(path: Path, sidecar: Path | None = None) -> str:
     """SHA-256 of a file and its sidecar, so editing either marks the document changed."""
     digest = hashlib.sha256(path.read_bytes())
-    sidecar = sidecar_path(path)
-    if sidecar.is_file():
+    if sidecar is not None and sidecar.is_file():
         digest.update(b"\0sidecar\0" + sidecar.read_bytes())
     return digest.hexdigest()
 
 
-def load_documents(corpus_dir: Path) -> list[Document]:
+def load_documents(corpus_dir: Path, *, follow_links: bool = False) -> list[Document]:
     """Read and clean every supported file under ``corpus_dir``; unreadable files are skipped with a warning."""
     documents = []
-    for corpus_file in find_corpus_files(corpus_dir):
+    for corpus_file in find_corpus_files(corpus_dir, follow_links=follow_links):
         document = load_document(corpus_file)
         if document is not None:
             documents.append(document)
@@ -136,7 +164,8 @@ def read_document(corpus_file: CorpusFile) -> Document:
     """
     suffix = corpus_file.path.suffix.lower()
     decoded = decode_bytes(corpus_file.path.read_bytes(), html=suffix in HTML_SUFFIXES)
-    sidecar = read_sidecar(sidecar_path(corpus_file.path))
+    sidecar_name = str(sidecar_path(PurePosixPath(corpus_file.source)))
+    sidecar = read_sidecar(corpus_file.sidecar, name=sidecar_name) if corpus_file.sidecar else {}
     cleaned = parse_text(decoded.text, suffix, url=sidecar.get("url", ""), source=corpus_file.source)
     if not cleaned.paragraphs:
         raise QAError("no article text found (only boilerplate, or too little text)")
@@ -161,17 +190,78 @@ def parse_text(raw: str, suffix: str, *, url: str = "", source: str = "") -> Cle
     return clean_text(raw)
 
 
-def read_sidecar(path: Path) -> dict[str, str]:
-    """Read a metadata sidecar if there is one; a malformed sidecar is an error, not ignored."""
+def read_sidecar(path: Path, *, name: str = "") -> dict[str, str]:
+    """Read a metadata sidecar if there is one; a malformed sidecar is an error, not ignored.
+
+    A field whose value has the wrong type (a number, a list), is too long
+    (``METADATA_MAX_CHARS``), or is not a date or a web address where one is
+    due, is left out with a ``MetadataWarning`` naming the file (``name``,
+    else the file name) and the field; the other fields are read.
+
+    Raises:
+        QAError: The sidecar is not valid JSON, or not a JSON object.
+    """
     if not path.is_file():
         return {}
+    name = name or path.name
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is no error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise QAError(f"metadata file {path.name} is not valid JSON ({error})") from error
+        raise QAError(f"metadata file {name} is not valid JSON ({error})") from error
     if not isinstance(data, dict):
-        raise QAError(f"metadata file {path.name} must hold a JSON object")
-    return {name: str(data[name]).strip() for name in METADATA_FIELDS if data.get(name)}
+        raise QAError(f"metadata file {name} must hold a JSON object")
+    fields = {field: sidecar_value(field, data.get(field), sidecar=name) for field in METADATA_FIELDS}
+    return {field: value for field, value in fields.items() if value}
+
+
+def sidecar_value(field: str, value: object, *, sidecar: str) -> str:
+    """A sidecar field's value as text, or "" (with a ``MetadataWarning``) when it has the wrong type or shape."""
+    if value is None or value == "":
+        return ""
+    text = _CONTROL_CHARACTERS.sub("", " ".join(value.split())) if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        problem = f"it should be text, not {_json_kind(value)}"
+    elif len(text) > METADATA_MAX_CHARS[field]:
+        problem = f"{len(text):,} characters, more than the {METADATA_MAX_CHARS[field]:,} a {field} may have"
+    elif field == "date":
+        day = sidecar_date(text)
+        if day:
+            return day
+        problem = f"{text!r} is not a date (write it as 2020-08-02)"
+    elif field == "url" and not _WEB_ADDRESS.fullmatch(text):
+        problem = f"{text!r} is not a web address (https://...)"
+    else:
+        return text
+    warnings.warn(f'{sidecar}: ignored "{field}": {problem}', MetadataWarning, stacklevel=2)
+    return ""
+
+
+def sidecar_date(text: str) -> str:
+    """A sidecar's date as it will be stored, or "" when ``text`` names no real day (``9999-99-99``, ``12345``).
+
+    ``2020-08-02`` and ISO date-times are kept as given; other ways of writing
+    a date (``August 2, 2020``) become ``YYYY-MM-DD``.
+    """
+    day = text[:10]
+    if _ISO_DAY.fullmatch(day):
+        if parse_date(day) != day:
+            return ""  # no such day, or out of range
+        if len(text) == len(day):
+            return text
+        try:  # a date-time: the date filter reads its first ten characters
+            datetime.fromisoformat(text)
+        except ValueError:
+            return ""
+        return text
+    return parse_date(text)
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def parse_markdown(raw: str) -> CleanedText:

@@ -2,7 +2,9 @@
 
 Scraped news pages come in UTF-8, UTF-16, and the legacy encodings of their
 country: CP949/EUC-KR for Korean outlets, CP1252/Latin-1 for Western ones.
-The order of evidence is a byte-order mark, then strict UTF-8 (legacy text is
+The order of evidence is a byte-order mark, then the escape sequences of
+ISO-2022 (Japanese, Korean and Chinese mail and old pages: 7-bit bytes that are
+valid ASCII, so UTF-8 would read them as garbage), then strict UTF-8 (legacy text is
 practically never valid UTF-8, so a page that is valid UTF-8 but declares
 another charset is a mislabelled UTF-8 page), then the charset an HTML page
 declares, and last a statistical detector. Binary files are refused rather
@@ -26,7 +28,18 @@ _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
+    # UTF-7's mark: without it UTF-7 cannot be told from ASCII, with it there is no doubt.
+    *((mark, "utf-7") for mark in (b"+/v8", b"+/v9", b"+/v+", b"+/v/")),
 )
+# ISO-2022 announces a character set with an escape sequence: ESC $ F (a 94x94 set as G0),
+# or ESC $ ( F, ESC $ ) F, ESC $ * F, ESC $ + F (as G0 to G3). Text is 7-bit.
+_ISO2022_DESIGNATION = re.compile(rb"\x1b\$[()*+]?[@-Z]")
+# Sets designated to G1 to G3 are shifted in with SO/SI (or single shifts): ISO-2022-KR and -CN.
+# ESC $ ) C (KS X 1001) is ISO-2022-KR; the others are ISO-2022-CN's (GB 2312, CNS 11643, ISO-IR-165).
+_ISO2022_KR_DESIGNATION = b"\x1b$)C"
+# ISO-2022-JP and its extensions (-2 adds Chinese and Korean sets, -3 and -2004 JIS X 0213),
+# the plainest first: the first that decodes names the file's encoding.
+_ISO2022_JP_CODECS = ("iso2022_jp", "iso2022_jp_2", "iso2022_jp_ext", "iso2022_jp_3", "iso2022_jp_2004")
 # Control bytes that never occur in text in an ASCII-compatible encoding
 # (tab, line feed, vertical tab, form feed, carriage return and escape do).
 _CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20)])
@@ -103,6 +116,9 @@ def decode_bytes(data: bytes, *, html: bool = False) -> DecodedText:
     if not data.strip():
         raise UndecodableError("the file is empty")
     bom = next((encoding for mark, encoding in _BOMS if data.startswith(mark)), None)
+    if bom is None and (escaped := iso2022_encodings(data)):
+        # Before the binary check: ISO-2022-KR's shift bytes are control bytes.
+        return _decode_iso2022(data, escaped)
     if bom is None and _control_byte_share(data[:_BINARY_SAMPLE_BYTES]) > _MAX_CONTROL_SHARE:
         raise UndecodableError("binary data, not text")
     candidates = iter([bom]) if bom else _candidate_encodings(data, html)
@@ -111,10 +127,37 @@ def decode_bytes(data: bytes, *, html: bool = False) -> DecodedText:
             text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
-        return DecodedText(_tidy(text), _plain_name(encoding))
+        return DecodedText(_tidy(text.removeprefix("\ufeff")), _plain_name(encoding))
     if bom:
         raise UndecodableError(f"starts with a {bom} byte-order mark but is not valid {bom}")
     raise UndecodableError("not UTF-8, and no other encoding decodes it")
+
+
+def iso2022_encodings(data: bytes) -> tuple[str, ...]:
+    """The ISO-2022 codecs to try if ``data`` is 7-bit text announcing character sets by escape sequences, else ().
+
+    Raises:
+        UndecodableError: The file is ISO-2022-CN, which Python has no codec for.
+    """
+    if not data.isascii():
+        return ()  # ISO-2022 is 7-bit: a byte over 127 means another encoding
+    designations = set(_ISO2022_DESIGNATION.findall(data))
+    if not designations:
+        return ()
+    shifted = {d for d in designations if d[2:3] in b")*+"}
+    if shifted - {_ISO2022_KR_DESIGNATION}:
+        raise UndecodableError("the file is in ISO-2022-CN, which qa cannot read: save it as UTF-8")
+    return ("iso2022_kr",) if shifted else _ISO2022_JP_CODECS
+
+
+def _decode_iso2022(data: bytes, encodings: tuple[str, ...]) -> DecodedText:
+    for encoding in encodings:
+        try:
+            return DecodedText(_tidy(data.decode(encoding)), encoding)
+        except UnicodeDecodeError:
+            continue
+    name = "ISO-2022-KR" if encodings == ("iso2022_kr",) else "ISO-2022-JP"
+    raise UndecodableError(f"the file has the escape sequences of {name} but is not valid {name}: save it as UTF-8")
 
 
 def _control_byte_share(data: bytes) -> float:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from qa.ingest.words import count_words, ends_sentence
 from qa.records import Document, Passage
 
 TokenCounter = Callable[[str], int]
@@ -32,7 +33,6 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 _CHARS_PER_EXTRA_TOKEN = 6
 # A word ending a sentence: body, stop run (".", "?!", "..."), then closing quotes.
 _TERMINAL_WORD = re.compile(rf"(?P<body>.*?)(?P<stop>[{_STOPS}]+)[{re.escape(_CLOSERS)}]*")
-_ENDS_SENTENCE = re.compile(rf"[{_STOPS}][{re.escape(_CLOSERS)}]*$")
 _DOTTED_ACRONYM = re.compile(r"(?:[^\W\d_]\.){2,}")  # "U.S.", "e.g.", "D.C."
 _ABBREVIATIONS = frozenset({
     "Mr.", "Mrs.", "Ms.", "Dr.", "Prof.", "St.", "Gen.", "Lt.", "Col.", "Sgt.", "Rev.",
@@ -198,9 +198,9 @@ def _strip_span(text: str, start: int, end: int) -> Span:
 
 
 def _join_direction(paragraph: str, min_words: int) -> _Join:
-    if len(paragraph.split()) >= min_words:
+    if count_words(paragraph) >= min_words:  # in any script: a Chinese paragraph is not one word
         return None
-    return "backward" if _ENDS_SENTENCE.search(paragraph) else "forward"
+    return "backward" if ends_sentence(paragraph) else "forward"
 
 
 def _merge_short_segments(segments: list[_Segment], fits: Callable[[_Segment, _Segment], bool]) -> list[_Segment]:
