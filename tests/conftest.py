@@ -13,9 +13,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 import numpy as np
 import pytest
@@ -243,3 +243,53 @@ ODD_QUESTIONS = {
 }
 # ... and questions with nothing to ask once invisible characters and spaces are gone.
 EMPTY_QUESTIONS = ["", "   ", "\x00\u200b", "\r\n\t", "\x1b[0m"]
+
+
+def rewrite_manifest(index_dir: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``edit`` to the manifest's JSON and give it a matching checksum, as a bug or a careful hand would."""
+    from qa.index.manifest import MANIFEST_CHECKSUM, MANIFEST_NAME
+
+    path = index_dir / MANIFEST_NAME
+    data = json.loads(path.read_text())
+    del data[MANIFEST_CHECKSUM]
+    edit(data)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    data[MANIFEST_CHECKSUM] = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    path.write_text(json.dumps(data, indent=2))
+
+
+# Manifest fields of the wrong type or out of range (with a matching checksum), and what the error then names.
+def _set(*keys: str, value: object) -> Callable[[dict[str, Any]], None]:
+    def edit(data: dict[str, Any]) -> None:
+        target = data
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+
+    return edit
+
+
+def _first_check(field: str, value: object) -> Callable[[dict[str, Any]], None]:
+    def edit(data: dict[str, Any]) -> None:
+        next(iter(data["file_checks"].values()))[field] = value
+
+    return edit
+
+
+WRONG_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "files as a list": (_set("files", value=["documents-1.jsonl"]), "files is"),
+    "a size 'x'": (_first_check("size", "x"), "not an integer"),
+    "model 123": (_set("model", value=123), "model is 123, not a string"),
+    "dimension true": (_set("dimension", value=True), "dimension is true"),
+    "passages -1": (_set("passages", value=-1), "passages is -1"),
+    "max_tokens a string": (_set("settings", "max_tokens", value="254"), "max_tokens is"),
+    "settings null": (_set("settings", value=None), "settings is null"),
+    "a check outside the index": (
+        lambda data: data["file_checks"].update({"../../etc/passwd": {"size": 1, "sha256": "0" * 64}}),
+        "not a file of this index",
+    ),
+    "file_checks missing": (lambda data: data.pop("file_checks"), "file_checks"),
+    "an unknown field": (_set("extra", value=1), "unknown fields"),
+}
+# Characters that can drive a terminal (escape sequences, controls, bidirectional overrides and isolates).
+TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from conftest import DAMAGES, EMPTY_QUESTIONS, ODD_QUESTIONS, FakeModelEncoder, IndexWorker, damage_index
+from conftest import (
+    DAMAGES,
+    EMPTY_QUESTIONS,
+    ODD_QUESTIONS,
+    TERMINAL_CONTROLS,
+    WRONG_MANIFESTS,
+    FakeModelEncoder,
+    IndexWorker,
+    damage_index,
+    rewrite_manifest,
+    write_lines,
+)
 from qa.cli import main
 from qa.index.build import open_index
 from qa.index.manifest import read_manifest
@@ -246,7 +258,7 @@ def test_index_says_which_files_were_not_utf8_and_which_were_skipped(
 
 
 def test_search_modes_and_filters(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = "dailynk-kim-yo-jong-orders-encouragement-for-defector-families"
+    doc = "dailynk-kim-yo-jong-orders-encouragement-for-defector-families.txt"  # ids keep the suffix
     for argv in (["--mode", "bm25"], ["--doc", doc], ["--outlet", "Daily NK"]):
         capsys.readouterr()
         assert main(["search", "families of defectors", "--json", "--index", str(index_dir), *argv]) == 0
@@ -390,3 +402,224 @@ def test_search_does_not_import_the_web_app_or_torch(index_dir: Path) -> None:
     environment.pop("QA_MODEL", None)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
     assert run.stdout.strip().splitlines()[-1] == "0 []"
+
+
+# --- the index folder: only qa's files, one line for every way it cannot be used ---------------
+
+
+def test_qa_index_refuses_a_folder_of_other_files_and_deletes_none_of_them(
+    corpus_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "documents"
+    names = ["bm25-draft.txt", "documents-2020.jsonl", "passages-old.jsonl", "vectors-a.faiss", ".notes.tmp"]
+    for name in names:
+        write_lines(folder / name, [f"kept: {name}"])
+    capsys.readouterr()
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(folder)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"qa: error: {folder} is not an index folder of qa and holds other files (")
+    assert line.endswith("give --index an empty or new folder, or the folder of an index")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names)
+    assert all((folder / name).read_text() == f"kept: {name}\n" for name in names)
+
+
+def test_qa_index_never_deletes_files_it_did_not_write_in_its_own_index_folder(
+    index_dir: Path, corpus_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = ["bm25-draft.txt", "documents-2020.jsonl", "passages-0abc.jsonl", "slots-1.npy", ".notes.tmp"]
+    for name in names:
+        write_lines(index_dir / name, [f"kept: {name}"])
+    (corpus_copy / KOREA_TIMES).unlink()  # a change, so the build writes a new generation
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 0
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir), "--rebuild"]) == 0
+    assert all((index_dir / name).read_text() == f"kept: {name}\n" for name in names)
+    qa_files = {"manifest.json", "embeddings.sqlite", "qa-index.lock", *read_manifest(index_dir).files.values()}
+    assert {p.name for p in index_dir.iterdir()} == qa_files | set(names)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["index", "--corpus", "{corpus}", "--index", "{file}"], "is a file, not a folder: give --index a folder"),
+        (["search", "q", "--index", "{file}"], "is a file, not an index folder: give --index the index's folder"),
+        (["passages", "--index", "{file}"], "is a file, not an index folder"),
+        (["index", "--corpus", "{corpus}", "--index", "/proc/self"], "is not an index folder of qa"),
+        (["index", "--corpus", "{corpus}", "--index", "/proc/self/qa-index"], "cannot use /proc/self/qa-index as"),
+        (["index", "--corpus", "{corpus}", "--index", "{file}/index"], "index folder (Not a directory): give --index"),
+    ],
+)
+def test_an_index_folder_that_cannot_be_used_is_one_clear_line(
+    argv: list[str], message: str, corpus_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write_lines(tmp_path / "a-file.txt", ["not an index"])
+    assert main([part.format(corpus=corpus_copy, file=file) for part in argv]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("qa: error: ") and message in line
+    assert file.read_text() == "not an index\n"
+
+
+def test_a_lock_file_that_is_a_symlink_is_one_clear_line_and_its_target_is_untouched(
+    index_dir: Path, corpus_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim = write_lines(tmp_path / "precious.txt", ["a file qa did not write"])
+    (index_dir / "qa-index.lock").unlink()
+    (index_dir / "qa-index.lock").symlink_to(victim)
+    capsys.readouterr()
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert "qa-index.lock is a symbolic link" in line and line.endswith(": remove the link")
+    assert victim.read_text() == "a file qa did not write\n"
+
+
+def test_a_full_disk_at_the_lock_is_one_clear_line(
+    index_dir: Path, corpus_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import os
+
+    def full(*_: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    before = open_index(index_dir).passages
+    monkeypatch.setattr(os, "pwrite", full)
+    capsys.readouterr()
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 1
+    monkeypatch.undo()
+    [line] = capsys.readouterr().err.splitlines()
+    assert "(No space left on device): free some disk space" in line
+    assert open_index(index_dir).passages == before
+
+
+def test_an_index_on_a_read_only_file_system_is_one_clear_line(
+    index_dir: Path, corpus_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    real_open = os.open
+
+    def read_only(path: str | os.PathLike[str], flags: int, *args: object) -> int:
+        if Path(path).is_relative_to(index_dir) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args)
+
+    before = open_index(index_dir).passages
+    monkeypatch.setattr(os, "open", read_only)
+    capsys.readouterr()
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 1
+    monkeypatch.undo()
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"qa: error: cannot use {index_dir} as the index folder (Read-only file system): "
+        "give --index a folder you may write to (qa makes it if it is missing)"
+    )
+    assert open_index(index_dir).passages == before
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_index_folder_is_one_clear_line(
+    index_dir: Path, corpus_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (corpus_copy / KOREA_TIMES).unlink()  # a change: the build must write
+    before = open_index(index_dir).passages
+    index_dir.chmod(0o555)
+    try:
+        capsys.readouterr()
+        assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 1
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("qa: error: ") and "give --index a folder you may write to" in line
+        fresh = index_dir.parent / "fresh"
+        fresh.mkdir(mode=0o555)
+        assert main(["index", "--corpus", str(corpus_copy), "--index", str(fresh)]) == 1
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"qa: error: cannot use {fresh} as the index folder (Permission denied)")
+    finally:
+        index_dir.chmod(0o755)
+    assert open_index(index_dir).passages == before
+
+
+@pytest.mark.parametrize("wrong", WRONG_MANIFESTS)
+def test_a_manifest_of_wrong_types_is_one_line_and_qa_index_repairs_it(
+    wrong: str, index_dir: Path, corpus_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit, named = WRONG_MANIFESTS[wrong]
+    rewrite_manifest(index_dir, edit)
+    for command in (["search", "Why do defectors return?"], ["passages"]):
+        capsys.readouterr()
+        assert main([*command, "--index", str(index_dir)]) == 1
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("qa: error: the index in") and named in line and "run `qa index --rebuild`" in line
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 0
+    assert "Rebuilt from scratch: the index in" in capsys.readouterr().out
+    assert main(["search", "Why do defectors return?", "--index", str(index_dir)]) == 0
+
+
+@pytest.mark.parametrize("seconds", ["-5", "-0.5", "nan", "inf", "soon", ""])
+def test_wait_must_be_a_number_of_seconds(seconds: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["index", "--wait", seconds])
+    assert exited.value.code == 2
+    assert f"argument --wait: {seconds!r} is not a number of seconds, 0 or more" in capsys.readouterr().err
+
+
+# --- what the corpus says reaches the terminal cleaned, and JSON escaped ------------------------
+
+EVIL_TITLE = "Title \u202eevil\u202c \x1b[31mred\x1b[0m\x07 \x9b2J end"
+EVIL_SOURCE = "evil\x1b]0;pwned\x07\x1b[2J\r.txt"
+
+
+@pytest.fixture
+def evil_index(tmp_path: Path) -> Path:
+    from qa.index.build import index_documents
+    from qa.index.manifest import IndexSettings
+    from qa.ingest.split import split_passages
+    from qa.records import Document
+
+    document = Document(
+        doc_id="evil",
+        source=EVIL_SOURCE,
+        paragraphs=("Why do defectors return \x1b[5mhome\x1b[0m? Family,\r money \u2066and\u2069 fear\x00.",),
+        title=EVIL_TITLE,
+        outlet="Out\x1blet\x7f",
+        date="2020-01-01\x1b[8m",
+    )
+    passages = split_passages(document, max_tokens=128, min_words=1)
+    index = tmp_path / "evil-index"
+    encoder = FakeModelEncoder("sentence-transformers/all-MiniLM-L6-v2")
+    settings = IndexSettings(max_tokens=128, min_words=1)
+    index_documents([document], passages, index, fingerprint="evil", encoder=encoder, settings=settings)
+    return index
+
+
+@pytest.mark.parametrize("command", [["search", "Why do defectors return?"], ["passages"]])
+def test_control_characters_from_the_corpus_never_reach_the_terminal(
+    command: list[str], evil_index: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main([*command, "--index", str(evil_index)]) == 0
+    out = capsys.readouterr().out
+    assert not TERMINAL_CONTROLS.search(out), repr(out)
+    assert "Title evil red 2J end" in out and "(evil .txt)" in out and "Outlet" in out
+
+
+@pytest.mark.parametrize("command", [["search", "Why do defectors return?"], ["passages"]])
+def test_json_keeps_every_character_of_the_corpus_and_escapes_those_that_drive_a_terminal(
+    command: list[str], evil_index: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main([*command, "--json", "--index", str(evil_index)]) == 0
+    out = capsys.readouterr().out
+    assert not TERMINAL_CONTROLS.search(out), repr(out)
+    rows = [json.loads(out)["hits"][0]] if command[0] == "search" else [json.loads(line) for line in out.splitlines()]
+    assert rows[0]["title"] == EVIL_TITLE and rows[0]["source"] == EVIL_SOURCE
+
+
+def test_file_names_in_index_messages_are_cleaned(
+    corpus_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    article = "재입북 탈북민 올해 늘어\n\n통일부는 올해 들어 북한으로 다시 돌아간 탈북민이 지난해보다 늘었다고 밝혔다."
+    (corpus_copy / "kor\x1b[2Jean\x07.txt").write_bytes(article.encode("cp949"))
+    (corpus_copy / "em\x1b]0;x\x07pty.txt").write_bytes(b"")
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(tmp_path / "i")]) == 0
+    captured = capsys.readouterr()
+    assert not TERMINAL_CONTROLS.search(captured.out + captured.err), repr(captured)
+    assert "korean.txt" in captured.out + captured.err and "empty.txt" in captured.err

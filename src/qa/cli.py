@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from qa.errors import QAError
 from qa.index.lock import DEFAULT_WAIT_SECONDS
 from qa.index.store import SearchFilter
 from qa.records import Hit, Passage, SearchResult, result_to_dict
+from qa.safe_text import json_text, terminal_text
 from qa.search.modes import MODES, Mode, parse_modes
 from qa.search.question import EmptyQuestionError, Question, clipped_notice, normalize_question
 
@@ -31,6 +33,25 @@ MODEL_HELP = (
     "sentence-transformers model name or folder (default: $QA_MODEL, else the index's model, else all-MiniLM-L6-v2)"
 )
 BACKEND_HELP = "how the encoder runs (default: $QA_BACKEND, else openvino-bf16)"
+
+
+def _say(text: str) -> None:
+    print(terminal_text(text))
+
+
+def _tell(text: str) -> None:
+    print(terminal_text(text), file=sys.stderr, flush=True)
+
+
+def wait_seconds(text: str) -> float:
+    """``--wait``: a number of seconds, 0 or more (argparse type)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or more")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,10 +79,17 @@ def _add_index_parser(
         "--corpus", type=Path, default=DEFAULT_CORPUS, metavar="DIR", help="corpus folder (default: corpus/)"
     )
     index.add_argument("--model", help=MODEL_HELP)
-    index.add_argument("--rebuild", action="store_true", help="re-read and re-embed everything")
+    index.add_argument(
+        "--rebuild", action="store_true", help="re-read and re-embed everything (and allow most documents to go)"
+    )
+    index.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="also index files that symbolic links out of the corpus folder point to",
+    )
     index.add_argument(
         "--wait",
-        type=float,
+        type=wait_seconds,
         default=DEFAULT_WAIT_SECONDS,
         metavar="SECONDS",
         help=f"how long to wait for another qa index of the same folder (default: {DEFAULT_WAIT_SECONDS:g}; 0: refuse)",
@@ -131,18 +159,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = COMMANDS[args.command](args)
         for warning in caught:
             if issubclass(warning.category, UserWarning):
-                print(f"qa: warning: {warning.message}", file=sys.stderr)
+                _tell(f"qa: warning: {warning.message}")
         return status
     except QAError as error:
-        print(f"qa: error: {error}", file=sys.stderr)
+        _tell(f"qa: error: {error}")
         return 1
     except KeyboardInterrupt:
-        print("qa: interrupted; the index is as it was before this run", file=sys.stderr)
+        _tell("qa: interrupted; the index is as it was before this run")
         return 130
     except BrokenPipeError:
         # The reader stopped early (``qa passages | head``): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:
+        # A file the library does not turn into a QAError itself (a --report path, say): still one line.
+        where = f": {error.filename}" if error.filename else ""
+        _tell(f"qa: error: {error.strerror or error}{where}")
+        return 1
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -160,14 +193,16 @@ def run_index(args: argparse.Namespace) -> int:
         rebuild=args.rebuild,
         progress=sys.stderr.isatty(),
         wait=args.wait,
-        on_wait=lambda message: print(f"qa: {message}", file=sys.stderr, flush=True),
+        follow_links=args.follow_links,
+        allow_mass_removal=args.rebuild,
+        on_wait=lambda message: _tell(f"qa: {message}"),
     )
     if report.rebuilt_reason:
-        print(f"Rebuilt from scratch: {report.rebuilt_reason}.")
+        _say(f"Rebuilt from scratch: {report.rebuilt_reason}.")
     for source, encoding in report.decoded:
-        print(f"Decoded {source} as {encoding} (not UTF-8).")
+        _say(f"Decoded {source} as {encoding} (not UTF-8).")
     state = "up to date" if report.unchanged else "updated"
-    print(
+    _say(
         f"Index {state}: {report.documents} documents, {report.passages} passages "
         f"(added {report.added}, changed {report.changed}, removed {report.removed}; "
         f"{report.embedded} passages embedded) in {report.seconds:.2f} s -> {args.index}/"
@@ -192,11 +227,14 @@ def run_search(args: argparse.Namespace) -> int:
     ask_one = _asker(index, _encoder_for(index.model, args), args)
     if args.batch is not None:
         for number, line in enumerate(_read_questions(args.batch), 1):
-            print(json.dumps(_batch_row(ask_one, line, number), ensure_ascii=False), flush=True)
+            print(json_text(_batch_row(ask_one, line, number)), flush=True)
         return 0
     _warn_if_clipped(question)
     result = ask_one(question.text)
-    print(json.dumps(result_to_dict(result), ensure_ascii=False, indent=2) if args.json else format_result(result))
+    if args.json:
+        print(json_text(result_to_dict(result), indent=2))
+    else:
+        _say(format_result(result))
     return 0
 
 
@@ -212,7 +250,7 @@ def _batch_row(ask_one: Callable[[str], SearchResult], line: str, number: int) -
 
 def _warn_if_clipped(question: Question, where: str = "") -> None:
     if question.clipped:
-        print(f"qa: warning: {where}{clipped_notice(question)}", file=sys.stderr)
+        _tell(f"qa: warning: {where}{clipped_notice(question)}")
 
 
 def _encoder_for(index_model: str, args: argparse.Namespace) -> Encoder:
@@ -265,7 +303,10 @@ def run_passages(args: argparse.Namespace) -> int:
     from qa.index.build import open_index
 
     for passage in open_index(args.index).iter_passages():
-        print(json.dumps(passage_to_dict(passage), ensure_ascii=False) if args.json else format_passage(passage))
+        if args.json:
+            print(json_text(passage_to_dict(passage)))
+        else:
+            _say(format_passage(passage))
     return 0
 
 
@@ -275,9 +316,10 @@ def run_eval(args: argparse.Namespace) -> int:
     report = _beir_report(args, modes) if args.beir else _questions_report(args, modes)
     from qa.evaluation.report import format_failures, format_table, to_markdown, write_chart
 
-    print(
-        json.dumps(report.to_json(), indent=2) if args.json else f"{format_table(report)}\n\n{format_failures(report)}"
-    )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))  # ASCII: every other character escaped
+    else:
+        _say(f"{format_table(report)}\n\n{format_failures(report)}")
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(to_markdown(report, command="qa " + " ".join(sys.argv[1:])), encoding="utf-8")
@@ -321,7 +363,7 @@ def _beir_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
         encoder=encoder,
         settings=settings,
         progress=sys.stderr.isatty(),
-        on_wait=lambda message: print(f"qa: {message}", file=sys.stderr, flush=True),
+        on_wait=lambda message: _tell(f"qa: {message}"),
     )
     results = evaluate_beir(index, dataset, encoder=encoder, modes=modes, progress=sys.stderr.isatty())
     return EvalReport(f"{dataset.name} ({args.split})", len(dataset.queries), results, dict(dataset.queries))

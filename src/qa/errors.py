@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 REBUILD = "run `qa index --rebuild` to build it again"
 
 
@@ -35,3 +38,18 @@ class IndexCorruptError(QAError):
 
 class IndexBusyError(QAError):
     """Another ``qa index`` is updating the same index folder."""
+
+
+def os_error_fix(error: OSError) -> str:
+    """What to do about a file operation that failed: make room, or use a folder this user may write."""
+    if error.errno in {errno.ENOSPC, errno.EDQUOT}:
+        return "free some disk space, or give --index a folder on another disk"
+    if error.errno in {errno.EROFS, errno.EACCES, errno.EPERM}:
+        return "give --index a folder you may write to (qa makes it if it is missing)"
+    return "give --index another folder"
+
+
+def cannot_use(index_dir: Path, error: OSError) -> QAError:
+    """The error for an index folder qa cannot list, make or write: what the system said, and the fix."""
+    reason = error.strerror or str(error) or type(error).__name__
+    return QAError(f"cannot use {index_dir} as the index folder ({reason})", fix=os_error_fix(error))

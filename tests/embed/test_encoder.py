@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import site
+import socket
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -128,6 +131,65 @@ def test_unknown_backend_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv(BACKEND_ENV_VAR, "cuda")
     with pytest.raises(QAError, match="unknown encoder backend 'cuda'"):
         SentenceTransformerEncoder()
+
+
+MISSING_MODEL = "no-such-org/no-such-model"
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without a network: every connection fails at once, as when the cable is out."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for variable in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def unreachable(*_: object, **__: object) -> socket.socket:
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+
+
+@pytest.mark.usefixtures("no_network")
+def test_a_model_neither_here_nor_reachable_fails_at_once_naming_the_fix(
+    corpus_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(QAError, match=r"not on this machine .* hub cannot be reached \(Network is unreachable\)"):
+        SentenceTransformerEncoder(MISSING_MODEL, backend=TORCH).encode(["x"])
+    assert time.monotonic() - started < 5  # the hub client alone retries for over a minute
+    index = tmp_path / "index"
+    assert main(["index", "--corpus", str(corpus_copy), "--index", str(index), "--model", MISSING_MODEL]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("qa: error: embedding model") and "give --model a local sentence-transformers folder" in line
+    assert time.monotonic() - started < 10
+
+
+def test_offline_mode_refuses_a_model_it_would_have_to_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(QAError, match=r"downloads are off \(HF_HUB_OFFLINE\): .*unset HF_HUB_OFFLINE"):
+        SentenceTransformerEncoder(MISSING_MODEL, backend=TORCH).encode(["x"])
+
+
+@pytest.mark.usefixtures("no_network")
+def test_a_model_in_the_hub_cache_or_a_folder_needs_no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    from qa.embed.models import check_model_obtainable
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--someone--cached-model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("0" * 40) / "modules.json").write_text("[]")
+    check_model_obtainable("someone/cached-model", "someone/cached-model")
+    check_model_obtainable("./model", str(tmp_path))
+    with pytest.raises(QAError, match="cannot be reached"):
+        check_model_obtainable("someone/other-model", "someone/other-model")
 
 
 def test_export_folder_is_in_the_user_cache_outside_the_model_package(

@@ -16,18 +16,28 @@ import numpy as np
 import pytest
 
 import qa.index.local
-from conftest import DAMAGES, FakeEncoder, RefusingEncoder, damage_index, make_documents
+from conftest import (
+    DAMAGES,
+    WRONG_MANIFESTS,
+    FakeEncoder,
+    RefusingEncoder,
+    damage_index,
+    make_documents,
+    rewrite_manifest,
+)
 from qa.embed.encoder import normalize
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.index.embeddings import EmbeddingCache
 from qa.index.lexical import LexicalIndex, tokenize
 from qa.index.local import LocalIndex, embedding_text, lexical_text
+from qa.index.lock import LOCK_NAME, recorded_generations
 from qa.index.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     IndexSettings,
     Manifest,
     file_checks,
+    generation_of,
     manifest_text,
     read_manifest,
 )
@@ -309,12 +319,80 @@ def test_manifest_is_readable_json_with_what_built_the_index(tmp_path: Path, enc
 def test_saving_again_replaces_the_previous_generation(tmp_path: Path, encoder: FakeEncoder) -> None:
     build(make_documents(3), encoder).save(tmp_path)
     build(make_documents(4, seed=1), encoder).save(tmp_path)
-    data_files = sorted(p.name for p in tmp_path.iterdir() if p.name not in {MANIFEST_NAME})
+    data_files = sorted(p.name for p in tmp_path.iterdir() if p.name not in {MANIFEST_NAME, LOCK_NAME})
     assert sorted(read_manifest(tmp_path).files.values()) == data_files
+    assert [r.generation for r in recorded_generations(tmp_path)] == [generation_of(read_manifest(tmp_path).files)]
+
+
+# Files a person or another program keeps in the folder, named like qa's own files (or exactly so).
+FOREIGN_FILES = [
+    "bm25-notes/data.txt",
+    "documents-2020.jsonl",
+    "passages-backup.jsonl",
+    "vectors-old.faiss",
+    "slots-1.npy",
+    ".draft.tmp",
+    "documents-abc123.jsonl",  # qa's exact pattern, but no build of qa wrote it
+    "bm25-abc123/params.index.json",
+    ".passages-abc123.jsonl.4242.tmp",
+    ".manifest.json.4242.tmp",
+    "notes.txt",
+]
+
+
+def test_saves_remove_earlier_generations_and_never_files_qa_did_not_write(
+    tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    build(make_documents(3), encoder).save(tmp_path)
+    first = set(read_manifest(tmp_path).files.values())
+    for name in FOREIGN_FILES:
+        path = tmp_path / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"kept: {name}")
+    build(make_documents(4, seed=1), encoder).save(tmp_path)
+    build(make_documents(5, seed=2), encoder).save(tmp_path)
+    for name in FOREIGN_FILES:
+        assert (tmp_path / name).read_text() == f"kept: {name}"
+    assert not first & {p.name for p in tmp_path.iterdir()}  # the earlier generations are gone
+
+
+def test_files_of_a_generation_a_build_recorded_are_removed_after_it_was_killed(
+    tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    from qa.index.lock import record_generation
+
+    build(make_documents(3), encoder).save(tmp_path)
+    # What a build killed half-way through its save leaves: its record, a file, a temporary file.
+    record_generation(tmp_path, "abc123", pid=4242)
+    left = ["documents-abc123.jsonl", ".passages-abc123.jsonl.4242.tmp", ".manifest.json.4242.tmp"]
+    for name in left:
+        (tmp_path / name).write_text("half")
+    (tmp_path / ".passages-abc123.jsonl.4243.tmp").write_text("another process's name: not this build's")
+    build(make_documents(4, seed=1), encoder).save(tmp_path)
+    assert not any((tmp_path / name).exists() for name in left)
+    assert (tmp_path / ".passages-abc123.jsonl.4243.tmp").exists()
+    assert [r.generation for r in recorded_generations(tmp_path)] == [generation_of(read_manifest(tmp_path).files)]
+
+
+def test_an_index_saved_before_the_journal_loses_its_old_generation_on_the_next_save(
+    tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    build(make_documents(3), encoder).save(tmp_path)
+    old = set(read_manifest(tmp_path).files.values())
+    (tmp_path / LOCK_NAME).write_text("12345\n")  # the lock file of an earlier qa: a pid, no journal
+    build(make_documents(4, seed=1), encoder).save(tmp_path)
+    assert not old & {p.name for p in tmp_path.iterdir()}
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    # The lock file holds the journal of generations builds started: a failed save records and forgets its own.
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != LOCK_NAME
+    }
+
+
+def recorded(folder: Path) -> list[str]:
+    return [record.generation for record in recorded_generations(folder)]
 
 
 def test_interrupted_save_leaves_previous_index_whole(
@@ -330,9 +408,11 @@ def test_interrupted_save_leaves_previous_index_whole(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(faiss, "write_index", interrupted)
+    journal = recorded(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         build(make_documents(5, seed=2), encoder).save(tmp_path)
     assert snapshot(tmp_path) == before
+    assert recorded(tmp_path) == journal
     assert LocalIndex.load(tmp_path).passages == old.passages
 
 
@@ -444,9 +524,46 @@ def test_a_full_disk_leaves_the_previous_index_and_says_so(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("qa.index.local.write_jsonl", full)
+    journal = recorded(tmp_path)
     with pytest.raises(QAError, match=r"could not write the index .*No space left.*previous index is unchanged"):
         build(make_documents(5, seed=2), encoder).save(tmp_path)
     assert snapshot(tmp_path) == before
+    assert recorded(tmp_path) == journal
+
+
+@pytest.mark.parametrize("wrong", WRONG_MANIFESTS)
+def test_a_manifest_with_fields_of_the_wrong_type_is_damage_naming_the_field(
+    tmp_path: Path, encoder: FakeEncoder, wrong: str
+) -> None:
+    build(make_documents(4), encoder).save(tmp_path)
+    edit, named = WRONG_MANIFESTS[wrong]
+    rewrite_manifest(tmp_path, edit)
+    with pytest.raises(IndexCorruptError, match="qa index --rebuild") as caught:
+        LocalIndex.load(tmp_path)
+    assert "manifest.json" in caught.value.problem and named in caught.value.problem
+
+
+def test_a_cache_that_cannot_be_opened_is_one_clear_error_and_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    path.mkdir()  # SQLite cannot open it; it is not damage to replace
+    (path / "keep.txt").write_text("kept")
+    with pytest.raises(QAError, match=r"cannot use the embedding cache .*cache\.sqlite"):
+        EmbeddingCache(path)
+    assert (path / "keep.txt").read_text() == "kept"
+
+
+def test_a_cache_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "cache.sqlite"
+    EmbeddingCache(path).close()
+    cache = EmbeddingCache(path)
+    cache._db.close()
+    cache._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # as in a read-only folder or file
+    with pytest.raises(QAError, match=r"cannot use the embedding cache .*readonly.*index is unchanged: give --index"):
+        cache.put_many("fake-encoder", [("h", np.ones(4, dtype=np.float32))])
+    with pytest.raises(QAError, match="cannot use the embedding cache"):
+        cache.clear("fake-encoder")
 
 
 def test_a_damaged_embedding_cache_is_replaced_with_a_warning(tmp_path: Path, encoder: FakeEncoder) -> None:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import WORDS, FakeEncoder, RefusingEncoder
+from qa.errors import QAError
 from qa.index.lexical import LexicalIndex, top_rows
 from qa.index.local import LocalIndex, embedding_text, lexical_text
 from qa.index.manifest import IndexSettings
@@ -419,3 +420,11 @@ def test_an_empty_filter_allows_everything(p: Passage) -> None:
 )
 def test_a_filter_with_any_field_set_is_not_empty(where: SearchFilter) -> None:
     assert not where.is_empty
+
+
+@pytest.mark.parametrize("day", ["2020-99-99", "2021-02-30", "2020-13-01"])
+def test_a_date_that_is_no_real_day_is_refused(day: str) -> None:
+    with pytest.raises(QAError, match="a real day"):
+        SearchFilter.of(date_from=day)
+    with pytest.raises(QAError, match="a real day"):
+        SearchFilter.of(date_to=day)

@@ -38,6 +38,7 @@ from qa.cpus import usable_cpus
 from qa.embed.models import (
     DEFAULT_MODEL,
     FALLBACK_MAX_TOKENS,
+    check_model_obtainable,
     export_dir,
     local_model_folder,
     looks_like_path,
@@ -129,6 +130,7 @@ class SentenceTransformerEncoder:
                 return
             if looks_like_path(self.location) and not Path(self.location).expanduser().exists():
                 raise QAError(f"embedding model folder not found: {self.location}")
+            check_model_obtainable(self.name, self.location)
             if self.backend != TORCH:
                 try:
                     self._exported = self._load_openvino()
@@ -165,9 +167,10 @@ class SentenceTransformerEncoder:
         try:
             return SentenceTransformer(self.location, device="cpu")
         except (OSError, ValueError) as error:
+            reason = " ".join(str(error).split()).rstrip(".")  # one line: the library's messages span several
             raise QAError(
-                f"cannot load embedding model {self.name!r}: {str(error).rstrip('.')}. "
-                "Give a local sentence-transformers folder or a model name reachable online."
+                f"cannot load embedding model {self.name!r} ({reason})",
+                fix="give a local sentence-transformers folder or a model name reachable online",
             ) from error
 
     def max_tokens(self) -> int:

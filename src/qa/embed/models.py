@@ -12,7 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from qa.errors import QAError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_ENV_VAR = "QA_MODEL"
@@ -21,6 +25,10 @@ _BUNDLED_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
 # Models whose window we cannot read without downloading them get this one.
 FALLBACK_MAX_TOKENS = 256
 MODEL_CACHE_ENV_VAR = "QA_MODEL_CACHE"
+# How long to try reaching the hub before calling this machine offline. Left to itself, the
+# hub client retries an unreachable hub for over a minute before it gives up.
+HUB_CHECK_SECONDS = 3.0
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 # The folder an exported model lives in, under the model's cache folder; both OpenVINO
 # backends share it (precision is chosen when the model is compiled, not exported).
@@ -91,3 +99,60 @@ def local_model_folder(location: str) -> Path:
     # What sentence-transformers loads, not the ONNX and OpenVINO variants some repositories carry.
     wanted = ["*.json", "*.txt", "*.model", "*.safetensors", "*.bin"]
     return Path(snapshot_download(location, allow_patterns=wanted, ignore_patterns=["*onnx/*", "*openvino/*"]))
+
+
+def check_model_obtainable(name: str, location: str) -> None:
+    """Fail at once, with the fix, when model ``name`` would have to be downloaded and cannot be.
+
+    A folder, or a hub name already in the Hugging Face cache, passes. Otherwise the model
+    must come from the hub: refused at once when offline mode is on (``HF_HUB_OFFLINE``) or
+    the hub does not answer within ``HUB_CHECK_SECONDS``.
+
+    Raises:
+        QAError: The model is not on this machine and cannot be downloaded now.
+    """
+    if Path(location).expanduser().is_dir() or _in_hub_cache(location):
+        return
+    import huggingface_hub.constants
+
+    missing = f"embedding model {name!r} is not on this machine (no such folder, not in the Hugging Face cache)"
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise QAError(
+            f"{missing} and downloads are off (HF_HUB_OFFLINE)",
+            fix="give --model a local sentence-transformers folder, or unset HF_HUB_OFFLINE to download it once",
+        )
+    unreachable = _hub_unreachable(huggingface_hub.constants.ENDPOINT)
+    if unreachable:
+        raise QAError(
+            f"{missing} and the Hugging Face hub cannot be reached ({unreachable})",
+            fix="give --model a local sentence-transformers folder, or connect to the internet to download it once",
+        )
+
+
+def _in_hub_cache(location: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    # sentence-transformers looks a bare name up under its own organisation too.
+    repos = [location] if "/" in location else [location, f"sentence-transformers/{location}"]
+    for repo in repos:
+        for filename in ("modules.json", "config.json"):
+            try:
+                if isinstance(try_to_load_from_cache(repo, filename), str):
+                    return True
+            except ValueError:  # not a valid repository name: it cannot be cached either
+                return False
+    return False
+
+
+def _hub_unreachable(endpoint: str) -> str:
+    """Why the hub at ``endpoint`` cannot be reached, or "" if it answers (or a proxy decides)."""
+    if any(os.environ.get(variable) for variable in _PROXY_VARIABLES):
+        return ""  # only the proxy knows; the hub client goes through it
+    address = urlsplit(endpoint)
+    host = address.hostname or "huggingface.co"
+    port = address.port or (80 if address.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=HUB_CHECK_SECONDS).close()
+    except OSError as error:
+        return error.strerror or str(error) or type(error).__name__
+    return ""

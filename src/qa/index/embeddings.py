@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.embed.encoder import Encoder, normalize
+from qa.errors import QAError, os_error_fix
 
 CACHE_NAME = "embeddings.sqlite"
 EMBED_BATCH_SIZE = 32
@@ -31,45 +32,93 @@ class EmbeddingCache:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         try:
-            self._db = _open_cache(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._opened()
+        except OSError as error:
+            raise cache_failure(path, error) from error
+
+    def _opened(self) -> sqlite3.Connection:
+        path = self.path
+        try:
+            return _open_cache(path)
+        except sqlite3.OperationalError as error:  # cannot open or write it (a read-only folder), not damage
+            raise cache_failure(path, error) from error
         except sqlite3.DatabaseError as error:
             # Only a cache: replacing a damaged one costs embedding again, not a failed build.
-            warnings.warn(f"the embedding cache {path} is damaged ({error}); starting a new one", stacklevel=2)
+            warnings.warn(f"the embedding cache {path} is damaged ({error}); starting a new one", stacklevel=3)
             for stale in (path, path.with_name(f"{path.name}-journal")):
                 stale.unlink(missing_ok=True)
-            self._db = _open_cache(path)
+        try:
+            return _open_cache(path)
+        except sqlite3.Error as error:
+            raise cache_failure(path, error) from error
 
     def get_many(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        """The cached vectors of ``model`` for these text hashes (missing ones are left out)."""
+        """The cached vectors of ``model`` for these text hashes (missing ones are left out).
+
+        Raises:
+            QAError: The cache cannot be read.
+        """
         found: dict[str, np.ndarray] = {}
-        for start in range(0, len(hashes), 500):  # stay under SQLite's variable limit
-            chunk = list(hashes[start : start + 500])
-            rows = self._db.execute(
-                "SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN "
-                f"({','.join('?' * len(chunk))})",
-                [model, *chunk],
-            )
-            found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
+        try:
+            for start in range(0, len(hashes), 500):  # stay under SQLite's variable limit
+                chunk = list(hashes[start : start + 500])
+                rows = self._db.execute(
+                    "SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN "
+                    f"({','.join('?' * len(chunk))})",
+                    [model, *chunk],
+                )
+                found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
+        except sqlite3.Error as error:
+            raise cache_failure(self.path, error) from error
         return found
 
     def put_many(self, model: str, items: Iterable[tuple[str, np.ndarray]]) -> None:
-        """Remember ``(text hash, vector)`` pairs of ``model``, in one transaction."""
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
-                [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
-            )
+        """Remember ``(text hash, vector)`` pairs of ``model``, in one transaction.
+
+        Raises:
+            QAError: The cache cannot be written (a full disk, a read-only folder).
+        """
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                    [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
+                )
+        except sqlite3.Error as error:
+            raise cache_failure(self.path, error) from error
 
     def clear(self, model: str) -> None:
-        """Forget every vector of ``model``."""
-        with self._db:
-            self._db.execute("DELETE FROM embeddings WHERE model = ?", [model])
+        """Forget every vector of ``model``.
+
+        Raises:
+            QAError: The cache cannot be written.
+        """
+        try:
+            with self._db:
+                self._db.execute("DELETE FROM embeddings WHERE model = ?", [model])
+        except sqlite3.Error as error:
+            raise cache_failure(self.path, error) from error
 
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+
+def cache_failure(path: Path, error: OSError | sqlite3.Error) -> QAError:
+    """The error for an embedding cache that cannot be opened, read or written; the index is unchanged."""
+    if isinstance(error, OSError):
+        fix = os_error_fix(error)
+    elif "full" in str(error):
+        fix = "free some disk space, or give --index a folder on another disk"
+    elif isinstance(error, sqlite3.OperationalError):
+        fix = "give --index a folder you may write to (qa makes it if it is missing)"
+    else:
+        fix = f"delete {path} (it is only a cache) and run `qa index` again"
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+    return QAError(f"cannot use the embedding cache {path} ({reason}); the index is unchanged", fix=fix)
 
 
 def _open_cache(path: Path) -> sqlite3.Connection:

@@ -13,13 +13,15 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from qa.errors import QAError
-from qa.index.manifest import files_under
+from qa.errors import QAError, os_error_fix
+from qa.index.lock import forget_generation, recorded_generations
+from qa.index.manifest import MANIFEST_NAME, files_under, generation_files
 from qa.records import Document, Passage
 
 # Fields every passage of a document repeats: one shared string each instead of one per passage.
@@ -60,8 +62,8 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 @contextmanager
 def written_directory(final: Path) -> Iterator[Path]:
-    """Like ``_written`` for a folder: filled under a temporary name, flushed, renamed when complete."""
-    temporary = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    """Like ``written`` for a folder: filled under a temporary name, flushed, renamed when complete."""
+    temporary = final.with_name(temporary_name(final.name, os.getpid()))
     remove(temporary)
     temporary.mkdir(parents=True)
     try:
@@ -77,28 +79,36 @@ def written_directory(final: Path) -> Iterator[Path]:
 
 def write_failure(index_dir: Path, error: OSError) -> QAError:
     """A full disk or a read-only folder, said plainly."""
-    return QAError(f"could not write the index in {index_dir} ({error}); the previous index is unchanged")
+    reason = f"{error.strerror}: {Path(str(error.filename)).name}" if error.strerror and error.filename else error
+    return QAError(
+        f"could not write the index in {index_dir} ({reason}); the previous index is unchanged",
+        fix=os_error_fix(error),
+    )
 
 
-def remove(path: Path) -> None:
-    """Delete a file or a folder, if it is there."""
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+def remove(path: Path) -> bool:
+    """Delete a file or a folder (a link itself, never what it points to); whether nothing is left there."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        return not os.path.lexists(path)
+    return True
 
 
 @contextmanager
 def written(final: Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is flushed to disk and renamed to ``final``."""
-    temporary = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    temporary = final.with_name(temporary_name(final.name, os.getpid()))
     try:
         yield temporary
         with temporary.open("rb+") as file:
             os.fsync(file.fileno())
         os.replace(temporary, final)
     finally:
-        temporary.unlink(missing_ok=True)
+        remove(temporary)
 
 
 def sync_directory(directory: Path) -> None:
@@ -111,10 +121,30 @@ def sync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+def temporary_name(final: str, pid: int) -> str:
+    """The name ``final`` is written under by process ``pid`` until it is complete (see ``written``)."""
+    return f".{final}.{pid}.tmp"
+
+
 def remove_stale_files(index_dir: Path, *, keep: set[str]) -> None:
-    """Delete files of earlier generations and temporary files of interrupted builds."""
-    patterns = ("documents-*.jsonl", "passages-*.jsonl", "vectors-*.faiss", "slots-*.npy", "bm25-*", ".*.tmp")
-    for pattern in patterns:
-        for path in index_dir.glob(pattern):
-            if path.name not in keep:
-                remove(path)
+    """Delete the files of earlier generations and of interrupted builds, and nothing else.
+
+    Only generations the journal in the lock file records are touched (a build records its
+    generation before writing a file of it, and the generation of the manifest it replaces),
+    and of each only the exact names qa gives its files: the generation's files, and the
+    temporary files and manifest of the process that wrote it. Files qa did not write stay,
+    whatever their names. What cannot be removed now (a read-only folder) stays recorded for
+    the next build, with a warning.
+    """
+    for record in recorded_generations(index_dir):
+        names = list(generation_files(record.generation).values())
+        if keep.intersection(names):
+            continue
+        if record.pid is not None:
+            names += [temporary_name(name, record.pid) for name in [*names, MANIFEST_NAME]]
+        left = [name for name in names if not remove(index_dir / name)]
+        if left:
+            message = f"could not remove {', '.join(left)} from {index_dir}; the next qa index tries again"
+            warnings.warn(message, stacklevel=2)
+        else:
+            forget_generation(index_dir, record.generation)

@@ -10,6 +10,7 @@ On disk (``index/``)::
     slots-<generation>.npy        each passage's vector id in the FAISS index (NumPy, no pickle)
     bm25-<generation>/            the BM25 index in bm25s's format
     embeddings.sqlite             embedding cache keyed by (model, text hash)
+    qa-index.lock                 the build lock, and the journal of the generations builds started
 
 ``LocalIndex`` stores and fetches (``qa.index.store.PassageStore``); what to
 ask of it and what to make of the answers is decided in ``qa.search``. How the
@@ -19,7 +20,9 @@ files are written safely is in ``qa.index.files``, and how they are checked in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.embed.encoder import Encoder
-from qa.errors import IndexCorruptError
+from qa.errors import IndexCorruptError, QAError
 from qa.index.embeddings import EmbeddingCache, EmbedStats, embed_texts, text_hash
 from qa.index.files import (
     document_from_json,
@@ -45,13 +48,16 @@ from qa.index.files import (
     written_directory,
 )
 from qa.index.lexical import LexicalIndex, tokenize
+from qa.index.lock import check_index_folder, forget_generation, record_generation
 from qa.index.manifest import (
     MANIFEST_NAME,
     IndexSettings,
     Manifest,
     check_files,
+    committed_generation,
     damaged,
     file_checks,
+    generation_files,
     manifest_text,
     read_manifest,
 )
@@ -260,24 +266,32 @@ class LocalIndex:
     # ------------------------------------------------------------------ files
 
     def save(self, index_dir: Path) -> None:
-        """Write this index as a new generation, then switch the manifest to it in one rename."""
-        index_dir.mkdir(parents=True, exist_ok=True)
+        """Write this index as a new generation, then switch the manifest to it in one rename.
+
+        Both generations are recorded in the lock file's journal first (the one replaced and
+        the new one), so that whatever a crash leaves of either is known to be qa's and removed
+        by the next build (``remove_stale_files``), and nothing else ever is.
+        """
+        check_index_folder(index_dir)  # a build checked it before taking the lock; a library call may not have
         generation = f"{time.time_ns():x}"
-        files = {
-            "documents": f"documents-{generation}.jsonl",
-            "passages": f"passages-{generation}.jsonl",
-            "vectors": f"vectors-{generation}.faiss",
-            "slots": f"slots-{generation}.npy",
-            "bm25": f"bm25-{generation}",
-        }
+        files = generation_files(generation)
+        try:
+            index_dir.mkdir(parents=True, exist_ok=True)
+            replaced = committed_generation(index_dir)
+            if replaced is not None:
+                record_generation(index_dir, replaced, pid=None)
+            record_generation(index_dir, generation, pid=os.getpid())
+        except OSError as error:
+            raise write_failure(index_dir, error) from error
         try:
             self._write_generation(index_dir, files)
             checks = file_checks(index_dir, files.values())
             sync_directory(index_dir)  # the new files' names reach the disk before the manifest names them
         except BaseException as error:
             # Interrupted (even by Ctrl-C) or the disk is full: the old manifest still rules.
-            for name in files.values():
-                remove(index_dir / name)
+            if all([remove(index_dir / name) for name in files.values()]):
+                with contextlib.suppress(QAError):  # the error that stopped the save is the one to tell
+                    forget_generation(index_dir, generation)
             if isinstance(error, OSError):
                 raise write_failure(index_dir, error) from error
             raise
@@ -285,11 +299,11 @@ class LocalIndex:
         try:
             with written(index_dir / MANIFEST_NAME) as path:
                 path.write_text(manifest_text(manifest), encoding="utf-8")
+            sync_directory(index_dir)
         except OSError as error:
             # Not committed; the next build removes this generation's files.
             raise write_failure(index_dir, error) from error
         self.manifest = manifest
-        sync_directory(index_dir)
         remove_stale_files(index_dir, keep=set(files.values()))
 
     def _write_generation(self, index_dir: Path, files: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,13 @@ MANIFEST_CHECKSUM = "manifest_sha256"
 # took a load from 1.0 to 1.3 s, and at 1M (about 2 GB) it would add some 1.5 s to every
 # load and to every unchanged `qa index` (0.2 s otherwise).
 CHECKSUM_LIMIT = 256 * 2**20
+# A generation is named by the hex of the nanosecond clock when a build saved it; only names
+# of this exact shape are ever taken for files qa wrote.
+_GENERATION = r"[0-9a-f]{1,32}"
+GENERATION_FILE = re.compile(
+    rf"(?:documents|passages)-{_GENERATION}\.jsonl|vectors-{_GENERATION}\.faiss|slots-{_GENERATION}\.npy|bm25-{_GENERATION}"
+)
+_DOCUMENTS_FILE = re.compile(rf"documents-({_GENERATION})\.jsonl")
 
 
 @dataclass(frozen=True)
@@ -88,14 +96,114 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
-        """A manifest from its JSON object."""
-        checks = {name: FileCheck(**check) for name, check in data["file_checks"].items()}
-        return cls(**{**data, "settings": IndexSettings(**data["settings"]), "file_checks": checks})
+        """A manifest from its JSON object, every field of the type qa writes.
+
+        Raises:
+            KeyError: A field is missing.
+            TypeError: A field is of another type, or unknown.
+            ValueError: A value is out of range, or a file name is not one qa writes.
+        """
+        _known_fields(_typed(data, "the manifest", dict), cls, "fields")
+        files = _typed(data["files"], "files", dict)
+        if generation_of(files) is None:
+            raise ValueError(f"files is {_shown(files)}, not the names of one generation of index files")
+        return cls(
+            model=_typed(data["model"], "model", str),
+            dimension=_count(data["dimension"], "dimension"),
+            corpus_fingerprint=_typed(data["corpus_fingerprint"], "corpus_fingerprint", str),
+            settings=_settings_from_json(data["settings"]),
+            documents=_count(data["documents"], "documents"),
+            passages=_count(data["passages"], "passages"),
+            files=files,
+            built_at=_typed(data["built_at"], "built_at", str),
+            normalized=_typed(data["normalized"], "normalized", bool),
+            metric=_typed(data["metric"], "metric", str),
+            format_version=_count(data["format_version"], "format_version"),
+            file_checks=_file_checks_from_json(data["file_checks"], files),
+        )
+
+
+def generation_files(generation: str) -> dict[str, str]:
+    """The names of the files of one generation, by kind (``Manifest.files``)."""
+    return {
+        "documents": f"documents-{generation}.jsonl",
+        "passages": f"passages-{generation}.jsonl",
+        "vectors": f"vectors-{generation}.faiss",
+        "slots": f"slots-{generation}.npy",
+        "bm25": f"bm25-{generation}",
+    }
+
+
+def generation_of(files: object) -> str | None:
+    """The generation whose file names ``files`` is, exactly; ``None`` for anything else."""
+    if not isinstance(files, dict):
+        return None
+    match = _DOCUMENTS_FILE.fullmatch(str(files.get("documents")))
+    return match.group(1) if match and files == generation_files(match.group(1)) else None
+
+
+_JSON_TYPES: dict[type, str] = {str: "a string", int: "an integer", bool: "true or false", dict: "an object"}
+
+
+def _typed(value: Any, name: str, kind: type) -> Any:
+    # JSON true and false are Python bools, which are ints too: neither may stand for the other.
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise TypeError(f"{name} is {_shown(value)}, not {_JSON_TYPES[kind]}")
+    return value
+
+
+def _count(value: Any, name: str) -> int:
+    count: int = _typed(value, name, int)
+    if count < 0:
+        raise ValueError(f"{name} is {count}, below 0")
+    return count
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _known_fields(data: dict[str, Any], cls: type, what: str) -> None:
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise TypeError(f"unknown {what} {', '.join(map(repr, unknown))}")
+
+
+def _settings_from_json(value: Any) -> IndexSettings:
+    data = _typed(value, "settings", dict)
+    _known_fields(data, IndexSettings, "settings")
+    # The title flags and pipeline version may be absent: they were added with defaults.
+    values = {**dataclasses.asdict(IndexSettings(max_tokens=0, min_words=0)), **data}
+    return IndexSettings(
+        max_tokens=_count(data["max_tokens"], "max_tokens"),
+        min_words=_count(data["min_words"], "min_words"),
+        title_in_dense=_typed(values["title_in_dense"], "title_in_dense", bool),
+        title_in_bm25=_typed(values["title_in_bm25"], "title_in_bm25", bool),
+        pipeline_version=_count(values["pipeline_version"], "pipeline_version"),
+    )
+
+
+def _file_checks_from_json(value: Any, files: dict[str, str]) -> dict[str, FileCheck]:
+    checks = {}
+    for name, check in _typed(value, "file_checks", dict).items():
+        parts = name.split("/")
+        # Only files of this generation, inside the index folder: never a path elsewhere.
+        if parts[0] not in files.values() or any(part in {"", ".", ".."} for part in parts):
+            raise ValueError(f"file_checks names {_shown(name)}, not a file of this index")
+        fields = _typed(check, f"the check of {name}", dict)
+        if set(fields) != {"size", "sha256"}:
+            raise TypeError(f"the check of {name} has fields {_shown(sorted(fields))}, not size and sha256")
+        size = _count(fields["size"], f"the size of {name}")
+        checks[name] = FileCheck(size=size, sha256=_typed(fields["sha256"], f"the SHA-256 of {name}", str))
+    return checks
 
 
 def read_manifest(index_dir: Path) -> Manifest:
     """The manifest of the index in ``index_dir``, checked for format version and against its checksum."""
     path = index_dir / MANIFEST_NAME
+    if index_dir.exists() and not index_dir.is_dir():
+        raise IndexNotFoundError(f"{index_dir} is a file, not an index folder", fix="give --index the index's folder")
     if not path.is_file():
         raise IndexNotFoundError(f"no index in {index_dir}", fix="run `qa index` first")
     try:
@@ -112,8 +220,19 @@ def read_manifest(index_dir: Path) -> Manifest:
         raise damaged(index_dir, f"{MANIFEST_NAME} was edited or damaged: it does not match its checksum")
     try:
         return Manifest.from_json(data)
-    except (KeyError, TypeError, AttributeError) as error:
-        raise damaged(index_dir, f"{MANIFEST_NAME} is incomplete: {error}") from error
+    except KeyError as error:
+        raise damaged(index_dir, f"{MANIFEST_NAME} is incomplete: {error} is missing") from error
+    except (TypeError, ValueError) as error:
+        raise damaged(index_dir, f"{MANIFEST_NAME} is not as qa writes it: {error}") from error
+
+
+def committed_generation(index_dir: Path) -> str | None:
+    """The generation the manifest in ``index_dir`` names, even if it is damaged otherwise; ``None`` if none."""
+    try:
+        data = json.loads((index_dir / MANIFEST_NAME).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return generation_of(data.get("files")) if isinstance(data, dict) else None
 
 
 def manifest_text(manifest: Manifest) -> str:

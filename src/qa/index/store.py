@@ -10,6 +10,7 @@ folder) is the store today; a second backend implements ``PassageStore``.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,17 @@ from qa.errors import IndexMismatchError, QAError
 from qa.records import Document, Passage
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _is_iso_day(text: str) -> bool:
+    """Whether ``text`` is a real day written ``YYYY-MM-DD`` (not ``2020-99-99``)."""
+    if not _ISO_DAY.fullmatch(text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,8 @@ class SearchFilter:
     ) -> SearchFilter:
         """A filter from user input; a date that is not ``YYYY-MM-DD`` is a clear error."""
         for day in (date_from, date_to):
-            if day.strip() and not _ISO_DAY.fullmatch(day.strip()):
-                raise QAError(f"dates look like 2020-08-02, not {day.strip()!r}")
+            if day.strip() and not _is_iso_day(day.strip()):
+                raise QAError(f"dates look like 2020-08-02 (a real day), not {day.strip()!r}")
         return cls(frozenset(doc_ids), frozenset(outlets), date_from.strip(), date_to.strip())
 
     @property

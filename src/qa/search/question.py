@@ -8,28 +8,17 @@ collapsed, long questions cut, and an empty one refused with the same words.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 
 from qa.errors import QAError
+from qa.safe_text import ESCAPE_SEQUENCE, INVISIBLE
 
 # Longer questions are cut: the model reads at most 256 word pieces anyway,
 # and a pasted article is not a question.
 MAX_QUESTION_CHARS = 2_000
 EMPTY_QUESTION = "the question is empty"
 _CONSIDERED_CHARS = 8 * MAX_QUESTION_CHARS
-# Terminal escape sequences (colours, cursor moves, window titles), pasted from a shell.
-_ESCAPE_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_]?)")
-# Characters no one means to ask about: C0/C1 controls other than whitespace, DEL,
-# soft hyphen, zero-width space, word joiner and invisible operators, bidirectional
-# marks, embeddings and isolates, byte-order marks, and lone surrogates (undecodable
-# bytes in a command-line argument). Zero-width (non-)joiners stay: emoji and
-# Persian, Arabic and Indic spelling need them.
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u00ad\u061c\u180e\u200b\u200e\u200f"
-    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
-)
 
 
 @dataclass(frozen=True)
@@ -59,7 +48,7 @@ def normalize_question(typed: str) -> Question:
     """
     # Questions are cut anyway: no need to clean megabytes of a pasted file first.
     considered = typed[:_CONSIDERED_CHARS]
-    text = _INVISIBLE.sub("", _ESCAPE_SEQUENCE.sub("", considered))
+    text = INVISIBLE.sub("", ESCAPE_SEQUENCE.sub("", considered))
     text = " ".join(unicodedata.normalize("NFC", text).split())
     if not text:
         raise EmptyQuestionError(EMPTY_QUESTION)
