@@ -65,9 +65,37 @@ def test_a_bad_auth_file_is_refused_without_printing_the_password(
 ) -> None:
     users = tmp_path / "users"
     users.write_text(f"alice:{SECRET}\nbob{SECRET}\n", encoding="utf-8")
+    users.chmod(0o600)
     assert app_module.main(["--host", "0.0.0.0", "--auth-file", str(users)]) == 1
     [line] = capsys.readouterr().err.splitlines()
     assert "line 2: expected user:password" in line and SECRET not in line
+
+
+def test_auth_file_warnings_are_one_line_each_and_never_show_the_password(
+    app_module: ModuleType, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    users = tmp_path / "users"
+    users.write_text("alice:short12\nbob\n", encoding="utf-8")
+    users.chmod(0o644)
+    assert app_module.main(["--host", "0.0.0.0", "--auth-file", str(users)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"qa: warning: other users of this machine may read or change auth file {users} (-rw-r--r--): "
+        f"chmod 600 {users}",
+        f"qa: warning: auth file {users}, line 1: the password of user 'alice' is shorter than 8 characters, "
+        "so it is easy to guess",
+        f"qa: error: auth file {users}, line 2: expected user:password with neither empty",
+    ]
+    assert "short12" not in "".join(lines)
+
+
+def test_a_one_character_password_stops_the_app(
+    app_module: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(AUTH_ENV_VAR, "alice:x")
+    assert app_module.main(["--host", "0.0.0.0"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == f"qa: error: ${AUTH_ENV_VAR}: the password of user 'alice' is too short; use at least 8 characters"
 
 
 def _environment(values: dict[str, str] | None = None) -> dict[str, str]:

@@ -25,6 +25,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 QUESTION = "Why do defectors return to North Korea?"
 XSS = "<img src=x onerror=alert(1)>"
 STARTUP_SECONDS = 180
+CSP_WATCH = """
+window.qaCspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+    window.qaCspViolations.push(`${event.violatedDirective} blocked ${event.blockedURI || "inline code"}`);
+});
+"""
 ANSWER_MS = 120_000
 
 pytestmark = pytest.mark.slow
@@ -95,10 +101,24 @@ def page(chromium: str, app_url: str) -> Iterator[object]:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.dialogs = []  # type: ignore[attr-defined]
         page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))  # type: ignore[attr-defined]
+        # Anything the Content-Security-Policy blocks, as the page sees it and as the console says.
+        page.add_init_script(CSP_WATCH)
+        page.csp_console = []  # type: ignore[attr-defined]
+        page.on(  # type: ignore[attr-defined]
+            "console",
+            lambda message: "Content Security Policy" in message.text and page.csp_console.append(message.text),  # type: ignore[attr-defined]
+        )
         page.goto(app_url)
         page.wait_for_selector("#qa-question textarea")
         yield page
+        violations = _csp_violations(page)
         browser.close()
+        assert violations == [], violations  # every test's steps ran under the policy unhindered
+
+
+def _csp_violations(page: object) -> list[str]:
+    seen = page.evaluate("() => window.qaCspViolations || []")  # type: ignore[attr-defined]
+    return [*seen, *page.csp_console]  # type: ignore[attr-defined]
 
 
 def _ask(page: object, question: str) -> None:
@@ -168,3 +188,46 @@ def test_rebuild_completes_while_a_question_is_answered(page: object, screenshot
         "() => document.querySelector('#qa-rebuild-message')?.innerText.includes('Rebuilt')", timeout=ANSWER_MS
     )
     page.screenshot(path=str(screenshots / "rebuild.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_the_app_works_under_its_security_headers(page: object, app_url: str) -> None:
+    response = page.reload()  # type: ignore[attr-defined]
+    headers = response.all_headers()
+    assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    page.wait_for_selector("#qa-question textarea")  # type: ignore[attr-defined]
+    # Asking, reading the sources, opening an article (scrolled by a script), the Corpus tab.
+    _ask(page, QUESTION)
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('#qa-sources .qa-source')", timeout=ANSWER_MS
+    )
+    page.locator("#qa-article-choice input").click()  # type: ignore[attr-defined]
+    page.get_by_role("option").first.click()  # type: ignore[attr-defined]
+    page.locator("#qa-article .qa-highlight").wait_for(timeout=30_000)  # type: ignore[attr-defined]
+    page.get_by_role("tab", name="Corpus").click()  # type: ignore[attr-defined]
+    page.locator("#qa-corpus").wait_for(timeout=30_000)  # type: ignore[attr-defined]
+    assert _csp_violations(page) == []
+    # The policy is in force: a script the page did not ship is refused.
+    page.evaluate(  # type: ignore[attr-defined]
+        "() => { const s = document.createElement('script'); s.src = 'https://example.org/x.js'; "
+        "document.head.appendChild(s); }"
+    )
+    page.wait_for_timeout(500)  # type: ignore[attr-defined]
+    assert any("script-src" in violation for violation in _csp_violations(page))
+    page.evaluate("() => { window.qaCspViolations = []; }")  # type: ignore[attr-defined]
+    page.csp_console.clear()  # type: ignore[attr-defined]
+
+
+def test_another_site_cannot_frame_the_app(chromium: str, app_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    framing = tmp_path / "frame.html"
+    framing.write_text(f'<iframe id="app" src="{app_url}" width="800" height="600"></iframe>', encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(framing.as_uri())
+        page.wait_for_timeout(5000)
+        frame = page.frame_locator("#app")
+        assert frame.locator("#qa-question").count() == 0  # the browser refused to show it
+        browser.close()

@@ -57,7 +57,12 @@ def _free_port() -> int:
 
 
 def _serve(
-    workdir: Path, credentials: list[tuple[str, str]] | None = None, encoder: FakeModelEncoder | None = None
+    workdir: Path,
+    credentials: list[tuple[str, str]] | None = None,
+    encoder: FakeModelEncoder | None = None,
+    *,
+    uploads: bool = False,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> tuple[Served, object]:
     from qa.web.ui import launch
 
@@ -71,7 +76,15 @@ def _serve(
         # As if the person running the app had allowed Gradio to serve the folder holding
         # the corpus and the index: the app must still serve neither.
         patch.setenv("GRADIO_ALLOWED_PATHS", str(workdir))
-        app = launch(service, host="127.0.0.1", port=port, credentials=credentials, block=False)
+        app = launch(
+            service,
+            host="127.0.0.1",
+            port=port,
+            credentials=credentials,
+            allowed_hosts=allowed_hosts,
+            uploads=uploads,
+            block=False,
+        )
     return Served(service, f"http://127.0.0.1:{port}/", workdir), app
 
 
@@ -131,6 +144,62 @@ def test_search_api_refuses_bad_input_clearly(served: Served, question: str, mod
     client = Client(served.url, verbose=False)
     with pytest.raises(Exception, match=message):
         client.predict(question, 3, mode, api_name="/search")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (["Why return?", "3", "hybrid"], "k must be a whole number of passages, not a string '3'"),
+        (["Why return?", "many", "hybrid"], "k must be a whole number of passages, not a string 'many'"),
+        (["Why return?", 2.5, "hybrid"], "k must be a whole number of passages, not 2.5"),
+        (["Why return?", True, "hybrid"], "k must be a whole number of passages, not a boolean True"),
+        (["Why return?", [3], "hybrid"], "k must be a whole number of passages, not a list [3]"),
+        (["Why return?", 0, "hybrid"], "k must be at least 1, not 0"),
+        (["Why return?", -4, "hybrid"], "k must be at least 1, not -4"),
+        (["Why return?", None, "hybrid"], "k must be a whole number of passages, not null"),
+        ([["Why", "return?"], 3, "hybrid"], "the question must be a string, not a list"),
+        ([{"q": "Why return?"}, 3, "hybrid"], "the question must be a string, not an object"),
+        ([42, 3, "hybrid"], "the question must be a string, not a number"),
+        (["Why return?", 3, ["hybrid"]], "unknown mode ['hybrid']: use one of"),
+        (["Why return?", 3, None], "unknown mode None: use one of"),
+        (["Why return?", 3, "x" * 500], "unknown mode 'xxxxxxxx"),
+    ],
+)
+def test_malformed_search_calls_say_what_was_wrong(served: Served, data: list[object], message: str) -> None:
+    event, answer = _call(served.url, "search", data)
+    assert event == "error" and isinstance(answer, dict), (event, answer)
+    assert str(answer.get("error")).startswith(message), answer
+    assert len(str(answer["error"])) < 200  # a huge value is not echoed whole
+
+
+# What the page sends with a question: history (kept on the server), chat, question, k, mode, filters.
+RESPOND = [None, [], "Why return?", 3, "hybrid", [], [], "", ""]
+
+
+@pytest.mark.parametrize(
+    ("api", "data", "message"),
+    [
+        ("search", [], "search takes 3 values (question, k, mode), got 0"),
+        ("search", ["Why return?"], "search takes 3 values (question, k, mode), got 1"),
+        ("article", [], "article takes 1 value (choice), got 0"),
+        ("respond", RESPOND[:3], "respond takes 9 values, got 3"),
+        ("respond", [*RESPOND[:3], "abc", *RESPOND[4:]], "Could not preprocess input component at index 3 (a `slider`"),
+        ("respond", [RESPOND[0], "not a list", *RESPOND[2:]], "respond got an input value it cannot take: value"),
+        ("respond", [RESPOND[0], [{"role": "user"}], *RESPOND[2:]], "respond got an input value it cannot take: 0."),
+    ],
+)
+def test_malformed_calls_of_the_pages_actions_say_what_was_wrong(
+    served: Served, api: str, data: list[object], message: str
+) -> None:
+    event, answer = _call(served.url, api, data)
+    assert event == "error" and isinstance(answer, dict), (event, answer)
+    assert str(answer.get("error")).startswith(message), answer
+    assert "Original error" not in str(answer["error"])  # what was wrong, not Python's words for it
+
+
+def test_whole_numbers_written_as_floats_are_taken_as_k(served: Served) -> None:
+    event, answer = _call(served.url, "search", ["Why do defectors return?", 2.0, "bm25"])
+    assert event == "complete" and isinstance(answer, list) and len(answer[0]["hits"]) == 2
 
 
 def _service(corpus: Path, index: Path) -> AnswerService:

@@ -11,6 +11,9 @@ password.
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,16 +22,43 @@ from qa.errors import QAError
 AUTH_ENV_VAR = "QA_AUTH"
 HOW_TO_LOG_IN = f"set {AUTH_ENV_VAR}=user:password or give --auth-file FILE (one user:password a line)"
 
+# Shorter passwords are refused; passwords shorter than GOOD_PASSWORD get a warning. Wrong
+# guesses are also slowed down at the door (qa.web.guard.LoginThrottle).
+MIN_PASSWORD = 2
+GOOD_PASSWORD = 8
+
 Credentials = list[tuple[str, str]]
 
 
 def parse_credential(line: str, *, where: str) -> tuple[str, str]:
-    """``(user, password)`` from ``user:password`` (the password may hold colons; neither may be empty)."""
+    """``(user, password)`` from ``user:password`` (the password may hold colons; neither may be empty).
+
+    Raises:
+        QAError: Not ``user:password``, or the password is shorter than ``MIN_PASSWORD``.
+    """
     user, colon, password = line.partition(":")
     user = user.strip()
     if not colon or not user or not password:
         raise QAError(f"{where}: expected user:password with neither empty")
+    check_password(user, password, where=where)
     return user, password
+
+
+def check_password(user: str, password: str, *, where: str) -> None:
+    """Refuse a password anyone would guess at once; warn about one shorter than ``GOOD_PASSWORD``.
+
+    Raises:
+        QAError: The password is blank or shorter than ``MIN_PASSWORD`` characters.
+    """
+    if len(password) < MIN_PASSWORD or not password.strip():
+        raise QAError(f"{where}: the password of user {user!r} is too short; use at least {GOOD_PASSWORD} characters")
+    if len(password) < GOOD_PASSWORD:
+        warnings.warn(
+            f"{where}: the password of user {user!r} is shorter than {GOOD_PASSWORD} characters, "
+            "so it is easy to guess",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def parse_auth_file(text: str, *, name: str) -> Credentials:
@@ -50,10 +80,19 @@ def load_credentials(auth_file: Path | None, environment: Mapping[str, str]) -> 
     """The users who may log in: from ``auth_file`` if given, else ``$QA_AUTH``; none if neither is set."""
     if auth_file is not None:
         try:
-            text = auth_file.read_text(encoding="utf-8")
+            with auth_file.open("rb") as opened:
+                mode = os.fstat(opened.fileno()).st_mode
+                text = opened.read().decode("utf-8")
         except (OSError, UnicodeDecodeError) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
             raise QAError(f"cannot read auth file {auth_file} ({reason})") from error
+        if os.name == "posix" and mode & 0o077:
+            warnings.warn(
+                f"other users of this machine may read or change auth file {auth_file} "
+                f"({stat.filemode(mode)}): chmod 600 {auth_file}",
+                UserWarning,
+                stacklevel=2,
+            )
         return parse_auth_file(text, name=str(auth_file))
     value = environment.get(AUTH_ENV_VAR, "")
     return [parse_credential(value, where=f"${AUTH_ENV_VAR}")] if value else []

@@ -48,10 +48,13 @@ class IndexStatus:
 class AnswerService:
     """Answers questions from the corpus's index and rebuilds it on request."""
 
-    def __init__(self, corpus_dir: Path, index_dir: Path, *, encoder: SentenceTransformerEncoder) -> None:
+    def __init__(
+        self, corpus_dir: Path, index_dir: Path, *, encoder: SentenceTransformerEncoder, follow_links: bool = False
+    ) -> None:
         self.corpus_dir = corpus_dir
         self.index_dir = index_dir
         self.encoder = encoder
+        self.follow_links = follow_links
         self._index: LocalIndex | None = None
         self.report: IndexReport | None = None  # of the last refresh: what it did, and why if it rebuilt
         # Sentence vectors depend on the text and the model alone: they outlive a rebuild.
@@ -61,10 +64,17 @@ class AnswerService:
 
     @classmethod
     def open(
-        cls, corpus_dir: Path, index_dir: Path, *, model: str | None = None, backend: str | None = None
+        cls,
+        corpus_dir: Path,
+        index_dir: Path,
+        *,
+        model: str | None = None,
+        backend: str | None = None,
+        follow_links: bool = False,
     ) -> AnswerService:
         """A service for the corpus, with the model asked for or the one the index was built with."""
-        return cls(corpus_dir, index_dir, encoder=encoder_for_corpus(index_dir, model=model, backend=backend))
+        encoder = encoder_for_corpus(index_dir, model=model, backend=backend)
+        return cls(corpus_dir, index_dir, encoder=encoder, follow_links=follow_links)
 
     @property
     def index(self) -> LocalIndex:
@@ -108,6 +118,8 @@ class AnswerService:
                 progress=progress,
                 wait=wait,
                 on_wait=on_wait,
+                follow_links=self.follow_links,
+                allow_mass_removal=rebuild,  # the Rebuild button, like `qa index --rebuild`
             )
             fresh = open_index(self.index_dir)
             self._index = fresh  # one assignment: questions in flight keep the old index

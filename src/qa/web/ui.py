@@ -2,21 +2,28 @@
 
 Handlers only translate between widgets and ``AnswerService``; answering lives
 in ``qa.search`` and all HTML in ``qa.web.present``. ``launch`` serves the app: behind
-a login when given users, and never serving a file from disk.
+a login when given users, behind ``qa.web.guard`` always, and never serving a file from disk.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
+import pydantic
+from gradio.exceptions import ComponentProcessingError
+from starlette.middleware import Middleware
 
 from qa.errors import QAError
 from qa.index.store import SearchFilter
 from qa.records import result_to_dict
 from qa.search.modes import MODES
 from qa.web.auth import Credentials
+from qa.web.guard import MAX_BODY_BYTES, RequestGuard, guard_policy
 from qa.web.present import (
     CORPUS_COLUMNS,
     EMPTY_QUESTION_REPLY,
@@ -60,6 +67,8 @@ def launch(
     port: int,
     share: bool = False,
     credentials: Credentials | None = None,
+    allowed_hosts: Sequence[str] = (),
+    uploads: bool = False,
     block: bool = True,
 ) -> gr.Blocks:
     """Serve the app on ``host:port``; returns it once stopped (or at once, when not ``block``).
@@ -71,10 +80,17 @@ def launch(
         share: Also open a public Gradio share link.
         credentials: ``(user, password)`` pairs; when given, every page, API call
             and file request needs a login first.
+        allowed_hosts: Further host names the app answers to (a reverse
+            proxy's public name); see ``qa.web.guard.guard_policy``.
+        uploads: Open Gradio's upload routes (size-limited, behind the login);
+            the app has no upload yet, so they are refused.
         block: Serve until interrupted; ``False`` returns while the server runs
             in the background (tests; stop it with ``close()``).
     """
     app = build_app(service)
+    policy = guard_policy(
+        host=host, port=port, share=share, login=bool(credentials), allowed_hosts=allowed_hosts, uploads=uploads
+    )
     app.launch(
         server_name=host,
         server_port=port,
@@ -82,6 +98,15 @@ def launch(
         auth=credentials or None,
         auth_message="Log in to ask the articles." if credentials else None,
         css=CSS,
+        # Every request passes RequestGuard first: the names answered, writes from other
+        # sites, uploads, body size, slowed logins, security headers (qa.web.guard).
+        app_kwargs={"middleware": [Middleware(RequestGuard, policy=policy)]},
+        max_file_size=MAX_BODY_BYTES,
+        # Python serves every request itself, so all of them pass the guard: no Node.js
+        # front server ($GRADIO_SSR_MODE) and no static-file worker processes
+        # ($GRADIO_NUM_WORKERS), which would serve files and uploads around it.
+        ssr_mode=False,
+        num_workers=0,
         # The app shows no files, so Gradio's file route serves none: without this it
         # would serve its cache folders and anything $GRADIO_ALLOWED_PATHS names, which
         # may hold the corpus or the index.
@@ -92,9 +117,47 @@ def launch(
     return app
 
 
+class CheckedBlocks(gr.Blocks):
+    """``gr.Blocks`` whose calls with missing or unusable input values say what was wrong.
+
+    Gradio answers both with ``{"error": null}`` unless every error is shown
+    (``show_error``), which would also show the text of unexpected exceptions.
+    """
+
+    async def preprocess_data(
+        self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False
+    ) -> list[Any]:
+        """Gradio's preprocessing, with input problems raised as ``gr.Error`` (shown to the caller)."""
+        if len(inputs) < len(block_fn.inputs):
+            raise gr.Error(_arity_message(block_fn, len(inputs)))
+        try:
+            processed: list[Any] = await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except ComponentProcessingError as error:
+            # Which input, what it expected and what it got; not the Python error underneath.
+            raise gr.Error(str(error).split("\n\nOriginal error:", 1)[0]) from error
+        except pydantic.ValidationError as error:  # a component's data model refused the value
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            name = block_fn.api_name or block_fn.name
+            raise gr.Error(f"{name} got an input value it cannot take: {where or 'value'}: {first['msg']}") from error
+        return processed
+
+
+def _arity_message(block_fn: Any, given: int) -> str:
+    """``search takes 3 values (question, k, mode), got 1``, from the handler's own parameters."""
+    wanted = len(block_fn.inputs)
+    name = block_fn.api_name or block_fn.name
+    try:
+        parameters = list(inspect.signature(block_fn.fn).parameters)
+    except (TypeError, ValueError):
+        parameters = []
+    names = f" ({', '.join(parameters)})" if len(parameters) == wanted else ""
+    return f"{name} takes {wanted} value{'s' if wanted != 1 else ''}{names}, got {given}"
+
+
 def build_app(service: AnswerService) -> gr.Blocks:
     """The whole app; the caller launches it."""
-    with gr.Blocks(title="qa: ask the articles") as app:
+    with CheckedBlocks(title="qa: ask the articles") as app:
         gr.Markdown("# Ask the articles")
         with gr.Tab("Ask"):
             ask_tab = _ask_tab(service)
@@ -281,14 +344,46 @@ def _status(service: AnswerService) -> str:
 def _search_api(service: AnswerService) -> Any:
     def search(question: str, k: int = 5, mode: str = "hybrid") -> dict[str, Any]:
         """The same JSON object as `qa search --json`."""
+        # Gradio passes the JSON values as they came, whatever the type hints say.
+        if question is not None and not isinstance(question, str):
+            raise gr.Error(f"the question must be a string, not {_json_type(question)}")
         text, _ = clip_question(question or "")
         if not text:
             raise gr.Error("the question is empty")
-        if mode not in MODES:
-            raise gr.Error(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        passages = search_k(k)
+        if not isinstance(mode, str) or mode not in MODES:
+            raise gr.Error(f"unknown mode {_shown(mode)}: use one of {', '.join(MODES)}")
         try:
-            return result_to_dict(service.ask(text, k=max(1, int(k)), mode=mode))
+            return result_to_dict(service.ask(text, k=passages, mode=mode))
         except QAError as error:
             raise gr.Error(str(error)) from error
 
     return search
+
+
+def search_k(k: object) -> int:
+    """The `search` API's ``k``: a whole number of passages, at least 1 (``3.0`` is 3).
+
+    Raises:
+        gr.Error: ``k`` is of another type, fractional or below 1.
+    """
+    if isinstance(k, bool) or not isinstance(k, int | float):
+        shown = "" if k is None else f" {_shown(k)}"
+        raise gr.Error(f"k must be a whole number of passages, not {_json_type(k)}{shown}")
+    if isinstance(k, float) and not (math.isfinite(k) and k.is_integer()):
+        raise gr.Error(f"k must be a whole number of passages, not {_shown(k)}")
+    if k < 1:
+        raise gr.Error(f"k must be at least 1, not {_shown(k)}")
+    return int(k)
+
+
+def _json_type(value: object) -> str:
+    """What a JSON value is, in JSON's words."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _shown(value: object) -> str:
+    """A value as a message shows it: its repr, clipped (a list may be huge)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
