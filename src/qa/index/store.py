@@ -24,7 +24,7 @@ from qa.records import Document, Passage
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _is_iso_day(text: str) -> bool:
+def is_iso_day(text: str) -> bool:
     """Whether ``text`` is a real day written ``YYYY-MM-DD`` (not ``2020-99-99``)."""
     if not _ISO_DAY.fullmatch(text):
         return False
@@ -62,11 +62,18 @@ class SearchFilter:
     def of(
         cls, *, doc_ids: Iterable[str] = (), outlets: Iterable[str] = (), date_from: str = "", date_to: str = ""
     ) -> SearchFilter:
-        """A filter from user input; a date that is not ``YYYY-MM-DD`` is a clear error."""
+        """A filter from user input; a date that is not a real ``YYYY-MM-DD`` day, or a backwards range, is an error.
+
+        Names are kept as given: ``qa.search.filters.resolve_filter`` turns
+        titles, file names and outlets however written into the index's own.
+        """
+        date_from, date_to = date_from.strip(), date_to.strip()
         for day in (date_from, date_to):
-            if day.strip() and not _is_iso_day(day.strip()):
-                raise QAError(f"dates look like 2020-08-02 (a real day), not {day.strip()!r}")
-        return cls(frozenset(doc_ids), frozenset(outlets), date_from.strip(), date_to.strip())
+            if day and not is_iso_day(day):
+                raise QAError(f"dates look like 2020-08-02 (a real day), not {day!r}")
+        if date_from and date_to and date_from > date_to:
+            raise QAError(f"the date range ends before it starts: from {date_from} to {date_to}")
+        return cls(frozenset(doc_ids), frozenset(outlets), date_from, date_to)
 
     @property
     def is_empty(self) -> bool:
