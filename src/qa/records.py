@@ -110,12 +110,20 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
-    """The answer to one question: hits best first, an extractive answer, and whether the corpus answers it."""
+    """The answer to one question: hits best first, an extractive answer, and whether the corpus answers it.
+
+    ``answer`` is either sentences with their ``[n]`` citations, or, for a
+    question asking for several points, one point a line, each line starting
+    ``"- "``. ``suggestion`` is the question with the corpus's spelling of
+    words it spells otherwise ("Lim Ji-hyun" for "Lim Jihyun", "return" for
+    "retrun"), to offer as "Did you mean ...?"; empty when there is none.
+    """
 
     query: str
     hits: tuple[Hit, ...]
     answerable: bool = True
     answer: str = ""
+    suggestion: str = ""
 
 
 def _rounded(value: float | None) -> float | None:
@@ -156,5 +164,6 @@ def result_to_dict(result: SearchResult) -> dict[str, object]:
         "query": result.query,
         "answerable": result.answerable,
         "answer": result.answer,
+        "suggestion": result.suggestion,
         "hits": [hit_to_dict(hit) for hit in result.hits],
     }

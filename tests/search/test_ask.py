@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import FakeEncoder
-from qa.errors import IndexMismatchError
+from qa.errors import IndexMismatchError, QAError
 from qa.index.local import LocalIndex
 from qa.index.manifest import IndexSettings
 from qa.index.store import SearchFilter
@@ -20,6 +20,7 @@ from qa.search.answer import compose_answer
 from qa.search.ask import ask
 from qa.search.duplicates import fold_duplicates
 from qa.search.evidence import SentenceMemory, attach_evidence, best_evidence
+from qa.search.filters import NO_ARTICLE_MATCHES
 from qa.search.modes import Mode
 from qa.search.query import embed_query, lexical_query
 from qa.search.rerank import RERANK_DEPTH, SENTENCE_WEIGHT, rerank_by_evidence
@@ -161,9 +162,13 @@ def test_specific_terms_are_numbers_and_names_after_the_first_word() -> None:
     assert specific_terms("Why do defectors return?") == []
 
 
-def test_empty_index_or_filter_gives_a_plain_no_answer(encoder: FakeEncoder) -> None:
-    result = ask(build_index(encoder), "harbour wall", encoder=encoder, where=SearchFilter(doc_ids=frozenset({"x"})))
-    assert (result.answerable, result.answer, result.hits) == (False, NOT_IN_CORPUS, ())
+def test_a_filter_that_leaves_nothing_says_so(encoder: FakeEncoder) -> None:
+    index = build_index(encoder)
+    result = ask(index, "harbour wall", encoder=encoder, where=SearchFilter(date_from="2030-01-01"))
+    assert (result.answerable, result.hits) == (False, ())
+    assert result.answer.startswith(NO_ARTICLE_MATCHES)
+    with pytest.raises(QAError, match="no document 'x' in the index"):
+        ask(index, "harbour wall", encoder=encoder, where=SearchFilter(doc_ids=frozenset({"x"})))
 
 
 def test_rerank_by_evidence_orders_by_the_weighted_sum_of_scaled_scores() -> None:

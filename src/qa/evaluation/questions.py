@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qa.embed.encoder import Encoder
 from qa.errors import QAError
@@ -34,14 +35,26 @@ class Anchor:
 
 
 @dataclass(frozen=True)
+class AnswerPoint:
+    """One point a full answer makes, stated in any of its anchors ("avoiding criminal charges")."""
+
+    label: str
+    anchors: tuple[Anchor, ...]
+
+
+@dataclass(frozen=True)
 class LabelledQuestion:
-    """A question with its relevant paragraphs; no anchors means the corpus cannot answer it."""
+    """A question with its relevant paragraphs; no anchors means the corpus cannot answer it.
+
+    ``points`` are the distinct points a full answer makes, for questions that ask for several.
+    """
 
     question_id: str
     question: str
     kind: str
     anchors: tuple[Anchor, ...]
     history: tuple[str, ...] = ()
+    points: tuple[AnswerPoint, ...] = ()
 
     @property
     def answerable(self) -> bool:
@@ -56,6 +69,7 @@ def load_questions(path: Path) -> list[LabelledQuestion]:
         try:
             turns = row.get("turns") or [row["question"]]
             anchors = tuple(Anchor(a["source"], a["anchor"]) for a in row.get("relevant", []))
+            points = tuple(_answer_point(point) for point in row.get("points", []))
             questions.append(
                 LabelledQuestion(
                     question_id=str(row["id"]),
@@ -63,11 +77,21 @@ def load_questions(path: Path) -> list[LabelledQuestion]:
                     kind=row.get("kind", "conversation" if "turns" in row else "single"),
                     anchors=anchors,
                     history=tuple(turns[:-1]),
+                    points=points,
                 )
             )
         except (KeyError, TypeError, IndexError) as error:
             raise QAError(f"{path}, line {number}: not a labelled question ({error!r})") from error
     return questions
+
+
+def _answer_point(row: dict[str, Any]) -> AnswerPoint:
+    """A point: ``{"point": label, "anchors": [{"source", "anchor"}, ...]}``, or one ``{"source", "anchor"}``."""
+    anchors = row.get("anchors", [row])
+    return AnswerPoint(
+        label=str(row.get("point", anchors[0]["anchor"])),
+        anchors=tuple(Anchor(a["source"], a["anchor"]) for a in anchors),
+    )
 
 
 def _squeeze(text: str) -> str:
@@ -90,8 +114,37 @@ def judge(questions: Sequence[LabelledQuestion], passages: Sequence[Passage]) ->
             if not matches:
                 raise QAError(f"question {question.question_id}: anchor not found in {anchor.source}: {anchor.text!r}")
             judged.update(dict.fromkeys(matches, 1))
+        for point in question.points:
+            for anchor in point.anchors:
+                wanted = _squeeze(anchor.text)
+                if not any(source == anchor.source and wanted in text for source, _, text in texts):
+                    raise QAError(
+                        f"question {question.question_id}: point anchor not found in {anchor.source}: {anchor.text!r}"
+                    )
         qrels[question.question_id] = judged
     return qrels
+
+
+def points_covered(answer: str, points: Sequence[AnswerPoint]) -> dict[str, float]:
+    """How many of ``points`` an answer makes, and how many of its cited sentences only repeat one already made.
+
+    A point is made by a cited sentence (the text before each ``[n]``) holding
+    one of the point's anchors. A sentence that makes only points made before
+    it is a repeat; a sentence that makes none is neither.
+
+    Returns:
+        ``covered`` and ``points`` (counts), ``fraction`` (covered / points) and ``repeats``.
+    """
+    units = [_squeeze(unit) for unit in re.split(r"\[\d+\]", answer)]
+    made: set[int] = set()
+    repeats = 0
+    for unit in units:
+        found = {i for i, point in enumerate(points) if any(_squeeze(a.text) in unit for a in point.anchors)}
+        if found and found <= made:
+            repeats += 1
+        made |= found
+    total = len(points)
+    return {"covered": len(made), "points": total, "fraction": len(made) / total if total else 0.0, "repeats": repeats}
 
 
 def evaluate_questions(
@@ -115,6 +168,7 @@ def evaluate_questions(
         started = time.perf_counter()
         run: dict[str, dict[str, float]] = {}
         abstained: dict[str, bool] = {}
+        covered: dict[str, dict[str, float]] = {}
         for question in progress_bar(questions, f"{mode} questions", progress):
             history = question.history if use_history else ()
             answer = ask(
@@ -129,8 +183,13 @@ def evaluate_questions(
             )
             run[question.question_id] = {hit.passage.passage_id: -hit.rank for hit in answer.hits}
             abstained[question.question_id] = not answer.answerable
+            if question.points:
+                covered[question.question_id] = points_covered(
+                    answer.answer if answer.answerable else "", question.points
+                )
         result = retrieval_result(mode, qrels, run, time.perf_counter() - started)
         _score_abstention(result, abstained, questions)
+        _score_points(result, covered)
         results.append(result)
     return results
 
@@ -140,3 +199,16 @@ def _score_abstention(result: ModeResult, abstained: dict[str, bool], questions:
     result.abstention = abstention_scores(should_abstain, abstained)
     result.false_abstentions = [q for q, a in abstained.items() if a and not should_abstain[q]]
     result.missed_abstentions = [q for q, a in abstained.items() if not a and should_abstain[q]]
+
+
+def _score_points(result: ModeResult, covered: dict[str, dict[str, float]]) -> None:
+    """The answers' points: the mean fraction covered per question, all points covered, and repeats."""
+    if not covered:
+        return
+    result.points_per_question = covered
+    result.points = {
+        "points_covered": sum(c["fraction"] for c in covered.values()) / len(covered),
+        "points_made": sum(c["covered"] for c in covered.values()),
+        "points_total": sum(c["points"] for c in covered.values()),
+        "point_repeats": sum(c["repeats"] for c in covered.values()),
+    }

@@ -22,20 +22,34 @@ ABSTENTION_COLUMNS = {
 }
 
 
+POINT_COLUMNS = {"points_covered": "points", "point_repeats": "repeats"}
+
+
 def _columns(report: EvalReport) -> dict[str, str]:
     with_abstention = any(result.abstention for result in report.results)
-    return {**COLUMNS, **(ABSTENTION_COLUMNS if with_abstention else {})}
+    with_points = any(result.points for result in report.results)
+    return {
+        **COLUMNS,
+        **(ABSTENTION_COLUMNS if with_abstention else {}),
+        **(POINT_COLUMNS if with_points else {}),
+    }
 
 
 def _value(result: ModeResult, key: str) -> float:
-    return result.metrics.get(key, result.abstention.get(key, 0.0))
+    return result.metrics.get(key, result.abstention.get(key, result.points.get(key, 0.0)))
+
+
+def _cell(result: ModeResult, key: str) -> str:
+    """A metric as printed: repeats are a count, the rest fractions."""
+    value = _value(result, key)
+    return f"{value:.0f}" if key == "point_repeats" else f"{value:.3f}"
 
 
 def format_table(report: EvalReport) -> str:
     """A plain-text table: one row per mode, one column per metric."""
     columns = _columns(report)
     header = ["mode", *columns.values(), "seconds"]
-    rows = [[r.mode, *(f"{_value(r, key):.3f}" for key in columns), f"{r.seconds:.1f}"] for r in report.results]
+    rows = [[r.mode, *(_cell(r, key) for key in columns), f"{r.seconds:.1f}"] for r in report.results]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in [header, *rows]]
     title = f"{report.dataset}: {report.questions} questions"
@@ -55,7 +69,16 @@ def format_failures(report: EvalReport) -> str:
                 f"{result.mode}: false abstentions: {', '.join(result.false_abstentions) or '-'}; "
                 f"missed abstentions: {', '.join(result.missed_abstentions) or '-'}"
             )
+        if result.points:
+            lines.append(f"{result.mode}: {_points_line(result)}")
     return "\n".join(lines)
+
+
+def _points_line(result: ModeResult) -> str:
+    """Points made by the answers, in all and per question ("q35 3/4")."""
+    each = ", ".join(f"{q} {c['covered']:.0f}/{c['points']:.0f}" for q, c in result.points_per_question.items())
+    made, total = result.points["points_made"], result.points["points_total"]
+    return f"answers make {made:.0f} of {total:.0f} labelled points ({each})"
 
 
 def to_markdown(report: EvalReport, *, command: str) -> str:
@@ -72,7 +95,7 @@ def to_markdown(report: EvalReport, *, command: str) -> str:
         "|---" * (len(columns) + 2) + "|",
     ]
     for result in report.results:
-        cells = [f"{_value(result, key):.3f}" for key in columns]
+        cells = [_cell(result, key) for key in columns]
         lines.append(f"| {result.mode} | " + " | ".join(cells) + f" | {result.seconds:.1f} |")
     for result in report.results:
         lines += ["", f"## {result.mode}: failed questions", ""]
@@ -80,6 +103,8 @@ def to_markdown(report: EvalReport, *, command: str) -> str:
         if result.abstention:
             lines += _failure_lines("answered although the corpus has no answer", result.missed_abstentions, report)
             lines += _failure_lines("abstained although the corpus answers", result.false_abstentions, report)
+        if result.points:
+            lines.append(f"- {_points_line(result)}")
     return "\n".join(lines) + "\n"
 
 

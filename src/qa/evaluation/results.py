@@ -29,6 +29,8 @@ class ModeResult:
     abstention: dict[str, float] = field(default_factory=dict)
     false_abstentions: list[str] = field(default_factory=list)
     missed_abstentions: list[str] = field(default_factory=list)
+    points: dict[str, float] = field(default_factory=dict)
+    points_per_question: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,8 +47,13 @@ class EvalReport:
         return {
             "dataset": self.dataset,
             "questions": self.questions,
-            "modes": {r.mode: {k: v for k, v in vars(r).items() if k != "mode"} for r in self.results},
+            "modes": {r.mode: _mode_json(r) for r in self.results},
         }
+
+
+def _mode_json(result: ModeResult) -> dict[str, Any]:
+    """A mode's results as JSON; the points of answers only for questions that label them."""
+    return {k: v for k, v in vars(result).items() if k != "mode" and not (k.startswith("points") and not v)}
 
 
 def retrieval_result(mode: str, qrels: Qrels, run: Run, seconds: float) -> ModeResult:

@@ -13,6 +13,7 @@ from qa.index.lexical import tokenize
 from qa.index.store import PassageStore
 from qa.records import Hit
 from qa.search.evidence import evidence_score
+from qa.search.spelling import store_vocabulary
 
 NOT_IN_CORPUS = "These articles do not answer that question. The nearest passages are listed below."
 
@@ -25,18 +26,26 @@ class Abstention:
     ``min_evidence`` similar to it and, with ``require_specific_terms``, every
     number and name it asks about ("2023", "Hanawon") occurs somewhere in the
     corpus: a question about something the articles never mention can still
-    sound close to them.
+    sound close to them. A question with at least ``unfamiliar_share`` of its
+    content words (with its earlier turns') nowhere in the corpus ("the
+    weather in Seoul tomorrow") is on another subject unless its evidence is
+    at least ``min_evidence_unfamiliar`` similar: a passage on Seoul is near it,
+    but does not answer it.
     """
 
     min_evidence: float = 0.0
     require_specific_terms: bool = False
+    unfamiliar_share: float = 1.0
+    min_evidence_unfamiliar: float = 0.0
 
 
 NEVER_ABSTAIN = Abstention()
 # Thresholds fitted by `qa eval --questions eval/questions.jsonl` on the bundled
 # corpus (see README, "Abstention"); other models get none until calibrated.
 CALIBRATED = {
-    "sentence-transformers/all-MiniLM-L6-v2": Abstention(min_evidence=0.28, require_specific_terms=True),
+    "sentence-transformers/all-MiniLM-L6-v2": Abstention(
+        min_evidence=0.28, require_specific_terms=True, unfamiliar_share=1 / 3, min_evidence_unfamiliar=0.40
+    ),
 }
 
 
@@ -45,14 +54,67 @@ def calibrated_abstention(model: str) -> Abstention:
     return CALIBRATED.get(model, NEVER_ABSTAIN)
 
 
-def is_answerable(store: PassageStore, question: str, hits: Sequence[Hit], abstention: Abstention) -> bool:
-    """Whether the hits answer the question, by ``abstention``'s rules."""
-    if max(evidence_score(hit) for hit in hits) < abstention.min_evidence:
+def is_answerable(
+    store: PassageStore, question: str, hits: Sequence[Hit], abstention: Abstention, *, history: Sequence[str] = ()
+) -> bool:
+    """Whether the hits answer the question (asked after ``history``), by ``abstention``'s rules."""
+    if not is_close_enough(hits, abstention):
+        return False
+    best = max(evidence_score(hit) for hit in hits)
+    if best < abstention.min_evidence_unfamiliar and unfamiliar_share(store, [*history, question]) >= (
+        abstention.unfamiliar_share
+    ):
         return False
     if abstention.require_specific_terms:
-        terms = specific_terms(question)
-        return store.known_terms(terms) == frozenset(terms)
+        return not unknown_names(store, question)
     return True
+
+
+# Words of a question that say nothing of its subject, though BM25 keeps them.
+QUESTION_WORDS = "what how why who whom whose which when where much many"
+
+
+def unfamiliar_share(store: PassageStore, texts: Sequence[str]) -> float:
+    """The share of the content words (BM25 tokens) of ``texts`` that occur nowhere in the corpus; 0 with none.
+
+    Question words ("what", "how", "much") are left out: they say nothing of the subject.
+    """
+    asking = set(tokenize([QUESTION_WORDS])[0])
+    tokens = [token for tokens in tokenize(list(texts)) for token in tokens if token not in asking]
+    if not tokens:
+        return 0.0
+    known = store.known_terms(tokens)
+    return sum(token not in known for token in tokens) / len(tokens)
+
+
+def is_close_enough(hits: Sequence[Hit], abstention: Abstention) -> bool:
+    """Whether the best evidence sentence is at least ``abstention.min_evidence`` similar to the question."""
+    return bool(hits) and max(evidence_score(hit) for hit in hits) >= abstention.min_evidence
+
+
+def unknown_names(store: PassageStore, question: str) -> list[str]:
+    """The numbers and names of ``question`` that occur nowhere in the corpus, in any spelling.
+
+    A name counts as known when its BM25 tokens all occur in the corpus or its
+    metadata, or when it is a spelling variant of a corpus word
+    (``qa.search.spelling``: "Jihyun" for "Ji-hyun", "Yojong" for "Yo Jong",
+    "Nroth" for "North"); numbers must match exactly.
+    """
+    unknown = []
+    for word in specific_words(question):
+        tokens = [token for tokens in tokenize([word]) for token in tokens]
+        if store.known_terms(tokens) == frozenset(tokens):
+            continue
+        vocabulary = store_vocabulary(store)
+        if word in vocabulary or vocabulary.closest(word) is not None:
+            continue
+        unknown.append(word)
+    return unknown
+
+
+def specific_words(question: str) -> list[str]:
+    """The numbers and capitalised words of a question after its first word ("2023", "Hanawon")."""
+    return [word for word in re.findall(r"[\w'’-]+", question)[1:] if word[0].isdigit() or word[0].isupper()]
 
 
 def specific_terms(question: str) -> list[str]:
@@ -60,6 +122,5 @@ def specific_terms(question: str) -> list[str]:
 
     The first word is left out: it is capitalised because it starts the sentence.
     """
-    words = re.findall(r"[\w'’-]+", question)[1:]
-    wanted = [word for word in words if word[0].isdigit() or word[0].isupper()]
+    wanted = specific_words(question)
     return [token for tokens in tokenize(wanted) for token in tokens] if wanted else []

@@ -8,13 +8,22 @@ from collections.abc import Sequence
 from qa.embed.encoder import Encoder
 from qa.index.store import PassageStore, SearchFilter, check_model
 from qa.records import SearchResult
-from qa.search.abstention import NOT_IN_CORPUS, Abstention, calibrated_abstention, is_answerable
+from qa.search.abstention import (
+    NOT_IN_CORPUS,
+    Abstention,
+    calibrated_abstention,
+    is_answerable,
+    is_close_enough,
+)
 from qa.search.answer import compose_answer
 from qa.search.evidence import SentenceMemory, attach_evidence
+from qa.search.filters import check_filter, nothing_matches
 from qa.search.modes import Mode, parse_mode
-from qa.search.query import embed_query
+from qa.search.query import embed_turns
 from qa.search.question import EmptyQuestionError, normalize_question
+from qa.search.rerank import FOLLOW_UP_DEPTH, FOLLOW_UP_WEIGHT, rerank_follow_up
 from qa.search.retrieval import retrieve
+from qa.search.spelling import dictionary, question_corrections, suggested_question
 
 
 def ask(
@@ -39,22 +48,29 @@ def ask(
 
     Raises:
         EmptyQuestionError: Nothing is left of the question to ask.
-        QAError: The mode is unknown or the encoder is not the index's model.
+        QAError: The mode is unknown, the encoder is not the index's model, or the
+            filter names what the index does not hold (``check_filter``).
     """
-    question = normalize_question(question).text
+    asked = normalize_question(question).text
     mode = parse_mode(mode)
     check_model(store.model, encoder.name)
+    check_filter(store, where)
     history = _normalized_history(history)
     if abstention is None:
         abstention = calibrated_abstention(encoder.name)
     if sentences is None:
         sentences = SentenceMemory()
-    query_vector = embed_query(encoder, question, history)
+    # A misspelled or differently written name ("Kim Yojong") matches nothing in BM25 and little in
+    # the vectors: the question is asked in the corpus's spelling, and the reply says so.
+    corrected = question_corrections(store, asked, is_word=dictionary(encoder))
+    question = suggested_question(asked, corrected) if corrected else asked
+    query_vector, turn_vectors = embed_turns(encoder, question, history)
+    follow_up = bool(history) and mode == "hybrid" and FOLLOW_UP_WEIGHT > 0
     hits = retrieve(
         store,
         question,
         encoder=encoder,
-        k=k,
+        k=max(k, FOLLOW_UP_DEPTH) if follow_up else k,
         mode=mode,
         history=history,
         where=where,
@@ -62,12 +78,25 @@ def ask(
         sentences=sentences,
     )
     if not hits:
-        return SearchResult(query=question, hits=(), answerable=False, answer=NOT_IN_CORPUS)
+        return SearchResult(
+            query=asked, hits=(), answerable=False, answer=nothing_matches(store, where) or NOT_IN_CORPUS
+        )
+    embed = functools.partial(sentences.embed, encoder=encoder)
     if mode != "hybrid":
-        hits = attach_evidence(hits, query_vector, functools.partial(sentences.embed, encoder=encoder))
-    if not is_answerable(store, question, hits, abstention):
-        return SearchResult(query=question, hits=tuple(hits), answerable=False, answer=NOT_IN_CORPUS)
-    return SearchResult(query=question, hits=tuple(hits), answerable=True, answer=compose_answer(hits))
+        hits = attach_evidence(hits, query_vector, embed)
+    if follow_up:
+        # The new aspect leads among the passages on the conversation's subject.
+        top = hits[:FOLLOW_UP_DEPTH]
+        aspect, answered = (attach_evidence(top, vector, embed) for vector in turn_vectors[:2])
+        hits = rerank_follow_up(hits, aspect, answered, depth=FOLLOW_UP_DEPTH)[:k]
+    # A question far from every passage gets no spelling advice: "bake" is one edit from "make".
+    suggestion = question if corrected and is_close_enough(hits, abstention) else ""
+    if not is_answerable(store, question, hits, abstention, history=history):
+        return SearchResult(
+            query=asked, hits=tuple(hits), answerable=False, answer=NOT_IN_CORPUS, suggestion=suggestion
+        )
+    answer = compose_answer(hits, question=question, embed=embed)
+    return SearchResult(query=asked, hits=tuple(hits), answerable=True, answer=answer, suggestion=suggestion)
 
 
 def _normalized_history(history: Sequence[str]) -> list[str]:
