@@ -1,5 +1,6 @@
 # Two commands do all set-up: `make run` and `make test`. Both create .venv/ on
-# first use and reuse it while pyproject.toml is unchanged.
+# first use and reuse it while pyproject.toml is unchanged. ARGS goes to the
+# command: make run ARGS="--port 8000"; make test ARGS="-k filters"; make index ARGS="--rebuild".
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,29 +10,38 @@ STAMP := $(VENV)/.installed
 #   make run TORCH_PIP_ARGS="--index-url <PyTorch CPU wheel index>"
 TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
+ARGS ?=
+# pip without its progress bars and notices; the steps say what is happening instead.
+PIP := $(BIN)/python -m pip --disable-pip-version-check install --quiet --progress-bar off
 
 .PHONY: run index test lint clean
 
 run: $(STAMP)
-	$(BIN)/python app.py
+	$(BIN)/python app.py $(ARGS)
 
 index: $(STAMP)
-	$(BIN)/qa index
+	$(BIN)/qa index $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks app.py
 	$(BIN)/ruff format --check src tests benchmarks app.py
 	$(BIN)/mypy
 
+# The first run takes a few minutes (about 1 GB of packages); each step says what it does.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -c "import sys, torch; sys.exit('a CUDA build of torch was installed; see TORCH_PIP_ARGS in the Makefile' if torch.version.cuda else 0)"
-	touch $(STAMP)
+	@echo "qa: setting up $(VENV)/ (first run, or pyproject.toml changed; a few minutes) ..."
+	@test -x $(BIN)/python || { echo "qa: creating the virtual environment $(VENV)/ ..." && $(PYTHON) -m venv $(VENV); }
+	@echo "qa: installing torch $(TORCH_VERSION) (CPU build, the largest download) ..."
+	@$(PIP) "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	@echo "qa: installing qa and its dependencies (sentence-transformers, faiss-cpu, bm25s, gradio, test tools) ..."
+	@$(PIP) -e ".[dev]"
+	@echo "qa: checking that torch is the CPU build ..."
+	@$(BIN)/python -c "import sys, torch; sys.exit('a CUDA build of torch was installed; see TORCH_PIP_ARGS in the Makefile' if torch.version.cuda else 0)"
+	@touch $(STAMP)
+	@echo "qa: set-up done."
 
 clean:
 	rm -rf $(VENV) index/manifest.json index/*.jsonl index/*.faiss index/*.sqlite

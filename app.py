@@ -1,25 +1,46 @@
-"""Run the chat app: ``python app.py [--host 127.0.0.1] [--port 7860]``.
+"""Run the chat app: ``python app.py [--host 127.0.0.1] [--port 7860]`` (``make run ARGS="--port 8000"``).
 
-Brings the index up to date with the corpus (building it on first run), then
-serves the Gradio app. Any address but this machine's own, and ``--share``,
-need a login (``$QA_AUTH`` or ``--auth-file``); without one the app refuses to
-start. Parsing and error messages only; the work is in ``qa``.
+Checks the login rule and that the port is free, brings the index up to date
+with the corpus (building it on first run), then serves the Gradio app until
+Ctrl+C. Any address but this machine's own, and ``--share``, need a login
+(``$QA_AUTH`` or ``--auth-file``); without one the app refuses to start.
+Parsing, the start-up checks and messages only; the work is in ``qa``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
 from qa.safe_text import terminal_text
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+# Ports tried after a busy one, to suggest a free one.
+NEARBY_PORTS = 20
+
+
+def port_number(text: str) -> int:
+    """``--port``: a whole number from 1 to 65535 (argparse type)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a whole number from 1 to 65535")
+    return port
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -28,7 +49,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
     )
-    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--port", type=port_number, default=7860, help="port (default: 7860)")
     parser.add_argument(
         "--share", action="store_true", help="also open a public Gradio share link (needs a login, like --host)"
     )
@@ -97,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
         # Before anything slow: a refusal should not wait for the model or the index.
         credentials = load_credentials(args.auth_file, os.environ)
         require_login_if_exposed(args.host, args.share, credentials)
+        check_port(args.host, args.port)
         from qa.index.lock import DEFAULT_WAIT_SECONDS
         from qa.web.service import AnswerService
 
@@ -120,17 +142,99 @@ def _run(args: argparse.Namespace) -> int:
     from qa.web.ui import launch
 
     try:
-        launch(
+        # Not blocking, so that Gradio stays quiet (its hint to set `share=True` is for its own
+        # launch(), not for this app, which has --share) and the app says where it serves.
+        served = launch(
             service,
             host=args.host,
             port=args.port,
             share=args.share,
             credentials=credentials,
             allowed_hosts=args.allow_host,
+            block=False,
         )
     except OSError as error:
-        _tell(f"qa: error: cannot listen on {args.host}:{args.port} ({error})")
+        # Gradio's message names its own launch() parameters; the port was free when checked,
+        # so another program took it while the index loaded.
+        _tell(f"qa: error: {port_error(args.host, args.port, error)}")
         return 1
+    print(f"Serving on {_url(args.host, args.port)} (Ctrl+C stops it).", flush=True)
+    return _serve_until_interrupted(served)
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse at once an address this app cannot listen on, before the index and the model load.
+
+    Raises:
+        QAError: ``host`` is not an address of this machine, or ``port`` is taken or reserved.
+    """
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as error:
+        raise QAError(
+            f"cannot listen on {host}: no such address ({error.strerror})",
+            fix="give --host an address of this machine, such as 127.0.0.1 or 0.0.0.0",
+        ) from error
+    with socket.socket(family, kind, protocol) as probe:
+        # As the server will: a port whose last connections are closing (TIME_WAIT) is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise port_error(host, port, error) from error
+
+
+def port_error(host: str, port: int, error: OSError) -> QAError:
+    """What stops the app listening on ``host:port``, in this app's words; Gradio's errors carry no errno."""
+    if error.errno == errno.EADDRNOTAVAIL:
+        return QAError(
+            f"cannot listen on {host}: it is not an address of this machine",
+            fix="give --host 127.0.0.1 (this machine only) or 0.0.0.0 (every network)",
+        )
+    if error.errno in {errno.EACCES, errno.EPERM}:
+        return QAError(
+            f"port {port} is reserved for the system administrator", fix="choose one above 1023, such as 7860"
+        )
+    return QAError(
+        f"port {port} is already in use on {host} (by another program, or by this app started before)",
+        fix=f"stop that program, or choose another port: {_port_hint(host, port)}",
+    )
+
+
+def _port_hint(host: str, busy: int) -> str:
+    """``--port 7861 is free``: the first free port after ``busy``."""
+    for port in range(busy + 1, min(busy + 1 + NEARBY_PORTS, 65536)):
+        try:
+            check_port(host, port)
+        except QAError:
+            continue
+        return f"--port {port} is free"
+    return "--port PORT"
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+# How long Ctrl+C waits for Gradio to close before the app exits anyway.
+CLOSE_SECONDS = 5.0
+
+
+def _serve_until_interrupted(served: gr.Blocks) -> int:
+    """Wait while the app serves; Ctrl+C stops it. The exit status."""
+    try:
+        while served.is_running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        # Gradio's close() waits on its queue and workers; a busy machine must not turn Ctrl+C into
+        # a hang, and the server's threads are daemons, so the process ends when main returns.
+        closing = threading.Thread(target=served.close, kwargs={"verbose": False}, daemon=True)
+        closing.start()
+        closing.join(timeout=CLOSE_SECONDS)
+        _tell("qa: stopped")
     return 0
 
 

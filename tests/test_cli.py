@@ -93,7 +93,7 @@ def test_search_json_has_the_documented_shape(index_dir: Path, capsys: pytest.Ca
     capsys.readouterr()
     assert main(["search", "Why do defectors return?", "--k", "3", "--json", "--index", str(index_dir)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"query", "answerable", "answer", "hits"}
+    assert set(result) == {"query", "answerable", "answer", "suggestion", "hits"}
     assert (result["query"], result["answerable"]) == ("Why do defectors return?", True)
     assert [hit["rank"] for hit in result["hits"]] == [1, 2, 3]
     assert all(set(hit) == HIT_FIELDS for hit in result["hits"])
@@ -192,7 +192,6 @@ def test_passages_lists_everything_in_order(index_dir: Path, capsys: pytest.Capt
         (["passages", "--index", "{tmp}/none"], "run `qa index` first"),
         (["search", "   ", "--index", "{index}"], "question is empty"),
         (["search", "anything", "--model", "other/model", "--index", "{index}"], "built with model"),
-        (["search", "--index", "{index}"], "give a question"),
         (["search", "q", "--k", "0", "--index", "{index}"], "--k must be at least 1"),
         (["search", "--batch", "{tmp}/missing.txt", "--index", "{index}"], "cannot read questions"),
     ],
@@ -623,3 +622,184 @@ def test_file_names_in_index_messages_are_cleaned(
     captured = capsys.readouterr()
     assert not TERMINAL_CONTROLS.search(captured.out + captured.err), repr(captured)
     assert "korean.txt" in captured.out + captured.err and "empty.txt" in captured.err
+
+
+# --- issue 13: filters named as the app shows them, and errors that list what exists ---------------
+
+DAILY_NK = "dailynk-kim-yo-jong-orders-encouragement-for-defector-families.txt"
+RFA = "rfa-kim-jong-un-orders-state-organs-to-repatriate-defectors.txt"
+
+
+def _search_json(index_dir: Path, capsys: pytest.CaptureFixture[str], *options: str) -> dict[str, object]:
+    capsys.readouterr()
+    assert main(["search", "families of defectors", "--json", "--index", str(index_dir), *options]) == 0
+    result: dict[str, object] = json.loads(capsys.readouterr().out)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("options", "doc_ids"),
+    [
+        (["--doc", "koreatimes-why-do-nk-defectors-flee-to-destitute-north"], {KOREA_TIMES}),  # no extension
+        (["--doc", "WHY DO NK DEFECTORS FLEE TO DESTITUTE NORTH?"], {KOREA_TIMES}),  # the title the app shows
+        (["--doc", "North Korea's Kim Jong Un Orders State Organs to Repatriate Defectors"], {RFA}),  # ’ typed as '
+        (["--outlet", "korea times"], {KOREA_TIMES}),  # The Korea Times
+        (["--outlet", "daily nk", "--outlet", "The RFA"], {DAILY_NK, RFA}),
+        (["--from", "2020-08-02", "--to", "2020-08-02"], {KOREA_TIMES}),  # the only dated article
+    ],
+)
+def test_filters_take_names_as_people_write_them(
+    index_dir: Path, capsys: pytest.CaptureFixture[str], options: list[str], doc_ids: set[str]
+) -> None:
+    hits = _search_json(index_dir, capsys, *options)["hits"]
+    assert isinstance(hits, list) and hits
+    assert {hit["doc_id"] for hit in hits} <= doc_ids
+    if len(doc_ids) == 1:
+        assert {hit["doc_id"] for hit in hits} == doc_ids
+
+
+@pytest.mark.parametrize(
+    ("options", "starts", "lists"),
+    [
+        (["--doc", "koreatimes"], "no document 'koreatimes' in the index: its 5 documents are ", [DAILY_NK, RFA]),
+        (
+            ["--outlet", "Yonhap"],
+            "no outlet 'Yonhap' in the index: its outlets are ",
+            ["Daily NK, RFA, The Korea Times"],
+        ),
+        (["--from", "2020-13-01"], "dates look like 2020-08-02 (a real day), not '2020-13-01'", ["is from 2020-08-02"]),
+        (["--from", "2021-01-01", "--to", "2020-01-01"], "the date range ends before it starts", ["4 of the 5"]),
+    ],
+)
+def test_a_filter_naming_nothing_is_one_error_listing_what_exists(
+    index_dir: Path, capsys: pytest.CaptureFixture[str], options: list[str], starts: str, lists: list[str]
+) -> None:
+    FakeModelEncoder.made.clear()
+    capsys.readouterr()
+    assert main(["search", "families of defectors", "--index", str(index_dir), *options]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # never "No passages found."
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"qa: error: {starts}")
+    assert all(text in line for text in lists), line
+    assert FakeModelEncoder.made == []  # refused before the model loads
+
+
+def test_a_filter_that_leaves_nothing_says_no_article_matches(
+    index_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qa.search.filters import NO_ARTICLE_MATCHES
+
+    capsys.readouterr()
+    argv = ["search", "families of defectors", "--outlet", "RFA", "--from", "2020-01-01", "--index", str(index_dir)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{NO_ARTICLE_MATCHES} (outlets: RFA; dates: from 2020-01-01).")
+    assert "Articles without a date are outside any date range" in out and "4 of the 5 have no date" in out
+    assert "do not answer" not in out and "No passages found" not in out
+    result = _search_json(index_dir, capsys, "--outlet", "RFA", "--from", "2020-01-01")
+    assert result["hits"] == [] and str(result["answer"]).startswith(NO_ARTICLE_MATCHES)
+
+
+# --- issue 13: an empty corpus or index, and mistyped command lines ---------------------------------
+
+
+def test_qa_index_of_an_empty_corpus_is_an_error_and_makes_no_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "notes.pdf").write_bytes(b"%PDF-1.4")
+    capsys.readouterr()
+    assert main(["index", "--corpus", str(tmp_path / "corpus"), "--index", str(tmp_path / "index")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"qa: error: nothing to index: {tmp_path / 'corpus'} holds no .txt, .md, .markdown, .html")
+    assert "the index was left as it was" in line
+    assert not (tmp_path / "index" / "manifest.json").exists()
+
+
+def test_qa_index_of_a_boilerplate_only_corpus_says_why_and_keeps_the_index(
+    index_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "menus"
+    write_lines(corpus / "menu.txt", ["Home", "News", "Login", "Subscribe"])
+    write_lines(corpus / "footer.txt", ["Copyright 2020", "Privacy | Terms"])
+    before = read_manifest(index_dir)
+    capsys.readouterr()
+    # --rebuild: the five documents may go, but not for nothing.
+    assert main(["index", "--corpus", str(corpus), "--index", str(index_dir), "--rebuild"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":", 3)[2].strip() for line in lines[:-1]] == ["skipped footer.txt", "skipped menu.txt"]
+    assert lines[-1].startswith(f"qa: error: nothing to index: none of the 2 files in {corpus} holds article text")
+    assert read_manifest(index_dir) == before
+    assert len(open_index(index_dir).documents) == 5
+
+
+def test_qa_search_of_an_empty_index_says_it_is_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import FakeEncoder
+    from qa.index.build import index_documents
+    from qa.index.manifest import IndexSettings
+
+    encoder = FakeEncoder("sentence-transformers/all-MiniLM-L6-v2")
+    settings = IndexSettings(max_tokens=254, min_words=12)
+    index_documents([], [], tmp_path / "index", fingerprint="none", encoder=encoder, settings=settings)
+    capsys.readouterr()
+    assert main(["search", "Why do defectors return?", "--index", str(tmp_path / "index")]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"qa: error: the index in {tmp_path / 'index'} is empty: it holds no passages to search")
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "message"),
+    [
+        (["search", "q", "--kk", "3"], "usage: qa search", "unrecognized arguments: --kk 3 (did you mean --k?)"),
+        (["search", "q", "--outlett=RFA"], "usage: qa search", "(did you mean --outlet?)"),
+        (["index", "--corpsu", "x"], "usage: qa index", "unrecognized arguments: --corpsu x (did you mean --corpus?)"),
+        (["eval", "--questions", "q.jsonl", "--mdoes", "bm25"], "usage: qa eval", "(did you mean --modes?)"),
+        (["search"], "usage: qa search", 'say what to ask: a question (qa search "Why do defectors return?")'),
+        (["search", "q", "--batch", "-"], "usage: qa search", "give a question or --batch FILE, not both"),
+    ],
+)
+def test_a_mistyped_command_line_shows_the_commands_usage(
+    argv: list[str], usage: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and message in err.splitlines()[-1]
+
+
+def test_a_mistyped_option_exits_2_with_the_usage_from_the_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    environment = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-c", "from qa.cli import entry_point; entry_point()", "search", "q", "--doc-id", "x"]
+    run = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=tmp_path, check=False)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.startswith("usage: qa search [-h]") and "--doc DOC" in run.stderr
+    assert run.stderr.splitlines()[-1] == ("qa search: error: unrecognized arguments: --doc-id x (did you mean --doc?)")
+
+
+def test_a_list_answer_keeps_one_point_a_line_and_a_suggestion_is_shown_first() -> None:
+    from qa.cli import format_result
+    from qa.records import Hit, Passage, SearchResult
+
+    passage = Passage("a.txt#p1-0", "a.txt", "a.txt", 1, 0, 5, "Text.")
+    point = "- Firstly, there are people who return to avoid criminal penalties after crimes here. [1]"
+    result = SearchResult(
+        query="why do defecters return",
+        hits=(Hit(rank=1, score=1.0, passage=passage),),
+        answer=f"{point}\n- Lastly, some fail to adjust. [1]",
+        suggestion="why do defectors return",
+    )
+    lines = format_result(result, width=60).splitlines()
+    assert lines[0] == "Did you mean: why do defectors return?"
+    points = [line for line in lines if line.startswith("- ")]
+    assert [p.split()[1] for p in points] == ["Firstly,", "Lastly,"]  # not run together into one paragraph
+    continuation = lines[lines.index(points[0]) + 1]
+    assert continuation.startswith("  ") and not continuation.startswith("   ")

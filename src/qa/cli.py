@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING
 from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
 from qa.index.lock import DEFAULT_WAIT_SECONDS
-from qa.index.store import SearchFilter
 from qa.records import Hit, Passage, SearchResult, result_to_dict
 from qa.safe_text import json_text, terminal_text
 from qa.search.modes import MODES, Mode, parse_modes
@@ -25,7 +25,7 @@ from qa.search.question import EmptyQuestionError, Question, clipped_notice, nor
 if TYPE_CHECKING:
     from qa.embed.encoder import Encoder
     from qa.evaluation.results import EvalReport
-    from qa.index.store import PassageStore
+    from qa.index.store import PassageStore, SearchFilter
 
 DEFAULT_CORPUS = Path("corpus")
 DEFAULT_INDEX = Path("index")
@@ -113,8 +113,16 @@ def _add_search_parser(
         metavar="QUESTION",
         help="an earlier question of the conversation (repeat, oldest first)",
     )
-    search.add_argument("--doc", action="append", default=[], metavar="DOC_ID", help="only this document (repeatable)")
-    search.add_argument("--outlet", action="append", default=[], help="only this outlet (repeatable)")
+    search.add_argument(
+        "--doc",
+        action="append",
+        default=[],
+        metavar="DOC",
+        help="only this document: its id or file name (with or without the extension) or its title (repeatable)",
+    )
+    search.add_argument(
+        "--outlet", action="append", default=[], help="only this outlet, in any case, 'The' optional (repeatable)"
+    )
     search.add_argument(
         "--from", dest="date_from", default="", metavar="YYYY-MM-DD", help="only articles from this date"
     )
@@ -151,16 +159,21 @@ def _add_eval_parser(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``qa`` with ``argv``; a ``QAError`` becomes one line on stderr and status 1."""
-    args = build_parser().parse_args(argv)
+    """Run ``qa`` with ``argv``; a ``QAError`` becomes one line on stderr and status 1.
+
+    A mistake in the arguments exits with status 2 and the usage of the command it was made in.
+    """
+    args = parse_arguments(build_parser(), argv)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            status = COMMANDS[args.command](args)
-        for warning in caught:
-            if issubclass(warning.category, UserWarning):
-                _tell(f"qa: warning: {warning.message}")
-        return status
+            try:
+                return COMMANDS[args.command](args)
+            finally:
+                # Also when the command fails: the skipped files may be why (nothing left to index).
+                for warning in caught:
+                    if issubclass(warning.category, UserWarning):
+                        _tell(f"qa: warning: {warning.message}")
     except QAError as error:
         _tell(f"qa: error: {error}")
         return 1
@@ -176,6 +189,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {error.filename}" if error.filename else ""
         _tell(f"qa: error: {error.strerror or error}{where}")
         return 1
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``argv`` parsed; a mistake exits with status 2, showing the usage of the command it was made in.
+
+    argparse reports an unknown option with the usage of ``qa`` itself, which
+    does not show the options the command has; this shows the command's.
+    """
+    args, extras = parser.parse_known_args(argv)
+    command = _subparser(parser, args.command)
+    if extras:
+        command.error(f"unrecognized arguments: {' '.join(extras)}{_did_you_mean(command, extras)}")
+    if args.command == "search" and args.question is None and args.batch is None:
+        command.error('say what to ask: a question (qa search "Why do defectors return?") or --batch FILE')
+    if args.command == "search" and args.question is not None and args.batch is not None:
+        command.error("give a question or --batch FILE, not both")
+    return args
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    subparser: argparse.ArgumentParser = commands.choices[name]
+    return subparser
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """`` (did you mean --k?)`` for a mistyped option, from the command's own options."""
+    options = [option for action in parser._actions for option in action.option_strings]
+    guesses = [
+        match
+        for extra in extras
+        if extra.startswith("-")
+        for match in difflib.get_close_matches(extra.split("=", 1)[0], options, n=1, cutoff=0.6)
+    ]
+    return f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else ""
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -214,9 +262,8 @@ def run_search(args: argparse.Namespace) -> int:
     """``qa search``: answer one question, or a batch of them as JSON Lines."""
     if args.k < 1:
         raise QAError("--k must be at least 1")
-    if (args.question is None) == (args.batch is None):
-        raise QAError("give a question, or --batch FILE (not both)")
     from qa.index.build import open_index
+    from qa.search.filters import resolve_filter
 
     if args.batch is None:
         try:
@@ -224,7 +271,16 @@ def run_search(args: argparse.Namespace) -> int:
         except EmptyQuestionError as error:
             raise QAError(f'{error}: ask something, e.g. qa search "Why do defectors return?"') from error
     index = open_index(args.index)
-    ask_one = _asker(index, _encoder_for(index.model, args), args)
+    if not index.summary().passages:
+        raise QAError(
+            f"the index in {args.index} is empty: it holds no passages to search",
+            fix="put articles in the corpus folder and run `qa index`",
+        )
+    # Checked before the model loads: a mistyped --doc or --outlet is an error listing what exists.
+    where = resolve_filter(
+        index, documents=args.doc, outlets=args.outlet, date_from=args.date_from, date_to=args.date_to
+    )
+    ask_one = _asker(index, _encoder_for(index.model, args), args, where)
     if args.batch is not None:
         for number, line in enumerate(_read_questions(args.batch), 1):
             print(json_text(_batch_row(ask_one, line, number)), flush=True)
@@ -264,11 +320,12 @@ def _encoder_for(index_model: str, args: argparse.Namespace) -> Encoder:
     return SentenceTransformerEncoder(name, backend=args.backend)
 
 
-def _asker(store: PassageStore, encoder: Encoder, args: argparse.Namespace) -> Callable[[str], SearchResult]:
+def _asker(
+    store: PassageStore, encoder: Encoder, args: argparse.Namespace, where: SearchFilter
+) -> Callable[[str], SearchResult]:
     from qa.search.ask import ask
     from qa.search.evidence import SentenceMemory
 
-    where = SearchFilter.of(doc_ids=args.doc, outlets=args.outlet, date_from=args.date_from, date_to=args.date_to)
     sentences = SentenceMemory()  # a batch of questions shares them
 
     def ask_one(question: str) -> SearchResult:
@@ -401,12 +458,24 @@ def format_hit(hit: Hit, width: int = 88) -> str:
 
 
 def format_result(result: SearchResult, width: int = 88) -> str:
-    """A whole result for the terminal: the answer, then its sources."""
+    """A whole result for the terminal: the answer, then its sources (or the reason there are none)."""
     if not result.hits:
-        return "No passages found."
-    answer = textwrap.fill(result.answer, width=width) if result.answer else ""
+        return result.answer or "No passages found."
+    answer = format_answer(result.answer, width) if result.answer else ""
+    if result.suggestion:
+        answer = f"Did you mean: {result.suggestion}?\n\n{answer}"
     hits = "\n\n".join(format_hit(hit, width) for hit in result.hits)
     return f"{answer}\n\nSources:\n\n{hits}" if answer else hits
+
+
+def format_answer(answer: str, width: int = 88) -> str:
+    """The answer wrapped to ``width``: a list answer keeps one point a line, continuations indented."""
+    lines = answer.split("\n")
+    if not any(line.startswith("- ") for line in lines):
+        return textwrap.fill(answer, width=width)
+    return "\n".join(
+        textwrap.fill(line, width=width, subsequent_indent="  " if line.startswith("- ") else "") for line in lines
+    )
 
 
 def format_passage(passage: Passage, width: int = 88) -> str:

@@ -590,3 +590,35 @@ def test_links_out_of_the_corpus_are_indexed_only_when_asked(tmp_path: Path, enc
     assert [d.source for d in open_index(tmp_path / "index").documents] == ["inside.txt"]
     index_corpus(corpus, tmp_path / "index", encoder=encoder, settings=SETTINGS, follow_links=True)
     assert [d.source for d in open_index(tmp_path / "index").documents] == ["inside.txt", "secret.txt"]
+
+
+# --- issue 13: a corpus with nothing to index leaves the index as it was ----------------------------
+
+
+def test_an_empty_corpus_folder_is_refused_and_no_index_is_written(tmp_path: Path, encoder: FakeEncoder) -> None:
+    from qa.index.build import EmptyCorpusError
+
+    (tmp_path / "corpus").mkdir()
+    with pytest.raises(EmptyCorpusError, match=r"nothing to index: .*corpus holds no \.txt, \.md"):
+        run(tmp_path / "corpus", tmp_path / "index", encoder)
+    assert not (tmp_path / "index" / MANIFEST_NAME).exists() and encoder.calls == []
+
+
+def test_a_corpus_left_with_boilerplate_only_is_refused_and_the_index_kept(
+    tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    from qa.index.build import EmptyCorpusError
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "border.txt").write_text(NEW_ARTICLE)
+    run(corpus, tmp_path / "index", encoder)
+    before = read_manifest(tmp_path / "index")
+    (corpus / "border.txt").write_text("Home\nNews\nLogin\nSubscribe\n")  # one document: no mass removal
+    with (
+        pytest.warns(SkippedFileWarning, match=r"skipped border\.txt"),
+        pytest.raises(EmptyCorpusError, match=r"the only file in .* holds no article text"),
+    ):
+        run(corpus, tmp_path / "index", RefusingEncoder())
+    assert read_manifest(tmp_path / "index") == before
+    assert [d.source for d in open_index(tmp_path / "index").documents] == ["border.txt"]

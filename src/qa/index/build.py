@@ -24,7 +24,7 @@ from qa.index.files import remove_stale_files
 from qa.index.local import LocalIndex
 from qa.index.lock import index_lock
 from qa.index.manifest import IndexSettings, Manifest, check_files, read_manifest
-from qa.ingest.corpus import CorpusFile, corpus_fingerprint, find_corpus_files, load_document
+from qa.ingest.corpus import SUPPORTED_SUFFIXES, CorpusFile, corpus_fingerprint, find_corpus_files, load_document
 from qa.ingest.folders import SkippedFileWarning
 from qa.ingest.split import approximate_token_count, split_passages
 from qa.records import Document, Passage
@@ -45,6 +45,10 @@ MASS_REMOVAL_MIN = 3
 # Documents and passages for a build, given the index it updates; the third list holds
 # the documents read afresh.
 Prepare = Callable[[LocalIndex], tuple[list[Document], list[Passage], list[Document]]]
+
+
+class EmptyCorpusError(QAError):
+    """The corpus holds no article to index: no supported file, or none with article text."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ def index_corpus(
         QAError: The corpus cannot be listed; or most of the index's documents
             (see ``MASS_REMOVAL_SHARE``) are gone from it and
             ``allow_mass_removal`` is not set. The index is left as it was.
+        EmptyCorpusError: No file of the corpus holds article text; the
+            index is left as it was (an empty index answers nothing).
     """
     with index_lock(index_dir, wait=wait, on_wait=on_wait):
         started = time.perf_counter()
@@ -112,7 +118,10 @@ def index_corpus(
             if not allow_mass_removal:
                 check_removals(previous.documents, files, corpus_dir)
             reusable = previous.documents if previous.manifest.settings.splits_like(settings) else []
-            return _prepare(files, reusable, previous.passages, settings, count_tokens)
+            prepared = _prepare(files, reusable, previous.passages, settings, count_tokens)
+            if not prepared[1]:
+                raise empty_corpus_error(corpus_dir, files)
+            return prepared
 
         return _build_locked(
             index_dir,
@@ -203,6 +212,19 @@ def _build_locked(
     decoded = tuple((d.source, d.encoding) for d in fresh if d.encoding != "utf-8")
     report = _report(previous.documents, built, files, started, reason, decoded=decoded)
     return dataclasses.replace(report, resplit=bool(previous.passages) and previous.manifest.settings != settings)
+
+
+def empty_corpus_error(corpus_dir: Path, files: list[CorpusFile]) -> EmptyCorpusError:
+    """The error for a corpus with nothing to index: no supported file, or none with article text."""
+    fix = "put the articles in it, or give --corpus the folder that holds them; the index was left as it was"
+    if not files:
+        kinds = ", ".join(SUPPORTED_SUFFIXES[:-1]) + f" or {SUPPORTED_SUFFIXES[-1]}"
+        return EmptyCorpusError(f"nothing to index: {corpus_dir} holds no {kinds} file", fix=fix)
+    if len(files) == 1:
+        problem = f"nothing to index: the only file in {corpus_dir} holds no article text"
+    else:
+        problem = f"nothing to index: none of the {len(files):,} files in {corpus_dir} holds article text"
+    return EmptyCorpusError(f"{problem} (the warnings above say why)", fix=fix)
 
 
 def check_removals(documents: list[Document], files: list[CorpusFile], corpus_dir: Path) -> None:
