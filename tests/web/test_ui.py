@@ -172,8 +172,9 @@ def test_malformed_search_calls_say_what_was_wrong(served: Served, data: list[ob
     assert len(str(answer["error"])) < 200  # a huge value is not echoed whole
 
 
-# What the page sends with a question: history (kept on the server), chat, question, k, mode, filters.
-RESPOND = [None, [], "Why return?", 3, "hybrid", [], [], "", ""]
+# What the page sends with a question: history and earlier sources (kept on the server), chat, question, k,
+# mode, filters.
+RESPOND = [None, None, [], "Why return?", 3, "hybrid", [], [], "", ""]
 
 
 @pytest.mark.parametrize(
@@ -182,10 +183,10 @@ RESPOND = [None, [], "Why return?", 3, "hybrid", [], [], "", ""]
         ("search", [], "search takes 3 values (question, k, mode), got 0"),
         ("search", ["Why return?"], "search takes 3 values (question, k, mode), got 1"),
         ("article", [], "article takes 1 value (choice), got 0"),
-        ("respond", RESPOND[:3], "respond takes 9 values, got 3"),
-        ("respond", [*RESPOND[:3], "abc", *RESPOND[4:]], "Could not preprocess input component at index 3 (a `slider`"),
-        ("respond", [RESPOND[0], "not a list", *RESPOND[2:]], "respond got an input value it cannot take: value"),
-        ("respond", [RESPOND[0], [{"role": "user"}], *RESPOND[2:]], "respond got an input value it cannot take: 0."),
+        ("respond", RESPOND[:3], "respond takes 10 values, got 3"),
+        ("respond", [*RESPOND[:4], "abc", *RESPOND[5:]], "Could not preprocess input component at index 4 (a `slider`"),
+        ("respond", [*RESPOND[:2], "not a list", *RESPOND[3:]], "respond got an input value it cannot take: value"),
+        ("respond", [*RESPOND[:2], [{"role": "user"}], *RESPOND[3:]], "respond got an input value it cannot take: 0."),
     ],
 )
 def test_malformed_calls_of_the_pages_actions_say_what_was_wrong(
@@ -209,7 +210,7 @@ def _service(corpus: Path, index: Path) -> AnswerService:
 
 
 def test_rebuild_button_refuses_while_a_cli_qa_index_runs_then_rebuilds(corpus_copy: Path, tmp_path: Path) -> None:
-    from qa.web.ui import rebuilder
+    from qa.web.corpus_tab import rebuilder
 
     service = _service(corpus_copy, tmp_path / "index")
     other = IndexWorker(corpus_copy, tmp_path / "index", pause="embedding", options=("--rebuild",))
@@ -246,6 +247,8 @@ def test_app_starts_on_a_damaged_index_after_rebuilding_it(
     launched: list[AnswerService] = []
 
     class NotServed:
+        is_running = False  # app.py waits while the app serves: this one stops at once
+
         def __init__(self, service: AnswerService) -> None:
             launched.append(service)
 
@@ -297,7 +300,7 @@ def test_rebuild_is_callable_over_http_and_embeds_every_passage_again(served: Se
 
 
 def test_article_view_shows_only_indexed_documents(corpus_copy: Path, tmp_path: Path) -> None:
-    from qa.web.ui import _article_opener
+    from qa.web.chat import _article_opener
 
     (corpus_copy / ".hidden.txt").write_text("Hidden files are never indexed.\n", encoding="utf-8")
     (tmp_path / "secret.txt").write_text("A file beside the corpus.\n", encoding="utf-8")
@@ -305,11 +308,11 @@ def test_article_view_shows_only_indexed_documents(corpus_copy: Path, tmp_path: 
     service.refresh()
     doc_id = service.documents()[0][0].doc_id
     open_article = _article_opener(service)
-    assert "qa-highlight" in open_article(f"{doc_id}::3")
+    assert "qa-highlight" in open_article(f"{doc_id}::3")[0]
     near = [f"{doc_id}.txt", str(corpus_copy / f"{doc_id}.txt"), f"./{doc_id}", f"../corpus/{doc_id}"]
     for choice in [*OUTSIDE, *near, ".hidden", "../secret", str(tmp_path / "secret"), "index/manifest", "app"]:
         for value in (choice, f"{choice}::1"):
-            assert open_article(value) == "<p>That article is no longer in the index.</p>", value
+            assert open_article(value)[0] == "<p>That article is no longer in the index.</p>", value
 
 
 def test_article_view_over_http_never_reads_a_file(served: Served) -> None:
@@ -394,14 +397,14 @@ def test_search_api_refuses_empty_questions(served: Served, typed: str) -> None:
 
 
 # The chat handler, called as Gradio calls it: one dict of every field's value.
-FIELDS = ("question", "chat", "history", "k", "mode", "documents", "outlets", "from", "to")
+FIELDS = ("question", "chat", "history", "turns", "k", "mode", "documents", "outlets", "from", "to")
 
 
-def chat(service: AnswerService, question: str, history: list[str]) -> tuple[Any, ...]:
-    from qa.web.ui import _responder
+def chat(service: AnswerService, question: str, history: list[str], **settings: object) -> tuple[Any, ...]:
+    from qa.web.chat import _responder
 
     respond = _responder(service, {name: name for name in FIELDS})
-    values = {"question": question, "chat": [], "history": history, "k": 3, "mode": "hybrid"}
+    values = {"question": question, "chat": [], "history": history, "k": 3, "mode": "hybrid", **settings}
     return respond({name: values.get(name) for name in FIELDS})  # type: ignore[no-any-return]
 
 
@@ -409,7 +412,7 @@ def chat(service: AnswerService, question: str, history: list[str]) -> tuple[Any
 def test_chat_answers_odd_questions(served: Served, kind: str) -> None:
     typed = ODD_QUESTIONS[kind]
     asked = normalize_question(typed).text
-    messages, history, sources, *_ = chat(served.service, typed, ["earlier question"])
+    messages, history, _, sources, *_ = chat(served.service, typed, ["earlier question"])
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[0]["content"] == as_markdown_text(asked)  # markup shows as text
     assert history == ["earlier question", asked]
@@ -422,3 +425,50 @@ def test_chat_asks_for_a_question_when_there_is_none(served: Served, typed: str)
     messages, history, *_ = chat(served.service, typed, ["earlier question"])
     assert messages == [{"role": "assistant", "content": EMPTY_QUESTION_REPLY}]
     assert history == ["earlier question"]
+
+
+def test_an_answer_from_filtered_articles_says_so_and_shows_the_filters_as_chips(served: Served) -> None:
+    document = served.service.documents()[0][0]
+    messages, *_, chips = chat(
+        served.service, "Why do defectors return?", [], documents=[document.doc_id], to="2030-01-01"
+    )
+    reply = messages[-1]["content"]
+    assert reply.startswith(
+        as_markdown_text(f"Searched only article “{document.title or document.source}”; to 2030-01-01.")
+    )
+    assert chips.count('class="qa-chip"') == 2 and "2030-01-01" in chips
+    messages, *_, chips = chat(served.service, "Why do defectors return?", [])
+    assert not messages[-1]["content"].startswith("Searched only") and chips == ""
+
+
+def test_each_answer_links_its_citations_to_its_own_sources(served: Served) -> None:
+    earlier = [(1, "<p>earlier sources</p>")]
+    from qa.web.chat import _responder
+
+    respond = _responder(served.service, {name: name for name in FIELDS})
+    values = {"question": "Why do defectors return?", "history": ["q"], "turns": earlier, "k": 3, "mode": "hybrid"}
+    messages, history, turns, sources, *_ = respond({name: values.get(name) for name in FIELDS})
+    assert [turn for turn, _ in turns] == [1, 2] and history == ["q", "Why do defectors return?"]
+    assert "(#qa-source-2-1 " in messages[-1]["content"] and 'id="qa-source-2-1"' in sources
+    assert '<section class="qa-turn" data-turn="1" hidden><p>earlier sources</p>' in sources
+
+
+def test_the_chats_clear_button_forgets_the_conversation_like_new_conversation(served: Served) -> None:
+    from qa.web.chat import start_afresh
+    from qa.web.ui import build_app
+
+    app = build_app(served.service)
+    ids = {block._id: getattr(block, "elem_id", None) for block in app.blocks.values()}
+    resets = {
+        (ids[block_id], event): [ids[block._id] or type(block).__name__ for block in fn.outputs]
+        for fn in app.fns.values()
+        for block_id, event in fn.targets
+        if fn.fn is start_afresh
+    }
+    # The trash button and "New conversation" empty the same things: the messages, the earlier
+    # questions and sources (so a follow-up starts afresh), the sources panel, the article view.
+    assert set(resets) == {("qa-chat", "clear"), ("qa-new", "click")}
+    assert resets[("qa-chat", "clear")] == resets[("qa-new", "click")]
+    cleared = dict(zip(resets[("qa-chat", "clear")], start_afresh(), strict=False))
+    assert cleared["qa-chat"] == [] and cleared["qa-sources"] == "" and cleared["State"] == []
+    assert [name for name in resets[("qa-chat", "clear")] if name == "State"] == ["State", "State"]

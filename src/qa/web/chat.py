@@ -1,0 +1,231 @@
+"""The Ask tab: the chat with the corpus, its settings and filters, its sources and the article view.
+
+Handlers only translate between widgets and ``AnswerService``; all HTML is in
+``qa.web.present``, and the page's script (citations that open their source,
+copying as plain text) in ``qa.web.ui``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gradio as gr
+
+from qa.errors import QAError
+from qa.index.store import SearchFilter
+from qa.search.modes import MODES
+from qa.web.present import (
+    EMPTY_QUESTION_REPLY,
+    KEPT_TURNS,
+    article_html,
+    as_markdown_text,
+    chat_reply,
+    clip_question,
+    display_title,
+    filter_chips_html,
+    filter_labels,
+    parse_source_choice,
+    source_choices,
+    sources_html,
+    sources_panel,
+)
+from qa.web.service import AnswerService
+
+# Questions (chat and `search` API) answered at once; the rest wait in Gradio's queue.
+# Measured by benchmarks/load.py on 2 cores: see README, "Many users at once".
+ANSWER_CONCURRENCY = 2
+EXAMPLES = [
+    "Why do defectors return to North Korea?",
+    "How does North Korea use defectors' families to pressure them?",
+    "What did Kim Yo Jong order officials to do?",
+    "Who is Lim Ji-hyun?",
+]
+# The conversation fills the window's height less the page heading, the question
+# box, the examples and the Settings bar, so all of them show at 1280x800.
+ARTICLE_PROMPT = '<p class="qa-article-empty">Choose a source above to read its whole article here.</p>'
+CHAT_HEIGHT = "max(300px, calc(100vh - 400px))"
+# The article view scrolls itself to the highlighted paragraph, not the page (which
+# would carry the chat out of sight); on a phone, where the panel does not scroll, the page.
+SCROLL_TO_HIGHLIGHT = """() => { setTimeout(() => {
+  const box = document.querySelector('#qa-article');
+  const target = box?.querySelector('.qa-highlight');
+  if (!target) return;
+  if (box.scrollHeight > box.clientHeight + 1) {
+    box.scrollTop += target.getBoundingClientRect().top - box.getBoundingClientRect().top - box.clientHeight / 4;
+  } else {
+    target.scrollIntoView({block: 'center'});
+  }
+}, 50); }"""
+
+
+def chat_tab(service: AnswerService) -> dict[str, Any]:
+    """The Ask tab: the chat, its settings, the sources and the article view; returns the filter widgets."""
+    history = gr.State([])  # the questions asked so far, for follow-ups
+    turns = gr.State([])  # (turn, sources HTML) of each answer, so older citations find their sources
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, elem_id="qa-conversation"):
+            chips = gr.HTML(elem_id="qa-chips")
+            chat = gr.Chatbot(
+                label="Conversation",
+                height=CHAT_HEIGHT,
+                elem_id="qa-chat",
+                buttons=["copy"],
+                latex_delimiters=[],  # "$" in an article is money, not mathematics
+            )
+            with gr.Row(equal_height=True):
+                question = gr.Textbox(
+                    placeholder="Ask a question about the articles",
+                    show_label=False,
+                    elem_id="qa-question",
+                    scale=6,
+                )
+                ask = gr.Button("Ask", variant="primary", elem_id="qa-ask", scale=1, min_width=70)
+                new = gr.Button("New conversation", elem_id="qa-new", scale=1, min_width=170)
+            with gr.Row(elem_id="qa-examples"):
+                examples = [gr.Button(text, size="sm", elem_classes=["qa-example"], min_width=120) for text in EXAMPLES]
+            settings = _settings(service)
+        with gr.Column(scale=2, elem_id="qa-side"):
+            article_choice = gr.Dropdown(label="Open a source's article", choices=[], elem_id="qa-article-choice")
+            with gr.Tabs(elem_id="qa-side-tabs") as side:
+                with gr.Tab("Sources", id="sources", elem_id="qa-tab-sources"):
+                    sources = gr.HTML(elem_id="qa-sources")
+                with gr.Tab("Article", id="article", elem_id="qa-tab-article"):
+                    article = gr.HTML(
+                        '<p class="qa-article-empty">Open a source\'s article above.</p>', elem_id="qa-article"
+                    )
+    fields = {"question": question, "chat": chat, "history": history, "turns": turns, **settings}
+    outputs = [chat, history, turns, sources, article_choice, article, question, side, chips]
+    respond = _responder(service, fields)
+    inputs = set(fields.values())
+    # Every way of asking shares one limit ("answer") with the `search` API.
+    answering: dict[str, Any] = {
+        "api_visibility": "private",
+        "concurrency_id": "answer",
+        "concurrency_limit": ANSWER_CONCURRENCY,
+    }
+    for trigger in (ask.click, question.submit):
+        trigger(respond, inputs, outputs, **answering)
+    for button in examples:
+        # An example fills the question box, then is asked like a typed question.
+        button.click(lambda text: text, button, question, api_visibility="private").then(
+            respond, inputs, outputs, **answering
+        )
+    # "New conversation" and the chat's own clear (trash) button forget the same things.
+    new.click(start_afresh, None, outputs[:6], api_visibility="private")
+    chat.clear(start_afresh, None, outputs[:6], api_visibility="private")
+    filters = [settings["documents"], settings["outlets"], settings["from"], settings["to"]]
+    for widget in filters:
+        widget.change(_chips_shower(service), filters, chips, api_visibility="private")
+    article_choice.change(
+        _article_opener(service), article_choice, [article, side], api_name="article", api_visibility="private"
+    ).then(None, js=SCROLL_TO_HIGHLIGHT)
+    return {"documents": settings["documents"], "outlets": settings["outlets"]}
+
+
+def start_afresh() -> tuple[Any, ...]:
+    """A new conversation: no messages, no earlier questions, no sources, no article."""
+    return [], [], [], "", gr.update(choices=[], value=None), ARTICLE_PROMPT
+
+
+def _settings(service: AnswerService) -> dict[str, Any]:
+    with gr.Accordion("Settings and filters", open=False, elem_id="qa-settings"):
+        with gr.Row():
+            k = gr.Slider(1, 20, value=5, step=1, label="Passages", elem_id="qa-k")
+            mode = gr.Radio(list(MODES), value="hybrid", label="Retrieval", elem_id="qa-mode")
+        with gr.Row():
+            documents = gr.Dropdown(
+                document_choices(service), multiselect=True, label="Only these articles", elem_id="qa-documents"
+            )
+            outlets = gr.Dropdown(
+                outlet_choices(service), multiselect=True, label="Only these outlets", elem_id="qa-outlets"
+            )
+        with gr.Row():
+            date_from = gr.Textbox(label="From date", placeholder="YYYY-MM-DD", elem_id="qa-from")
+            date_to = gr.Textbox(label="To date", placeholder="YYYY-MM-DD", elem_id="qa-to")
+    return {"k": k, "mode": mode, "documents": documents, "outlets": outlets, "from": date_from, "to": date_to}
+
+
+def document_choices(service: AnswerService) -> list[tuple[str, str]]:
+    """The documents filter's choices: (title or file name, document id)."""
+    return [(display_title(d.title, d.source), d.doc_id) for d, _ in service.documents()]
+
+
+def outlet_choices(service: AnswerService) -> list[str]:
+    """The outlets filter's choices, sorted."""
+    return sorted({d.outlet for d, _ in service.documents() if d.outlet})
+
+
+def active_filters(
+    service: AnswerService, documents: Sequence[str] | None, outlets: Sequence[str] | None, date_from: str, date_to: str
+) -> list[str]:
+    """The filters' widget values in words (``qa.web.present.filter_labels``), documents by their titles."""
+    titles = {doc_id: name for name, doc_id in document_choices(service)}
+    return filter_labels(
+        documents=[titles.get(doc_id, doc_id) for doc_id in documents or ()],
+        outlets=list(outlets or ()),
+        date_from=date_from or "",
+        date_to=date_to or "",
+    )
+
+
+def _chips_shower(service: AnswerService) -> Any:
+    def show_chips(documents: list[str] | None, outlets: list[str] | None, date_from: str, date_to: str) -> str:
+        return filter_chips_html(active_filters(service, documents, outlets, date_from, date_to))
+
+    return show_chips
+
+
+def _responder(service: AnswerService, fields: dict[str, Any]) -> Any:
+    """The chat handler; Gradio passes it every field's value in one dict keyed by component."""
+
+    def respond(values: dict[Any, Any]) -> tuple[Any, ...]:
+        value = {name: values[component] for name, component in fields.items()}
+        chat, history, turns = value["chat"] or [], value["history"] or [], value["turns"] or []
+        text, notice = clip_question(value["question"] or "")
+        unchanged = (history, turns, gr.skip(), gr.skip(), gr.skip())
+        if not text:
+            return [*chat, _assistant(EMPTY_QUESTION_REPLY)], *unchanged, "", gr.skip(), gr.skip()
+        turn = [*chat, {"role": "user", "content": as_markdown_text(text)}]
+        labels = active_filters(service, value["documents"], value["outlets"], value["from"], value["to"])
+        try:
+            where = SearchFilter.of(
+                doc_ids=value["documents"] or (),
+                outlets=value["outlets"] or (),
+                date_from=value["from"] or "",
+                date_to=value["to"] or "",
+            )
+            result = service.ask(text, history=history, k=int(value["k"]), mode=value["mode"], where=where)
+        except QAError as error:
+            return [*turn, _assistant(as_markdown_text(str(error)))], *unchanged, "", gr.skip(), gr.skip()
+        number = turns[-1][0] + 1 if turns else 1
+        answered = [*turns, (number, sources_html(result, number))][-KEPT_TURNS:]
+        return (
+            [*turn, _assistant(chat_reply(result, notice, turn=number, filters=labels))],
+            [*history, text],
+            answered,
+            sources_panel(answered),
+            gr.update(choices=source_choices(result), value=None),
+            ARTICLE_PROMPT,
+            "",
+            gr.Tabs(selected="sources"),
+            filter_chips_html(labels),
+        )
+
+    return respond
+
+
+def _assistant(content: str) -> dict[str, str]:
+    return {"role": "assistant", "content": content}
+
+
+def _article_opener(service: AnswerService) -> Any:
+    def open_article(choice: str | None) -> tuple[str, Any]:
+        if not choice:
+            return gr.skip(), gr.skip()
+        doc_id, place = parse_source_choice(choice)
+        document = service.document(doc_id)
+        shown = article_html(document, place) if document else "<p>That article is no longer in the index.</p>"
+        return shown, gr.Tabs(selected="article")
+
+    return open_article
