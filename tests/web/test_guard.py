@@ -43,7 +43,7 @@ def served_with_login(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
 
 @pytest.fixture(scope="module")
 def served_with_uploads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """As the Corpus upload to come will serve it: uploads open, behind a login."""
+    """As the Corpus tab's "Add documents" is served beyond this machine: uploads open, behind a login."""
     served, app = _serve(tmp_path_factory.mktemp("uploads"), credentials=[(USER, PASSWORD)], uploads=True)
     try:
         yield served
@@ -167,6 +167,28 @@ def test_open_uploads_need_the_login_and_stay_under_the_size_limit(served_with_u
     assert _request(url, "gradio_api/upload", method="POST", body=big, headers=cookie)[0] == 413
     other_site = {**cookie, "Origin": "https://evil.example"}
     assert _request(url, "gradio_api/upload", method="POST", body=small, headers=other_site)[0] == 403
+
+
+def test_open_uploads_take_files_at_the_upload_route_only(served_with_uploads: Served) -> None:
+    url = served_with_uploads.url
+    _, _, login_headers = _login(url, PASSWORD)
+    body, headers = _multipart(b"A short article.\n")
+    cookie = {"Cookie": _cookie(login_headers), **headers}
+    for route in ("gradio_api/process_recording", "gradio_api/component_server", "gradio_api/call/search"):
+        status, _, answer = _request(url, route, method="POST", body=body, headers=cookie)
+        assert (status, json.loads(answer)) == (403, {"detail": "this app accepts files only at its upload route"})
+
+
+def test_an_uploaded_file_is_not_served_back(served_with_uploads: Served) -> None:
+    url = served_with_uploads.url
+    _, _, login_headers = _login(url, PASSWORD)
+    cookie = _cookie(login_headers)
+    body, headers = _multipart(b"An article only its sender should see.\n")
+    _, _, answer = _request(url, "gradio_api/upload", method="POST", body=body, headers={"Cookie": cookie, **headers})
+    [path] = json.loads(answer)
+    for route in ("gradio_api/file=", "file="):
+        status, _, served = _request(url, route + path, headers={"Cookie": cookie})
+        assert status in {403, 404} and b"only its sender" not in served, route
 
 
 # Body size.

@@ -21,7 +21,7 @@ from qa.records import SearchResult
 from qa.search.evidence import SentenceMemory
 from qa.search.modes import MODES, Mode
 from qa.search.question import MAX_QUESTION_CHARS, EmptyQuestionError, normalize_question
-from qa.web.service import REBUILD_BATCH, AnswerService, BackgroundEncoder, Questions
+from qa.web.service import REBUILD_BATCH, REBUILD_PASSAGES_PER_SECOND, AnswerService, BackgroundEncoder, Questions
 
 # How long a test waits for a thread before failing, rather than hanging, if it never finishes.
 THREAD_SECONDS = 60
@@ -71,6 +71,22 @@ def test_status_documents_and_lookup(corpus_copy: Path, tmp_path: Path) -> None:
     assert service.document(some_id) is not None
     for outside in ("../corpus/x", "/etc/passwd", "missing"):
         assert service.document(outside) is None
+
+
+def test_an_update_drops_most_documents_only_after_a_removal_on_purpose(corpus_copy: Path, tmp_path: Path) -> None:
+    service = open_service(corpus_copy, tmp_path)
+    for path in sorted(corpus_copy.glob("*.txt"))[:3]:
+        path.unlink()
+    with pytest.raises(QAError, match="3 of the 5 documents"):
+        service.refresh()  # a drive that is not mounted looks like this
+    assert service.status().documents == 5
+    assert service.refresh(removing=True).removed == 3  # the Corpus tab's Remove
+    assert service.status().documents == 2
+
+
+def test_a_rebuild_is_estimated_from_the_passages_it_embeds(corpus_copy: Path, tmp_path: Path) -> None:
+    service = open_service(corpus_copy, tmp_path)
+    assert service.rebuild_seconds() == service.status().passages / REBUILD_PASSAGES_PER_SECOND
 
 
 def test_questions_are_answered_from_the_old_index_during_a_rebuild(corpus_copy: Path, tmp_path: Path) -> None:

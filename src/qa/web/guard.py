@@ -10,7 +10,8 @@ Gradio sees them:
 - writes (``POST`` and the like) sent by a page of another site: a form or a
   ``fetch`` with a multipart body needs no CORS preflight, so without this any
   web site open in the browser could upload to, ask, rebuild or log in to the app;
-- uploads, which the app does not use, and any body over ``MAX_BODY_BYTES``;
+- uploads, unless the policy opens them (the Corpus tab's "Add documents"),
+  and then anywhere but Gradio's upload route; and any body over ``MAX_BODY_BYTES``;
 - logins from a client that keeps getting the password wrong, each one waiting
   longer (``LoginThrottle``).
 
@@ -42,6 +43,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_BODY_BYTES = 10 * 1024 * 1024
 # Gradio's routes that store files sent to them, under its /gradio_api prefix or not.
 UPLOAD_ROUTES = frozenset({"upload", "process_recording"})
+# The one of them the app uses when uploads are open (it records no audio).
+OPEN_UPLOAD_ROUTE = "upload"
 LOGIN_PATHS = frozenset({"/login", "/login/"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Gradio's page runs inline scripts (its configuration) and builds event handlers with
@@ -105,8 +108,9 @@ class GuardPolicy:
             has a login).
         extra_names: Host names answered on any port and accepted as the
             origin of a write (a reverse proxy's public name).
-        uploads: Whether Gradio's upload routes are open (still size-limited
-            and behind the login).
+        uploads: Whether Gradio's upload route is open (still same-site,
+            size-limited and behind the login); multipart bodies stay refused
+            on every other route.
         login: Whether a login is configured, so ``/login`` is throttled.
         throttle: How failed logins slow down.
         max_body: Largest request body accepted, in bytes.
@@ -187,8 +191,9 @@ class RequestGuard:
             return None
         if not self._same_site(headers, host):
             return 403, "requests from another site's page are refused (Origin / Sec-Fetch-Site)", {}
-        if not policy.uploads and _is_upload(scope["path"], headers):
-            return 403, "this app accepts no uploads", {}
+        upload = _upload_refusal(scope["path"], headers, open_uploads=policy.uploads)
+        if upload:
+            return 403, upload, {}
         length = headers.get("content-length", "0")
         if not length.isdigit() or int(length) > policy.max_body:
             return 413, f"the request body is over the limit of {policy.max_body} bytes", {}
@@ -256,10 +261,24 @@ class RequestGuard:
 
 def _is_upload(path: str, headers: dict[str, str]) -> bool:
     """An upload route, or a multipart body anywhere but the login form (which the browser sends so)."""
-    if path.rstrip("/").rsplit("/", 1)[-1] in UPLOAD_ROUTES:
+    if _route(path) in UPLOAD_ROUTES:
         return True
     multipart = headers.get("content-type", "").lower().lstrip().startswith("multipart/")
     return multipart and path not in LOGIN_PATHS
+
+
+def _upload_refusal(path: str, headers: dict[str, str], *, open_uploads: bool) -> str:
+    """Why a request that sends files is refused; "" when it sends none, or to the open upload route."""
+    if not _is_upload(path, headers):
+        return ""
+    if not open_uploads:
+        return "this app accepts no uploads"
+    return "" if _route(path) == OPEN_UPLOAD_ROUTE else "this app accepts files only at its upload route"
+
+
+def _route(path: str) -> str:
+    """The last part of a path: ``upload`` for ``/gradio_api/upload/``."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -32,6 +32,10 @@ from qa.search.modes import Mode
 # their pace during rebuilds (benchmarks/load.py --rebuild; README, "Many users at once").
 REBUILD_BATCH = 8
 QUESTION_PRIORITY_SECONDS = 0.1
+# Passages a rebuild embeds per second with the bundled model (openvino-bf16) in batches of
+# REBUILD_BATCH: 84/s measured on this machine (2 cores) over the bundled corpus's passages,
+# 76/s in batches of 32. Says how long a rebuild takes (the Corpus tab asks before a long one).
+REBUILD_PASSAGES_PER_SECOND = 80.0
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,16 @@ class AnswerService:
         progress: bool = False,
         wait: float = 0.0,
         on_wait: Callable[[str], None] | None = None,
+        removing: bool = False,
     ) -> IndexReport:
         """Bring the index on disk up to date with the corpus (rebuilding it if damaged), then serve it.
 
         Only one refresh runs at a time; a second caller gets an error rather
         than a second build of the same files. A ``qa index`` of the same
         folder in another process is waited for up to ``wait`` seconds, then
-        refused (see ``index_corpus``).
+        refused (see ``index_corpus``). An update that would drop most of the
+        documents is refused unless it is a ``rebuild`` or follows files
+        ``removing`` on purpose (the Corpus tab's Remove).
         """
         if not self._rebuild_lock.acquire(blocking=False):
             raise QAError("the index is already being rebuilt")
@@ -119,7 +126,7 @@ class AnswerService:
                 wait=wait,
                 on_wait=on_wait,
                 follow_links=self.follow_links,
-                allow_mass_removal=rebuild,  # the Rebuild button, like `qa index --rebuild`
+                allow_mass_removal=rebuild or removing,  # the Rebuild button, like `qa index --rebuild`
             )
             fresh = open_index(self.index_dir)
             self._index = fresh  # one assignment: questions in flight keep the old index
@@ -159,6 +166,10 @@ class AnswerService:
         """What the served index holds, and whether a rebuild is running."""
         summary = self.index.summary()
         return IndexStatus(summary.documents, summary.passages, summary.model, summary.built_at, self.rebuilding)
+
+    def rebuild_seconds(self) -> float:
+        """About how long a rebuild of the served index takes: every passage embedded again."""
+        return self.index.summary().passages / REBUILD_PASSAGES_PER_SECOND
 
     def documents(self) -> list[tuple[Document, int]]:
         """Every indexed document with its number of passages."""
