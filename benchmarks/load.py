@@ -83,8 +83,12 @@ def load_questions(path: Path = QUESTIONS) -> list[str]:
 
 
 def questions_for(client: int, count: int, questions: list[str]) -> list[str]:
-    """``count`` questions for one client, each client starting at a different place in the list."""
-    start = client * count
+    """``count`` questions for one client, each client starting at a different place in the list.
+
+    The stride is one more than ``count``, so the starts do not repeat every few clients when the
+    list is a multiple of ``count`` long (80 questions, 20 each).
+    """
+    start = client * (count + 1)
     return [questions[(start + i) % len(questions)] for i in range(count)]
 
 
