@@ -13,16 +13,10 @@ from pathlib import Path
 
 import pytest
 from test_browser import ANSWER_MS, app_url, chromium, page, screenshots  # noqa: F401 (fixtures)
+from test_corpus_tab import ARTICLE
 
 pytestmark = pytest.mark.slow
 
-ARTICLE = (
-    "Border towns prepare for a hard winter\n\n"
-    "The river froze early this year, and the families living near the bridge say the market has been "
-    "quiet for weeks while traders wait for the roads to open again.\n\n"
-    "Local officials promised that the school would reopen once the heating was repaired, but parents "
-    "remain doubtful after similar promises went unkept last winter.\n"
-)
 SIDECAR = {"title": "Winter on the border", "outlet": "The Test Gazette", "date": "2024-01-05"}
 READABLE_TIME = re.compile(r"Index built \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC \((just now|\d+ \w+ ago)\)")
 # Text of a header or cell that does not fit where it is shown: past its cell, or past the table.

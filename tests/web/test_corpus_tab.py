@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_guard import _cookie, _login, _multipart, _request
-from test_ui import PASSWORD, USER, Served, _call, _serve
+from test_ui import PASSWORD, USER, Served, _call, serving
 
 from conftest import FakeModelEncoder
 from qa.ingest.corpus import load_documents
@@ -310,11 +310,8 @@ def test_the_status_line_says_when_the_index_was_built(service: AnswerService) -
 
 @pytest.fixture(scope="module")
 def served_with_uploads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served, app = _serve(tmp_path_factory.mktemp("corpus-uploads"), uploads=True)
-    try:
+    with serving(tmp_path_factory.mktemp("corpus-uploads"), uploads=True) as served:
         yield served
-    finally:
-        app.close()  # type: ignore[attr-defined]
 
 
 def _upload(url: str, name: str, content: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -364,11 +361,8 @@ def test_files_outside_the_upload_folder_are_not_taken(served_with_uploads: Serv
 
 @pytest.fixture(scope="module")
 def served_with_login_and_uploads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served, app = _serve(tmp_path_factory.mktemp("corpus-login"), credentials=[(USER, PASSWORD)], uploads=True)
-    try:
+    with serving(tmp_path_factory.mktemp("corpus-login"), credentials=[(USER, PASSWORD)], uploads=True) as served:
         yield served
-    finally:
-        app.close()  # type: ignore[attr-defined]
 
 
 def test_with_a_login_only_a_logged_in_user_adds_documents(served_with_login_and_uploads: Served) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_ui import PASSWORD, USER, Served, _serve
+from test_ui import PASSWORD, USER, Served, serving
 
 from qa.web.guard import MAX_BODY_BYTES, SECURITY_HEADERS, LoginThrottle, guard_policy
 
@@ -25,30 +25,21 @@ PROXY_NAME = "qa.example.org"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served, app = _serve(tmp_path_factory.mktemp("guarded"), allowed_hosts=(PROXY_NAME,))
-    try:
+    with serving(tmp_path_factory.mktemp("guarded"), allowed_hosts=(PROXY_NAME,)) as served:
         yield served
-    finally:
-        app.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
 def served_with_login(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served, app = _serve(tmp_path_factory.mktemp("guarded-login"), credentials=[(USER, PASSWORD)])
-    try:
+    with serving(tmp_path_factory.mktemp("guarded-login"), credentials=[(USER, PASSWORD)]) as served:
         yield served
-    finally:
-        app.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
 def served_with_uploads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """As the Corpus tab's "Add documents" is served beyond this machine: uploads open, behind a login."""
-    served, app = _serve(tmp_path_factory.mktemp("uploads"), credentials=[(USER, PASSWORD)], uploads=True)
-    try:
+    with serving(tmp_path_factory.mktemp("uploads"), credentials=[(USER, PASSWORD)], uploads=True) as served:
         yield served
-    finally:
-        app.close()  # type: ignore[attr-defined]
 
 
 def _request(

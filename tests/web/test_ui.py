@@ -6,6 +6,7 @@ button and a damaged index at start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -88,22 +89,32 @@ def _serve(
     return Served(service, f"http://127.0.0.1:{port}/", workdir), app
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served, app = _serve(tmp_path_factory.mktemp("web"))
+@contextlib.contextmanager
+def serving(
+    workdir: Path,
+    credentials: list[tuple[str, str]] | None = None,
+    *,
+    uploads: bool = False,
+    allowed_hosts: tuple[str, ...] = (),
+) -> Iterator[Served]:
+    """The app served from ``workdir`` for the ``with`` block, then closed."""
+    served, app = _serve(workdir, credentials, uploads=uploads, allowed_hosts=allowed_hosts)
     try:
         yield served
     finally:
         app.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serving(tmp_path_factory.mktemp("web")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def served_with_login(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served, app = _serve(tmp_path_factory.mktemp("web-login"), credentials=[(USER, PASSWORD)])
-    try:
+    with serving(tmp_path_factory.mktemp("web-login"), credentials=[(USER, PASSWORD)]) as served:
         yield served
-    finally:
-        app.close()  # type: ignore[attr-defined]
 
 
 def _get(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
