@@ -229,12 +229,16 @@ def _serve_until_interrupted(served: gr.Blocks) -> int:
         while served.is_running:
             time.sleep(0.2)
     except KeyboardInterrupt:
-        # Gradio's close() waits on its queue and workers; a busy machine must not turn Ctrl+C into
-        # a hang, and the server's threads are daemons, so the process ends when main returns.
+        # Gradio's close() waits on its queue and workers, and at exit the interpreter joins
+        # their threads: a Ctrl+C has been seen to hang there for over a minute. After a bounded
+        # close the process ends at once; a rebuild cut short is no worse than a SIGKILL, which
+        # the index survives at any point (tests/index/test_build.py).
         closing = threading.Thread(target=served.close, kwargs={"verbose": False}, daemon=True)
         closing.start()
         closing.join(timeout=CLOSE_SECONDS)
         _tell("qa: stopped")
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 
