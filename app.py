@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import socket
 import sys
 import threading
@@ -224,7 +225,10 @@ CLOSE_SECONDS = 5.0
 
 
 def _serve_until_interrupted(served: gr.Blocks) -> int:
-    """Wait while the app serves; Ctrl+C stops it. The exit status."""
+    """Wait while the app serves; Ctrl+C (or SIGTERM) stops it. The exit status."""
+    # Python's own Ctrl+C behaviour, whatever a library installed meanwhile; SIGTERM alike.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while served.is_running:
             time.sleep(0.2)
