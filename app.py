@@ -135,6 +135,8 @@ def _run(args: argparse.Namespace) -> int:
     except QAError as error:
         _tell(f"qa: error: {error}")
         return 1
+    if report.empty_corpus:
+        _tell(f"qa: warning: {report.empty_corpus}; serving an empty index: add articles in the Corpus tab")
     if report.rebuilt_reason:
         print(terminal_text(f"Rebuilt from scratch: {report.rebuilt_reason}."))
     print(f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now).")

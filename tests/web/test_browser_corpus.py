@@ -141,3 +141,53 @@ def test_documents_are_added_and_removed_from_the_browser(page: object, tmp_path
     page.locator("#qa-confirm-yes").click()  # type: ignore[attr-defined]
     _wait_for_message(page, "Index updated: 4 documents")
     assert "North Must Leave" not in page.locator("#qa-corpus").inner_text()  # type: ignore[attr-defined]
+
+
+def test_an_empty_corpus_is_served_and_filled_from_the_browser(chromium: str, tmp_path: Path) -> None:  # noqa: F811
+    """The first articles of a new corpus folder come from the browser: the app starts on an empty one."""
+    import os
+    import subprocess
+    import sys
+
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM_ARGS, REPO, _ask, _free_port, _last_reply, _wait_until_serving
+
+    (tmp_path / "corpus").mkdir()
+    port, log = _free_port(), tmp_path / "app.log"
+    command = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--corpus", "corpus", "--index", "index"]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT, env=environment)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_until_serving(url, process, log)
+        assert "serving an empty index" in log.read_text(encoding="utf-8")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            view = browser.new_page(viewport={"width": 1400, "height": 1000})
+            view.goto(url)
+            view.wait_for_selector("#qa-question textarea")
+            _ask(view, "Why do defectors return?")
+            view.wait_for_function(
+                "() => document.querySelector('#qa-chat')?.innerText.includes('no articles yet')", timeout=ANSWER_MS
+            )
+            _corpus_tab(view)
+            assert "No articles yet" in _message(view)
+            (tmp_path / "winter.txt").write_text(ARTICLE, encoding="utf-8")
+            view.locator("#qa-upload input[type=file]").set_input_files([str(tmp_path / "winter.txt")])
+            view.wait_for_function(
+                "() => document.querySelector('#qa-upload')?.innerText.replace(/\\s+/g, '').includes('winter.txt')",
+                timeout=30_000,
+            )
+            view.locator("#qa-add").click()
+            _wait_for_message(view, "Index updated: 1 documents")
+            view.get_by_role("tab", name="Ask").click()
+            _ask(view, "Why is the market quiet near the bridge?")
+            view.wait_for_function(
+                "() => document.querySelector('#qa-sources')?.innerText.includes('Border towns')", timeout=ANSWER_MS
+            )
+            assert "no articles yet" not in str(_last_reply(view).inner_text())  # type: ignore[attr-defined]
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

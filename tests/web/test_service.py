@@ -280,3 +280,21 @@ def test_odd_questions_get_an_answer(service: AnswerService, kind: str, mode: Mo
 def test_empty_questions_are_refused_with_one_clear_error(service: AnswerService, typed: str) -> None:
     with pytest.raises(EmptyQuestionError, match="the question is empty"):
         service.ask(typed)
+
+
+def test_an_empty_corpus_is_served_empty_until_articles_are_added(tmp_path: Path) -> None:
+    from qa.search.abstention import EMPTY_INDEX
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "menu.txt").write_text("Home\nNews\nContact\n", encoding="utf-8")  # no article text
+    service = open_service(corpus, tmp_path)
+    report = service.refresh()  # `qa index` refuses this corpus; the app serves on, to take uploads
+    assert "nothing to index" in report.empty_corpus and report.documents == 0
+    assert service.status().documents == 0 and not (tmp_path / "index" / "manifest.json").exists()
+    answer = service.ask("Why do defectors return?")
+    assert answer.answer == EMPTY_INDEX and not answer.hits and not answer.answerable
+    (corpus / "story.txt").write_text((REPO / "corpus" / sorted(os.listdir(REPO / "corpus"))[0]).read_text())
+    report = service.refresh()
+    assert report.documents == 1 and not report.empty_corpus
+    assert service.ask("Why do defectors return?").hits

@@ -72,6 +72,8 @@ class IndexReport:
     decoded: tuple[tuple[str, str], ...] = ()
     # The settings changed since the last build, so every document was split (not embedded) again.
     resplit: bool = False
+    # Why there is nothing to index, when a front end chose to serve an empty index instead of failing.
+    empty_corpus: str = ""
 
     @property
     def unchanged(self) -> bool:

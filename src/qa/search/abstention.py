@@ -16,6 +16,7 @@ from qa.search.evidence import evidence_score
 from qa.search.spelling import store_vocabulary
 
 NOT_IN_CORPUS = "These articles do not answer that question. The nearest passages are listed below."
+EMPTY_INDEX = "The index holds no articles yet: add some, then ask again."
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from qa.embed.encoder import Encoder
 from qa.index.store import PassageStore, SearchFilter, check_model
 from qa.records import SearchResult
 from qa.search.abstention import (
+    EMPTY_INDEX,
     NOT_IN_CORPUS,
     Abstention,
     calibrated_abstention,
@@ -78,9 +79,7 @@ def ask(
         sentences=sentences,
     )
     if not hits:
-        return SearchResult(
-            query=asked, hits=(), answerable=False, answer=nothing_matches(store, where) or NOT_IN_CORPUS
-        )
+        return SearchResult(query=asked, hits=(), answerable=False, answer=_no_hits_reply(store, where))
     embed = functools.partial(sentences.embed, encoder=encoder)
     if mode != "hybrid":
         hits = attach_evidence(hits, query_vector, embed)
@@ -108,3 +107,10 @@ def _normalized_history(history: Sequence[str]) -> list[str]:
         except EmptyQuestionError:
             continue
     return turns
+
+
+def _no_hits_reply(store: PassageStore, where: SearchFilter | None) -> str:
+    """Why nothing was found: an empty index, filters that leave nothing, or no answer in the articles."""
+    if store.summary().passages == 0:
+        return EMPTY_INDEX
+    return nothing_matches(store, where) or NOT_IN_CORPUS

@@ -322,6 +322,8 @@ def rebuild_index(service: AnswerService, *, confirmed: bool, progress: gr.Progr
         report = service.refresh(rebuild=True, progress=True)
     except QAError as error:
         return Outcome(f"Not rebuilt: {as_markdown_text(str(error))}.")
+    if report.empty_corpus:
+        return Outcome(f"The index is empty: {as_markdown_text(report.empty_corpus)}.")
     return Outcome(
         f"Rebuilt: {report.documents} documents, {report.passages} passages "
         f"({report.embedded} embedded) in {report.seconds:.1f} s."
@@ -343,6 +345,8 @@ def _update_index(service: AnswerService, *, progress: gr.Progress | None, remov
 
 
 def _report_line(report: IndexReport) -> str:
+    if report.empty_corpus:
+        return f"The index is empty: {as_markdown_text(report.empty_corpus)}."
     return (
         f"Index updated: {report.documents} documents, {report.passages} passages "
         f"({report.embedded} embedded) in {report.seconds:.1f} s."
@@ -400,6 +404,8 @@ def removal_choices(service: AnswerService) -> list[tuple[str, str]]:
 def start_notice(service: AnswerService) -> str:
     """Why the index was rebuilt when the app started (damaged, another model, ...), if it was."""
     report = service.report
+    if report is not None and report.empty_corpus:
+        return f"No articles yet ({as_markdown_text(report.empty_corpus)}): add some here."
     if report is None or not report.rebuilt_reason:
         return ""
     return f"Rebuilt from scratch when the app started: {as_markdown_text(report.rebuilt_reason)}."

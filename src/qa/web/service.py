@@ -17,8 +17,9 @@ import numpy as np
 
 from qa.embed.encoder import Encoder, SentenceTransformerEncoder
 from qa.errors import QAError
-from qa.index.build import IndexReport, encoder_for_corpus, index_corpus, open_index, settings_for
+from qa.index.build import EmptyCorpusError, IndexReport, encoder_for_corpus, index_corpus, open_index, settings_for
 from qa.index.local import LocalIndex
+from qa.index.manifest import IndexSettings
 from qa.index.store import SearchFilter
 from qa.records import Document, SearchResult
 from qa.search.ask import ask
@@ -115,25 +116,46 @@ class AnswerService:
                 encoder = BackgroundEncoder(
                     self.encoder, self._questions, batch=REBUILD_BATCH, patience=QUESTION_PRIORITY_SECONDS
                 )
-            report = index_corpus(
-                self.corpus_dir,
-                self.index_dir,
-                encoder=encoder,
-                settings=settings,
-                count_tokens=count_tokens,
-                rebuild=rebuild,
-                progress=progress,
-                wait=wait,
-                on_wait=on_wait,
-                follow_links=self.follow_links,
-                allow_mass_removal=rebuild or removing,  # the Rebuild button, like `qa index --rebuild`
-            )
+            try:
+                report = index_corpus(
+                    self.corpus_dir,
+                    self.index_dir,
+                    encoder=encoder,
+                    settings=settings,
+                    count_tokens=count_tokens,
+                    rebuild=rebuild,
+                    progress=progress,
+                    wait=wait,
+                    on_wait=on_wait,
+                    follow_links=self.follow_links,
+                    allow_mass_removal=rebuild or removing,  # the Rebuild button, like `qa index --rebuild`
+                )
+            except EmptyCorpusError as error:
+                # Unlike `qa index`, the app serves on, so that articles can be added from the browser;
+                # the index on disk is left as it was.
+                return self._serve_empty(settings, str(error))
             fresh = open_index(self.index_dir)
             self._index = fresh  # one assignment: questions in flight keep the old index
             self.report = report
             return report
         finally:
             self._rebuild_lock.release()
+
+    def _serve_empty(self, settings: IndexSettings, problem: str) -> IndexReport:
+        """Serve an index with nothing in it, and say why."""
+        self._index = LocalIndex.empty(self.encoder.name, settings)
+        self.report = IndexReport(
+            documents=0,
+            passages=0,
+            added=0,
+            changed=0,
+            removed=0,
+            skipped=0,
+            embedded=0,
+            seconds=0.0,
+            empty_corpus=problem,
+        )
+        return self.report
 
     @property
     def rebuilding(self) -> bool:
