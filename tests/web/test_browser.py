@@ -6,6 +6,7 @@ these tests skip, except in CI (``CI=true``), where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -79,6 +80,17 @@ def app_url(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         return
     workdir = tmp_path_factory.mktemp("app")
     shutil.copytree(CORPUS, workdir / "corpus")
+    with serving_app(workdir) as url:
+        _SERVING["url"] = url
+        yield url
+
+
+@contextlib.contextmanager
+def serving_app(workdir: Path) -> Iterator[str]:
+    """``app.py`` with the real model on ``workdir``'s corpus/ folder, serving until the block ends; its URL.
+
+    What it prints goes to ``workdir/app.log``.
+    """
     port = _free_port()
     log = workdir / "app.log"
     command = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--corpus", "corpus", "--index", "index"]
@@ -88,7 +100,6 @@ def app_url(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_until_serving(url, process, log)
-        _SERVING["url"] = url
         yield url
     finally:
         process.terminate()

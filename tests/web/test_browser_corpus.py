@@ -145,22 +145,12 @@ def test_documents_are_added_and_removed_from_the_browser(page: object, tmp_path
 
 def test_an_empty_corpus_is_served_and_filled_from_the_browser(chromium: str, tmp_path: Path) -> None:  # noqa: F811
     """The first articles of a new corpus folder come from the browser: the app starts on an empty one."""
-    import os
-    import subprocess
-    import sys
-
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM_ARGS, REPO, _ask, _free_port, _last_reply, _wait_until_serving
+    from test_browser import CHROMIUM_ARGS, _ask, _last_reply, serving_app
 
     (tmp_path / "corpus").mkdir()
-    port, log = _free_port(), tmp_path / "app.log"
-    command = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--corpus", "corpus", "--index", "index"]
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT, env=environment)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait_until_serving(url, process, log)
+    with serving_app(tmp_path) as url:
+        log = tmp_path / "app.log"
         assert "serving an empty index" in log.read_text(encoding="utf-8")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -188,6 +178,3 @@ def test_an_empty_corpus_is_served_and_filled_from_the_browser(chromium: str, tm
             )
             assert "no articles yet" not in str(_last_reply(view).inner_text())  # type: ignore[attr-defined]
             browser.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
