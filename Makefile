@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks app.py
-	$(BIN)/ruff format --check src tests benchmarks app.py
+	$(BIN)/ruff check src tests benchmarks training app.py
+	$(BIN)/ruff format --check src tests benchmarks training app.py
 	$(BIN)/mypy
 
 # The first run takes a few minutes (about 1 GB of packages); each step says what it does.

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
+from qa.reader.model import READER_CHOICES, reader_for
 from qa.safe_text import terminal_text
 
 if TYPE_CHECKING:
@@ -81,6 +82,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--backend", choices=BACKENDS, help="how the encoder runs (default: $QA_BACKEND, else openvino-bf16)"
     )
+    parser.add_argument(
+        "--reader",
+        choices=READER_CHOICES,
+        help="the trained reader re-ranks, finds the short answer and refuses what the articles do not say; "
+        "the chat's settings can turn it off per question (default: $QA_READER, else on)",
+    )
     return parser.parse_args(argv)
 
 
@@ -124,7 +131,12 @@ def _run(args: argparse.Namespace) -> int:
         from qa.web.service import AnswerService
 
         service = AnswerService.open(
-            args.corpus, args.index, model=args.model, backend=args.backend, follow_links=args.follow_links
+            args.corpus,
+            args.index,
+            model=args.model,
+            backend=args.backend,
+            reader=reader_for(args.reader),
+            follow_links=args.follow_links,
         )
         # A damaged index is rebuilt here, like a missing one; the Corpus tab says so too.
         report = service.refresh(

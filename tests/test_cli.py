@@ -49,6 +49,8 @@ HIT_FIELDS = {
     "bm25_rank",
     "bm25_score",
     "also_in",
+    "reader_score",
+    "span",
 }
 
 
@@ -58,6 +60,8 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("qa.index.build.SentenceTransformerEncoder", FakeModelEncoder)
     monkeypatch.setattr("qa.embed.encoder.SentenceTransformerEncoder", FakeModelEncoder)
     monkeypatch.delenv("QA_MODEL", raising=False)
+    # The trained reader is tried with the real one where it matters (test_search_with_the_reader_...).
+    monkeypatch.setenv("QA_READER", "off")
 
 
 @pytest.fixture
@@ -93,7 +97,7 @@ def test_search_json_has_the_documented_shape(index_dir: Path, capsys: pytest.Ca
     capsys.readouterr()
     assert main(["search", "Why do defectors return?", "--k", "3", "--json", "--index", str(index_dir)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"query", "answerable", "answer", "suggestion", "hits"}
+    assert set(result) == {"query", "answerable", "answer", "suggestion", "short_answer", "hits"}
     assert (result["query"], result["answerable"]) == ("Why do defectors return?", True)
     assert [hit["rank"] for hit in result["hits"]] == [1, 2, 3]
     assert all(set(hit) == HIT_FIELDS for hit in result["hits"])

@@ -7,6 +7,7 @@ import difflib
 import json
 import math
 import os
+import re
 import sys
 import textwrap
 import warnings
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
 from qa.index.lock import DEFAULT_WAIT_SECONDS
+from qa.reader.model import READER_CHOICES, reader_for
 from qa.records import Hit, Passage, SearchResult, result_to_dict
 from qa.safe_text import json_text, terminal_text
 from qa.search.modes import MODES, Mode, parse_modes
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from qa.embed.encoder import Encoder
     from qa.evaluation.results import EvalReport
     from qa.index.store import PassageStore, SearchFilter
+    from qa.reader.model import PassageReader
 
 DEFAULT_CORPUS = Path("corpus")
 DEFAULT_INDEX = Path("index")
@@ -96,6 +99,12 @@ def _add_index_parser(
     )
 
 
+READER_HELP = (
+    "the trained reader re-ranks hybrid search, decides when the articles do not answer and finds the short answer"
+    " (default: $QA_READER, else on)"
+)
+
+
 def _add_search_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
@@ -129,6 +138,7 @@ def _add_search_parser(
     search.add_argument("--to", dest="date_to", default="", metavar="YYYY-MM-DD", help="only articles up to this date")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.add_argument("--model", help="model to embed the question with (must be the index's model)")
+    search.add_argument("--reader", choices=READER_CHOICES, help=READER_HELP)
 
 
 def _add_eval_parser(
@@ -153,6 +163,11 @@ def _add_eval_parser(
         help="where BEIR indexes are kept (default: index/beir)",
     )
     evaluation.add_argument("--model", help=MODEL_HELP)
+    evaluation.add_argument(
+        "--reader",
+        choices=READER_CHOICES,
+        help="score hybrid search with the reader too, as hybrid+reader (default: on)",
+    )
     evaluation.add_argument("--json", action="store_true", help="print the results as JSON")
     evaluation.add_argument("--report", type=Path, metavar="FILE", help="write a Markdown report")
     evaluation.add_argument("--chart", type=Path, metavar="FILE", help="write a PNG chart comparing the modes")
@@ -280,7 +295,7 @@ def run_search(args: argparse.Namespace) -> int:
     where = resolve_filter(
         index, documents=args.doc, outlets=args.outlet, date_from=args.date_from, date_to=args.date_to
     )
-    ask_one = _asker(index, _encoder_for(index.model, args), args, where)
+    ask_one = _asker(index, _encoder_for(index.model, args), args, where, reader_for(args.reader))
     if args.batch is not None:
         for number, line in enumerate(_read_questions(args.batch), 1):
             print(json_text(_batch_row(ask_one, line, number)), flush=True)
@@ -289,9 +304,23 @@ def run_search(args: argparse.Namespace) -> int:
     result = ask_one(question.text)
     if args.json:
         print(json_text(result_to_dict(result), indent=2))
+    elif result.short_answer and sys.stdout.isatty():
+        print(emphasized(terminal_text(format_result(result)), terminal_text(result.short_answer)))
     else:
         _say(format_result(result))
     return 0
+
+
+BOLD, PLAIN = "\033[1m", "\033[0m"
+
+
+def emphasized(text: str, span: str) -> str:
+    """``text`` with every occurrence of ``span`` in bold, also where wrapping broke it across lines."""
+    words = span.split()
+    if not words:
+        return text
+    pattern = re.compile(r"\s+".join(re.escape(word) for word in words))
+    return pattern.sub(lambda match: f"{BOLD}{match.group(0)}{PLAIN}", text)
 
 
 def _batch_row(ask_one: Callable[[str], SearchResult], line: str, number: int) -> dict[str, object]:
@@ -321,7 +350,11 @@ def _encoder_for(index_model: str, args: argparse.Namespace) -> Encoder:
 
 
 def _asker(
-    store: PassageStore, encoder: Encoder, args: argparse.Namespace, where: SearchFilter
+    store: PassageStore,
+    encoder: Encoder,
+    args: argparse.Namespace,
+    where: SearchFilter,
+    reader: PassageReader | None,
 ) -> Callable[[str], SearchResult]:
     from qa.search.ask import ask
     from qa.search.evidence import SentenceMemory
@@ -338,6 +371,7 @@ def _asker(
             history=args.after,
             where=where,
             sentences=sentences,
+            reader=reader,
         )
 
     return ask_one
@@ -398,6 +432,7 @@ def _questions_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport
         encoder=_encoder_for(index.model, args),
         modes=modes,
         use_history=not args.no_history,
+        reader=reader_for(args.reader),
         progress=sys.stderr.isatty(),
     )
     texts = {q.question_id: " / ".join([*q.history, q.question]) for q in questions}
@@ -422,7 +457,8 @@ def _beir_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
         progress=sys.stderr.isatty(),
         on_wait=lambda message: _tell(f"qa: {message}"),
     )
-    results = evaluate_beir(index, dataset, encoder=encoder, modes=modes, progress=sys.stderr.isatty())
+    reader = reader_for(args.reader)
+    results = evaluate_beir(index, dataset, encoder=encoder, modes=modes, reader=reader, progress=sys.stderr.isatty())
     return EvalReport(f"{dataset.name} ({args.split})", len(dataset.queries), results, dict(dataset.queries))
 
 
@@ -462,6 +498,8 @@ def format_result(result: SearchResult, width: int = 88) -> str:
     if not result.hits:
         return result.answer or "No passages found."
     answer = format_answer(result.answer, width) if result.answer else ""
+    if result.short_answer and result.answerable:
+        answer = f"Answer: {result.short_answer} [{result.short_answer_rank}]\n\n{answer}"
     if result.suggestion:
         answer = f"Did you mean: {result.suggestion}?\n\n{answer}"
     hits = "\n\n".join(format_hit(hit, width) for hit in result.hits)

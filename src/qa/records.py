@@ -89,12 +89,24 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True)
+class Span:
+    """A short answer the reader found in a passage: ``start`` and ``end`` index into the passage's ``text``."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     """A passage returned for a query, with its 1-based rank and fused score.
 
     The dense and BM25 ranks and scores say how each retriever saw the passage
     (``None`` where the passage was not among that retriever's candidates).
     ``also_in`` lists the sources of near-duplicate passages folded into this one.
+    ``reader_score`` is the trained reader's answerability logit (above 0: the passage
+    likely answers the question) and ``span`` the short answer it found there; both
+    ``None`` when the reader did not read the hit.
     """
 
     rank: int
@@ -106,6 +118,8 @@ class Hit:
     bm25_score: float | None = None
     evidence: Evidence | None = None
     also_in: tuple[str, ...] = ()
+    reader_score: float | None = None
+    span: Span | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +131,8 @@ class SearchResult:
     ``"- "``. ``suggestion`` is the question with the corpus's spelling of
     words it spells otherwise ("Lim Ji-hyun" for "Lim Jihyun", "return" for
     "retrun"), to offer as "Did you mean ...?"; empty when there is none.
+    ``short_answer`` is the reader's short answer and ``short_answer_rank`` the rank of
+    the hit it comes from (the answer's first sentence holds it); ``""`` and 0 without one.
     """
 
     query: str
@@ -124,6 +140,8 @@ class SearchResult:
     answerable: bool = True
     answer: str = ""
     suggestion: str = ""
+    short_answer: str = ""
+    short_answer_rank: int = 0
 
 
 def _rounded(value: float | None) -> float | None:
@@ -155,6 +173,8 @@ def hit_to_dict(hit: Hit) -> dict[str, object]:
         "bm25_rank": hit.bm25_rank,
         "bm25_score": _rounded(hit.bm25_score),
         "also_in": list(hit.also_in),
+        "reader_score": _rounded(hit.reader_score),
+        "span": None if hit.span is None else {"text": hit.span.text, "start": hit.span.start, "end": hit.span.end},
     }
 
 
@@ -165,5 +185,8 @@ def result_to_dict(result: SearchResult) -> dict[str, object]:
         "answerable": result.answerable,
         "answer": result.answer,
         "suggestion": result.suggestion,
+        "short_answer": {"text": result.short_answer, "rank": result.short_answer_rank}
+        if result.short_answer
+        else None,
         "hits": [hit_to_dict(hit) for hit in result.hits],
     }

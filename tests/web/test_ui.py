@@ -184,8 +184,8 @@ def test_malformed_search_calls_say_what_was_wrong(served: Served, data: list[ob
 
 
 # What the page sends with a question: history and earlier sources (kept on the server), chat, question, k,
-# mode, filters.
-RESPOND = [None, None, [], "Why return?", 3, "hybrid", [], [], "", ""]
+# mode, reader, filters.
+RESPOND = [None, None, [], "Why return?", 3, "hybrid", False, [], [], "", ""]
 
 
 @pytest.mark.parametrize(
@@ -194,7 +194,7 @@ RESPOND = [None, None, [], "Why return?", 3, "hybrid", [], [], "", ""]
         ("search", [], "search takes 3 values (question, k, mode), got 0"),
         ("search", ["Why return?"], "search takes 3 values (question, k, mode), got 1"),
         ("article", [], "article takes 1 value (choice), got 0"),
-        ("respond", RESPOND[:3], "respond takes 10 values, got 3"),
+        ("respond", RESPOND[:3], "respond takes 11 values, got 3"),
         ("respond", [*RESPOND[:4], "abc", *RESPOND[5:]], "Could not preprocess input component at index 4 (a `slider`"),
         ("respond", [*RESPOND[:2], "not a list", *RESPOND[3:]], "respond got an input value it cannot take: value"),
         ("respond", [*RESPOND[:2], [{"role": "user"}], *RESPOND[3:]], "respond got an input value it cannot take: 0."),
@@ -408,14 +408,22 @@ def test_search_api_refuses_empty_questions(served: Served, typed: str) -> None:
 
 
 # The chat handler, called as Gradio calls it: one dict of every field's value.
-FIELDS = ("question", "chat", "history", "turns", "k", "mode", "documents", "outlets", "from", "to")
+FIELDS = ("question", "chat", "history", "turns", "k", "mode", "reader", "documents", "outlets", "from", "to")
 
 
 def chat(service: AnswerService, question: str, history: list[str], **settings: object) -> tuple[Any, ...]:
     from qa.web.chat import _responder
 
     respond = _responder(service, {name: name for name in FIELDS})
-    values = {"question": question, "chat": [], "history": history, "k": 3, "mode": "hybrid", **settings}
+    values = {
+        "question": question,
+        "chat": [],
+        "history": history,
+        "k": 3,
+        "mode": "hybrid",
+        "reader": False,
+        **settings,
+    }
     return respond({name: values.get(name) for name in FIELDS})  # type: ignore[no-any-return]
 
 
@@ -457,7 +465,14 @@ def test_each_answer_links_its_citations_to_its_own_sources(served: Served) -> N
     from qa.web.chat import _responder
 
     respond = _responder(served.service, {name: name for name in FIELDS})
-    values = {"question": "Why do defectors return?", "history": ["q"], "turns": earlier, "k": 3, "mode": "hybrid"}
+    values = {
+        "question": "Why do defectors return?",
+        "history": ["q"],
+        "turns": earlier,
+        "k": 3,
+        "mode": "hybrid",
+        "reader": False,
+    }
     messages, history, turns, sources, *_ = respond({name: values.get(name) for name in FIELDS})
     assert [turn for turn, _ in turns] == [1, 2] and history == ["q", "Why do defectors return?"]
     assert "(#qa-source-2-1 " in messages[-1]["content"] and 'id="qa-source-2-1"' in sources

@@ -103,29 +103,38 @@ def export_is_current(folder: Path, fingerprint: str) -> bool:
 
 
 def ensure_export(source: Path, target: Path) -> Path:
-    """``target`` holding the OpenVINO export of the model in ``source``, exported only if not already there.
-
-    The export is written to a temporary folder beside ``target`` and renamed into place, so
-    a crash never leaves a half-written export and concurrent exports do not collide.
-    """
+    """``target`` holding the OpenVINO export of the model in ``source``, exported only if not already there."""
     fingerprint = source_fingerprint(source)
-    if export_is_current(target, fingerprint):
+    return build_once(
+        target,
+        is_current=lambda folder: export_is_current(folder, fingerprint),
+        build=lambda scratch: export_openvino(source, scratch, fingerprint=fingerprint),
+    )
+
+
+def build_once(target: Path, *, is_current: Callable[[Path], bool], build: Callable[[Path], None]) -> Path:
+    """``target`` as ``build`` makes it, built only if ``is_current`` says it is not already there.
+
+    ``build`` writes into a temporary folder beside ``target``, which is then renamed into
+    place, so a crash never leaves a half-written folder and concurrent builds do not collide.
+    """
+    if is_current(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     scratch.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
     try:
-        export_openvino(source, scratch, fingerprint=fingerprint)
-        if export_is_current(target, fingerprint):  # another process finished first
+        build(scratch)
+        if is_current(target):  # another process finished first
             return target
-        if target.exists():  # an export of other model files, or an incomplete one
+        if target.exists():  # a build of other files, or an incomplete one
             stale = Path(tempfile.mkdtemp(prefix=f".{target.name}-stale-", dir=target.parent))
             os.replace(target, stale / "export")
             shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(scratch, target)
         except OSError:
-            if not export_is_current(target, fingerprint):  # not just another process finishing first
+            if not is_current(target):  # not just another process finishing first
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -178,7 +187,7 @@ def export_openvino(source: Path, target: Path, *, fingerprint: str, keep_onnx: 
             dynamic_axes={name: {0: "batch", 1: "tokens"} for name in (*manifest.inputs, "last_hidden_state")},
             opset_version=17,
         )
-    ov = _import_openvino()
+    ov = import_openvino()
     ov.save_model(ov.Core().read_model(str(onnx_file)), str(target / OPENVINO_XML), compress_to_fp16=False)
     if not keep_onnx:
         onnx_file.unlink()
@@ -297,7 +306,18 @@ def load_openvino(folder: Path, *, precision: str = "bf16", threads: int | None 
 
     ``precision`` is ``f32`` or ``bf16``; ``bf16`` runs as ``f32`` on CPUs that lack it.
     """
-    ov = _import_openvino()
+    infer = compile_for_cpu(folder / OPENVINO_XML, precision=precision, threads=threads)
+    return ExportedModel(folder, lambda feeds: infer(feeds)[0])
+
+
+def compile_for_cpu(
+    model_file: Path, *, precision: str, threads: int | None = None
+) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+    """An OpenVINO model compiled for the CPU, as a function from inputs to outputs, safe across threads.
+
+    ``precision`` is ``f32`` or ``bf16``; ``bf16`` runs as ``f32`` on CPUs that lack it.
+    """
+    ov = import_openvino()
     core = ov.Core()
     if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         precision = "f32"
@@ -306,26 +326,27 @@ def load_openvino(folder: Path, *, precision: str = "bf16", threads: int | None 
         "PERFORMANCE_HINT": "LATENCY",  # one stream using every thread: a batch or one query alike
         "INFERENCE_NUM_THREADS": threads or usable_cpus(),
     }
-    compiled = core.compile_model(core.read_model(str(folder / OPENVINO_XML)), "CPU", config)
+    compiled = core.compile_model(core.read_model(str(model_file)), "CPU", config)
     # Idle requests, reused: making one waits for any inference in flight (20 ms and more
     # while a rebuild embeds), and each caller needs its own, so threads share the model.
     idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
-    def infer(feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def infer(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
             request = idle.get_nowait()
         except queue.Empty:
             request = compiled.create_infer_request()
         try:
             # share_outputs=False: a copy, so the request can serve another caller at once.
-            return np.asarray(request.infer(feeds, share_outputs=False)[0])
+            outputs = request.infer(feeds, share_outputs=False)
+            return [np.asarray(outputs[index]) for index in range(len(outputs))]
         finally:
             idle.put(request)
 
-    return ExportedModel(folder, infer)
+    return infer
 
 
-def _import_openvino() -> Any:
+def import_openvino() -> Any:
     """``openvino``, imported without its usage telemetry, which would otherwise report every import."""
     with _telemetry_blocked():
         return importlib.import_module("openvino")

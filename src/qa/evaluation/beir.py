@@ -16,12 +16,21 @@ from typing import Any, TypeVar
 
 from qa.embed.encoder import Encoder
 from qa.errors import QAError
-from qa.evaluation.results import EVAL_DEPTH, ModeResult, progress_bar, read_json_lines, retrieval_result
+from qa.evaluation.results import (
+    EVAL_DEPTH,
+    ModeResult,
+    progress_bar,
+    read_json_lines,
+    retrieval_result,
+    run_name,
+    runs_of,
+)
 from qa.index.build import index_documents, open_index
 from qa.index.local import LocalIndex
 from qa.index.lock import DEFAULT_WAIT_SECONDS
 from qa.index.manifest import IndexSettings, file_sha256
 from qa.index.store import PassageStore
+from qa.reader.model import PassageReader
 from qa.records import Document, Passage
 from qa.search.evidence import SentenceMemory
 from qa.search.modes import Mode
@@ -161,18 +170,31 @@ def evaluate_beir(
     *,
     encoder: Encoder,
     modes: Sequence[Mode],
+    reader: PassageReader | None = None,
     progress: bool = False,
 ) -> list[ModeResult]:
-    """Retrieval metrics of every mode on the dataset's judged queries (document ids as in its qrels)."""
+    """Retrieval metrics of every mode on the dataset's judged queries (document ids as in its qrels).
+
+    With a ``reader``, hybrid search is scored twice: without it and with it (``hybrid+reader``).
+    """
     sentences = SentenceMemory()
     results = []
-    for mode in modes:
+    for mode, with_reader in runs_of(modes, reader):
+        name = run_name(mode, with_reader)
         started = time.perf_counter()
         run = {}
-        for query_id in progress_bar(list(dataset.queries), f"{mode} queries", progress):
+        for query_id in progress_bar(list(dataset.queries), f"{name} queries", progress):
             query = dataset.queries[query_id]
-            hits = retrieve(store, query, encoder=encoder, k=EVAL_DEPTH, mode=mode, sentences=sentences)
+            hits = retrieve(
+                store,
+                query,
+                encoder=encoder,
+                k=EVAL_DEPTH,
+                mode=mode,
+                sentences=sentences,
+                reader=reader if with_reader else None,
+            )
             run[query_id] = {hit.passage.doc_id: -float(hit.rank) for hit in hits}
         qrels = {q: j for q, j in dataset.qrels.items() if q in dataset.queries}
-        results.append(retrieval_result(mode, qrels, run, time.perf_counter() - started))
+        results.append(retrieval_result(name, qrels, run, time.perf_counter() - started))
     return results

@@ -17,8 +17,17 @@ from typing import Any
 from qa.embed.encoder import Encoder
 from qa.errors import QAError
 from qa.evaluation.metrics import Qrels, abstention_scores
-from qa.evaluation.results import EVAL_DEPTH, ModeResult, progress_bar, read_json_lines, retrieval_result
+from qa.evaluation.results import (
+    EVAL_DEPTH,
+    ModeResult,
+    progress_bar,
+    read_json_lines,
+    retrieval_result,
+    run_name,
+    runs_of,
+)
 from qa.index.store import PassageStore
+from qa.reader.model import PassageReader
 from qa.records import Passage
 from qa.search.abstention import Abstention
 from qa.search.ask import ask
@@ -155,21 +164,25 @@ def evaluate_questions(
     modes: Sequence[Mode],
     abstention: Abstention | None = None,
     use_history: bool = True,
+    reader: PassageReader | None = None,
     progress: bool = False,
 ) -> list[ModeResult]:
     """Ask every question in every mode; score retrieval and abstention.
 
-    ``abstention`` defaults to the thresholds calibrated for the encoder's model, as users get them.
+    ``abstention`` defaults to the thresholds calibrated for the encoder's model (and the
+    reader), as users get them. With a ``reader``, hybrid search is scored twice: without it
+    and with it (``hybrid+reader``).
     """
     qrels = judge(questions, list(store.iter_passages()))
     sentences = SentenceMemory()
     results = []
-    for mode in modes:
+    for mode, with_reader in runs_of(modes, reader):
+        name = run_name(mode, with_reader)
         started = time.perf_counter()
         run: dict[str, dict[str, float]] = {}
         abstained: dict[str, bool] = {}
         covered: dict[str, dict[str, float]] = {}
-        for question in progress_bar(questions, f"{mode} questions", progress):
+        for question in progress_bar(questions, f"{name} questions", progress):
             history = question.history if use_history else ()
             answer = ask(
                 store,
@@ -180,6 +193,7 @@ def evaluate_questions(
                 history=history,
                 abstention=abstention,
                 sentences=sentences,
+                reader=reader if with_reader else None,
             )
             run[question.question_id] = {hit.passage.passage_id: -hit.rank for hit in answer.hits}
             abstained[question.question_id] = not answer.answerable
@@ -187,7 +201,7 @@ def evaluate_questions(
                 covered[question.question_id] = points_covered(
                     answer.answer if answer.answerable else "", question.points
                 )
-        result = retrieval_result(mode, qrels, run, time.perf_counter() - started)
+        result = retrieval_result(name, qrels, run, time.perf_counter() - started)
         _score_abstention(result, abstained, questions)
         _score_points(result, covered)
         results.append(result)

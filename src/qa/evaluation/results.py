@@ -10,6 +10,7 @@ from typing import Any
 
 from qa.errors import QAError
 from qa.evaluation.metrics import Qrels, Run, evaluate, mean_metrics
+from qa.search.modes import Mode
 
 # Hits kept per question: enough for Recall@10, MRR@10 and nDCG@10.
 EVAL_DEPTH = 10
@@ -61,6 +62,22 @@ def retrieval_result(mode: str, qrels: Qrels, run: Run, seconds: float) -> ModeR
     per_question = evaluate(qrels, run)
     failed = [q for q, m in per_question.items() if m[f"recall_cap@{FAILURE_DEPTH}"] == 0]
     return ModeResult(mode, mean_metrics(per_question), per_question, failed, seconds)
+
+
+READER_SUFFIX = "+reader"
+
+
+def runs_of(modes: Sequence[Mode], reader: object | None) -> list[tuple[Mode, bool]]:
+    """The runs to score: each mode without the reader, and hybrid again with it when there is one."""
+    runs: list[tuple[Mode, bool]] = [(mode, False) for mode in modes]
+    if reader is not None and "hybrid" in modes:
+        runs.append(("hybrid", True))
+    return runs
+
+
+def run_name(mode: str, with_reader: bool) -> str:
+    """A run's name in reports: the mode, ``hybrid+reader`` with the reader."""
+    return mode + READER_SUFFIX if with_reader else mode
 
 
 def progress_bar(items: Sequence[Any], label: str, enabled: bool) -> Any:

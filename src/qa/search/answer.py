@@ -60,8 +60,12 @@ def compose_answer(
     *,
     question: str = "",
     embed: Callable[[list[str]], np.ndarray] | None = None,
+    lead: Hit | None = None,
 ) -> str:
     """The answer to ``question`` from ``hits``: a list of points, or up to three evidence sentences.
+
+    ``lead``, the hit holding the reader's short answer, gives the first sentence or point
+    whatever its similarity to the question: the reader read it against the question.
 
     A question asking for several points (``asks_for_several_points``) gets
     ``compose_points`` when ``embed`` (sentences to unit vectors with the
@@ -71,12 +75,19 @@ def compose_answer(
     """
     if question and embed is not None and asks_for_several_points(question):
         points = compose_points(hits, embed=embed)
+        if lead is not None and lead.evidence is not None:
+            first = Point(lead.evidence.text, lead.rank, lead.evidence.start)
+            points = [first, *(point for point in points if not _overlaps(point, first))][:MAX_POINTS]
         if len(points) > 1:
             return "\n".join(f"{POINT_PREFIX}{point.text} [{point.rank}]" for point in points)
-    return compose_sentences(hits)
+    return compose_sentences(hits, lead=lead)
 
 
-def compose_sentences(hits: Sequence[Hit]) -> str:
+def _overlaps(point: Point, other: Point) -> bool:
+    return point.rank == other.rank and (point.text in other.text or other.text in point.text)
+
+
+def compose_sentences(hits: Sequence[Hit], *, lead: Hit | None = None) -> str:
     """Evidence sentences of up to three passages, in rank order, each cited as ``[rank]``.
 
     Rank order follows both retrievers' agreement, which is steadier than one
@@ -89,6 +100,10 @@ def compose_sentences(hits: Sequence[Hit]) -> str:
     floor = max(evidence_score(hit) for hit in with_evidence) - ANSWER_MARGIN
     parts: list[str] = []
     seen: list[set[str]] = []
+    if lead is not None and lead.evidence is not None:
+        parts.append(f"{lead.evidence.text} [{lead.rank}]")
+        seen.append(_words(lead.evidence.text))
+        with_evidence = [hit for hit in with_evidence if hit.rank != lead.rank]
     for hit in with_evidence:
         assert hit.evidence is not None
         words = _words(hit.evidence.text)
@@ -96,7 +111,7 @@ def compose_sentences(hits: Sequence[Hit]) -> str:
             continue  # too weak, or the same sentence from a copy of the article
         seen.append(words)
         parts.append(f"{hit.evidence.text} [{hit.rank}]")
-        if len(parts) == ANSWER_SENTENCES:
+        if len(parts) >= ANSWER_SENTENCES:
             break
     return " ".join(parts)
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from qa.embed.encoder import Encoder
 from qa.index.store import PassageStore, SearchFilter, check_model
+from qa.reader.model import PassageReader
 from qa.records import SearchResult
 from qa.search.abstention import (
     EMPTY_INDEX,
@@ -22,6 +23,7 @@ from qa.search.filters import check_filter, nothing_matches
 from qa.search.modes import Mode, parse_mode
 from qa.search.query import embed_turns
 from qa.search.question import EmptyQuestionError, normalize_question
+from qa.search.reading import best_answer
 from qa.search.rerank import FOLLOW_UP_DEPTH, FOLLOW_UP_WEIGHT, rerank_follow_up
 from qa.search.retrieval import retrieve
 from qa.search.spelling import dictionary, question_corrections, suggested_question
@@ -38,6 +40,7 @@ def ask(
     where: SearchFilter | None = None,
     abstention: Abstention | None = None,
     sentences: SentenceMemory | None = None,
+    reader: PassageReader | None = None,
 ) -> SearchResult:
     """Search, pick the evidence in each hit, and answer (or abstain) from it.
 
@@ -45,7 +48,9 @@ def ask(
     control characters out, whitespace collapsed, cut at ``MAX_QUESTION_CHARS``),
     so every front end asks the same question for the same text. ``abstention``
     defaults to the thresholds calibrated for the encoder's model; ``sentences``
-    (see ``retrieve``) is worth passing when many questions are asked.
+    (see ``retrieve``) is worth passing when many questions are asked. ``reader``, in
+    hybrid mode, re-ranks the best candidates, decides abstention with its "no answer"
+    and gives the short answer the reply leads with.
 
     Raises:
         EmptyQuestionError: Nothing is left of the question to ask.
@@ -57,8 +62,10 @@ def ask(
     check_model(store.model, encoder.name)
     check_filter(store, where)
     history = _normalized_history(history)
+    if mode != "hybrid":
+        reader = None
     if abstention is None:
-        abstention = calibrated_abstention(encoder.name)
+        abstention = calibrated_abstention(encoder.name, reader=reader.name if reader else None)
     if sentences is None:
         sentences = SentenceMemory()
     # A misspelled or differently written name ("Kim Yojong") matches nothing in BM25 and little in
@@ -77,6 +84,7 @@ def ask(
         where=where,
         query_vector=query_vector,
         sentences=sentences,
+        reader=reader,
     )
     if not hits:
         return SearchResult(query=asked, hits=(), answerable=False, answer=_no_hits_reply(store, where))
@@ -94,8 +102,17 @@ def ask(
         return SearchResult(
             query=asked, hits=tuple(hits), answerable=False, answer=NOT_IN_CORPUS, suggestion=suggestion
         )
-    answer = compose_answer(hits, question=question, embed=embed)
-    return SearchResult(query=asked, hits=tuple(hits), answerable=True, answer=answer, suggestion=suggestion)
+    lead = best_answer(hits, threshold=abstention.min_reader_score) if reader else None
+    answer = compose_answer(hits, question=question, embed=embed, lead=lead)
+    return SearchResult(
+        query=asked,
+        hits=tuple(hits),
+        answerable=True,
+        answer=answer,
+        suggestion=suggestion,
+        short_answer=lead.span.text if lead and lead.span else "",
+        short_answer_rank=lead.rank if lead else 0,
+    )
 
 
 def _normalized_history(history: Sequence[str]) -> list[str]:

@@ -16,12 +16,14 @@ import numpy as np
 from qa.embed.encoder import Encoder
 from qa.errors import QAError
 from qa.index.store import Candidates, PassageStore, SearchFilter, check_model
+from qa.reader.model import PassageReader
 from qa.records import Hit
 from qa.search.duplicates import fold_duplicates
 from qa.search.evidence import SentenceMemory, attach_evidence
 from qa.search.fusion import convex_fusion
 from qa.search.modes import Mode, parse_mode
 from qa.search.query import embed_query, lexical_query
+from qa.search.reading import READ_DEPTH, read_hits, rerank_by_reader
 from qa.search.rerank import RERANK_DEPTH, rerank_by_evidence
 
 # How many candidates each retriever proposes before fusion.
@@ -39,6 +41,7 @@ def retrieve(
     where: SearchFilter | None = None,
     query_vector: np.ndarray | None = None,
     sentences: SentenceMemory | None = None,
+    reader: PassageReader | None = None,
 ) -> list[Hit]:
     """The ``k`` passages of ``store`` that best match ``question``, best first.
 
@@ -56,6 +59,8 @@ def retrieve(
         query_vector: The question's unit vector if the caller already has it
             (from ``embed_query``), to avoid embedding it twice.
         sentences: Sentence vectors remembered across questions (a new memory if not given).
+        reader: In hybrid mode, reads the ``READ_DEPTH`` best and re-ranks them with its
+            score (``qa.search.reading``); ``None`` leaves the order to fusion and evidence.
 
     Raises:
         QAError: The question is empty, the mode unknown or the encoder not the index's model.
@@ -76,7 +81,11 @@ def retrieve(
     if sentences is None:
         sentences = SentenceMemory()
     embed = functools.partial(sentences.embed, encoder=encoder)
-    return rerank_by_evidence(attach_evidence(hits, query_vector, embed))[:k]
+    hits = rerank_by_evidence(attach_evidence(hits, query_vector, embed))
+    if reader is not None:
+        read = read_hits(hits, question, reader=reader, query_vector=query_vector, embed=embed, depth=READ_DEPTH)
+        hits = rerank_by_reader(read)
+    return hits[:k]
 
 
 def candidate_hits(

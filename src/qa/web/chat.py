@@ -133,6 +133,12 @@ def _settings(service: AnswerService) -> dict[str, Any]:
         with gr.Row():
             k = gr.Slider(1, 20, value=5, step=1, label="Passages", elem_id="qa-k")
             mode = gr.Radio(list(MODES), value="hybrid", label="Retrieval", elem_id="qa-mode")
+            reader = gr.Checkbox(
+                value=service.reader is not None,
+                interactive=service.reader is not None,
+                label="Reader: re-rank hybrid search, lead with the short answer, refuse what the articles do not say",
+                elem_id="qa-reader",
+            )
         with gr.Row():
             documents = gr.Dropdown(
                 document_choices(service), multiselect=True, label="Only these articles", elem_id="qa-documents"
@@ -143,7 +149,15 @@ def _settings(service: AnswerService) -> dict[str, Any]:
         with gr.Row():
             date_from = gr.Textbox(label="From date", placeholder="YYYY-MM-DD", elem_id="qa-from")
             date_to = gr.Textbox(label="To date", placeholder="YYYY-MM-DD", elem_id="qa-to")
-    return {"k": k, "mode": mode, "documents": documents, "outlets": outlets, "from": date_from, "to": date_to}
+    return {
+        "k": k,
+        "mode": mode,
+        "reader": reader,
+        "documents": documents,
+        "outlets": outlets,
+        "from": date_from,
+        "to": date_to,
+    }
 
 
 def document_choices(service: AnswerService) -> list[tuple[str, str]]:
@@ -195,7 +209,14 @@ def _responder(service: AnswerService, fields: dict[str, Any]) -> Any:
                 date_from=value["from"] or "",
                 date_to=value["to"] or "",
             )
-            result = service.ask(text, history=history, k=int(value["k"]), mode=value["mode"], where=where)
+            result = service.ask(
+                text,
+                history=history,
+                k=int(value["k"]),
+                mode=value["mode"],
+                where=where,
+                use_reader=bool(value["reader"]),
+            )
         except QAError as error:
             return [*turn, _assistant(as_markdown_text(str(error)))], *unchanged, "", gr.skip(), gr.skip()
         number = turns[-1][0] + 1 if turns else 1

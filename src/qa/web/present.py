@@ -59,8 +59,12 @@ def chat_reply(result: SearchResult, notice: str = "", *, turn: int = 0, filters
             of the corpus says which part.
     """
     lines = [as_markdown_text(f"Searched only {'; '.join(filters)}.")] if filters else []
+    if result.answerable and result.short_answer:
+        lead = next((hit for hit in result.hits if hit.rank == result.short_answer_rank), None)
+        citation = _citation_link(lead, turn) if lead else ""
+        lines.append(f"**Answer: {as_markdown_text(result.short_answer)}** {citation}".rstrip())
     if result.answerable:
-        lines.append(answer_markdown(result.answer, result.hits, turn))
+        lines.append(answer_markdown(result.answer, result.hits, turn, emphasis=result.short_answer))
     else:
         lines.append(as_markdown_text(_no_answer(result)))
     if result.suggestion:
@@ -77,13 +81,13 @@ def _no_answer(result: SearchResult) -> str:
     return NO_ANSWER_REPLY if result.hits else NOT_IN_CORPUS.split(". ")[0] + "."
 
 
-def answer_markdown(answer: str, hits: Sequence[Hit], turn: int = 0) -> str:
+def answer_markdown(answer: str, hits: Sequence[Hit], turn: int = 0, *, emphasis: str = "") -> str:
     """An answer as Markdown: its text shown as written, each ``[n]`` a link to source ``n`` of ``turn``.
 
     The link's tooltip is the source's title, attribution and evidence. A line
     that is a list item (``- point``, ``* point``, ``1. point``) stays one; any
     other markup in the text is shown literally; a number that is no source's
-    stays plain text.
+    stays plain text. The first occurrence of ``emphasis`` (the short answer) is bold.
     """
     by_rank = {hit.rank: hit for hit in hits}
     lines = []
@@ -93,7 +97,14 @@ def answer_markdown(answer: str, hits: Sequence[Hit], turn: int = 0) -> str:
         pieces = []
         for piece in _CITATION.split(body):
             hit = by_rank.get(int(piece[1:-1])) if _CITATION.fullmatch(piece) else None
-            pieces.append(_citation_link(hit, turn) if hit else as_markdown_text(piece))
+            if hit:
+                pieces.append(_citation_link(hit, turn))
+            elif emphasis and emphasis in piece:
+                before, after = piece.split(emphasis, 1)
+                pieces.append(f"{as_markdown_text(before)}**{as_markdown_text(emphasis)}**{as_markdown_text(after)}")
+                emphasis = ""
+            else:
+                pieces.append(as_markdown_text(piece))
         lines.append(prefix + "".join(pieces))
     return "\n".join(lines)
 
@@ -190,30 +201,42 @@ def cited_paragraph(hit: Hit) -> int:
     return hit.passage.paragraph + best
 
 
-def passage_html(text: str, highlight: tuple[int, int] | None = None) -> str:
-    """A passage as paragraphs of escaped text, with ``text[start:end]`` in ``<mark>``."""
-    paragraphs = _marked(text, highlight).split(PARAGRAPH_SEPARATOR)
+def passage_html(text: str, highlight: tuple[int, int] | None = None, answer: tuple[int, int] | None = None) -> str:
+    """A passage as paragraphs of escaped text, ``text[start:end]`` in ``<mark>``, the ``answer`` span in bold.
+
+    The answer is bold only inside the highlight (where the reader found it in the evidence).
+    """
+    paragraphs = _marked(text, highlight, answer).split(PARAGRAPH_SEPARATOR)
     return "".join(f"<p>{paragraph}</p>" for paragraph in paragraphs)
 
 
-def _marked(text: str, highlight: tuple[int, int] | None) -> str:
-    """``text`` escaped, with ``text[start:end]`` in ``<mark>``."""
+def _marked(text: str, highlight: tuple[int, int] | None, answer: tuple[int, int] | None = None) -> str:
+    """``text`` escaped, with ``text[start:end]`` in ``<mark>`` and the answer inside it in ``<strong>``."""
     if highlight is None:
         return html.escape(text)
     start, end = highlight
-    return f"{html.escape(text[:start])}<mark>{html.escape(text[start:end])}</mark>{html.escape(text[end:])}"
+    inner = html.escape(text[start:end])
+    if answer is not None and start <= answer[0] < answer[1] <= end:
+        first, last = answer[0] - start, answer[1] - start
+        marked = text[start:end]
+        inner = (
+            f'{html.escape(marked[:first])}<strong class="qa-answer">{html.escape(marked[first:last])}</strong>'
+            f"{html.escape(marked[last:])}"
+        )
+    return f"{html.escape(text[:start])}<mark>{inner}</mark>{html.escape(text[end:])}"
 
 
 def source_html(hit: Hit, turn: int = 0) -> str:
     """One source as HTML: attribution, the passage with its evidence highlighted, and copies elsewhere."""
     passage = hit.passage
     evidence = (hit.evidence.start, hit.evidence.end) if hit.evidence else None
+    answer = (hit.span.start, hit.span.end) if hit.span else None
     also = f'<div class="qa-also">Also in: {html.escape(", ".join(hit.also_in))}</div>' if hit.also_in else ""
     return (
         f'<div class="qa-source" id="{source_anchor(turn, hit.rank)}">'
         f'<div class="qa-source-title"><b>[{hit.rank}]</b> {html.escape(display_title(passage.title, passage.source))}'
         f'</div><div class="qa-source-meta">{html.escape(attribution(hit))}</div>{also}'
-        f'<div class="qa-passage">{passage_html(passage.text, evidence)}</div></div>'
+        f'<div class="qa-passage">{passage_html(passage.text, evidence, answer)}</div></div>'
     )
 
 

@@ -21,6 +21,7 @@ from qa.index.build import EmptyCorpusError, IndexReport, encoder_for_corpus, in
 from qa.index.local import LocalIndex
 from qa.index.manifest import IndexSettings
 from qa.index.store import SearchFilter
+from qa.reader.model import PassageReader
 from qa.records import Document, SearchResult
 from qa.search.ask import ask
 from qa.search.evidence import SentenceMemory
@@ -54,11 +55,18 @@ class AnswerService:
     """Answers questions from the corpus's index and rebuilds it on request."""
 
     def __init__(
-        self, corpus_dir: Path, index_dir: Path, *, encoder: SentenceTransformerEncoder, follow_links: bool = False
+        self,
+        corpus_dir: Path,
+        index_dir: Path,
+        *,
+        encoder: SentenceTransformerEncoder,
+        reader: PassageReader | None = None,
+        follow_links: bool = False,
     ) -> None:
         self.corpus_dir = corpus_dir
         self.index_dir = index_dir
         self.encoder = encoder
+        self.reader = reader
         self.follow_links = follow_links
         self._index: LocalIndex | None = None
         self.report: IndexReport | None = None  # of the last refresh: what it did, and why if it rebuilt
@@ -75,11 +83,12 @@ class AnswerService:
         *,
         model: str | None = None,
         backend: str | None = None,
+        reader: PassageReader | None = None,
         follow_links: bool = False,
     ) -> AnswerService:
         """A service for the corpus, with the model asked for or the one the index was built with."""
         encoder = encoder_for_corpus(index_dir, model=model, backend=backend)
-        return cls(corpus_dir, index_dir, encoder=encoder, follow_links=follow_links)
+        return cls(corpus_dir, index_dir, encoder=encoder, reader=reader, follow_links=follow_links)
 
     @property
     def index(self) -> LocalIndex:
@@ -170,8 +179,12 @@ class AnswerService:
         k: int = 5,
         mode: Mode = "hybrid",
         where: SearchFilter | None = None,
+        use_reader: bool = True,
     ) -> SearchResult:
-        """The answer to ``question`` from the index being served; a rebuild running meanwhile yields to it."""
+        """The answer to ``question`` from the index being served; a rebuild running meanwhile yields to it.
+
+        ``use_reader=False`` answers without the service's reader (the chat's setting), as before it.
+        """
         with self._questions:
             return ask(
                 self.index,
@@ -182,6 +195,7 @@ class AnswerService:
                 history=history,
                 where=where,
                 sentences=self._sentences,
+                reader=self.reader if use_reader else None,
             )
 
     def status(self) -> IndexStatus:
@@ -204,8 +218,10 @@ class AnswerService:
         return next((d for d in self.index.documents if d.doc_id == doc_id), None)
 
     def warm_up(self) -> None:
-        """Load the model now, so the first question does not wait for it."""
+        """Load the models now, so the first question does not wait for them."""
         self.encoder.encode(["warm up"])
+        if self.reader is not None:
+            self.reader.read("warm up", ["warm up"])
 
 
 class Questions:

@@ -1,0 +1,1 @@
+"""The reader: a small model trained here that reads a passage against the question (``model``, ``spans``)."""
