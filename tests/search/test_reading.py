@@ -229,3 +229,10 @@ def test_reader_answers_cite_only_given_ranks(encoder: FakeEncoder) -> None:
     result = ask(build(encoder), "How much will the repairs cost?", encoder=encoder, k=2, reader=FakeReader("four"))
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", result.answer)}
     assert cited <= {h.rank for h in result.hits}
+
+
+def test_a_follow_up_is_read_after_the_question_before_it(encoder: FakeEncoder) -> None:
+    reader = FakeReader("four million euros")
+    history = ["What happened at the harbour?", "Who repairs the harbour wall?"]
+    ask(build(encoder), "And how much will it cost?", encoder=encoder, k=3, history=history, reader=reader)
+    assert reader.calls and reader.calls[0][0] == "Who repairs the harbour wall? And how much will it cost?"

@@ -179,6 +179,30 @@ def test_a_source_opens_its_article_with_the_paragraph_highlighted(page: object,
     page.screenshot(path=str(screenshots / "article.png"), full_page=True)  # type: ignore[attr-defined]
 
 
+def test_the_short_answer_leads_and_is_marked_in_its_evidence(page: object, screenshots: Path) -> None:
+    _ask(page, "What did Kim Yojong order?")
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('#qa-sources .qa-source')", timeout=ANSWER_MS
+    )
+    reply = _last_reply(page)
+    lead = reply.locator("strong").first  # type: ignore[attr-defined]
+    assert lead.inner_text().startswith("Answer: "), reply.inner_text()  # type: ignore[attr-defined]
+    short = lead.inner_text().removeprefix("Answer: ").strip()
+    marked = page.locator("#qa-sources mark strong.qa-answer")  # type: ignore[attr-defined]
+    assert marked.count() >= 1
+    assert short in [marked.nth(i).inner_text().strip() for i in range(marked.count())]
+    page.screenshot(path=str(screenshots / "short_answer.png"), full_page=True)  # type: ignore[attr-defined]
+    # Without the reader (Settings), the same question gets today's answer: no short answer first.
+    page.locator("#qa-settings").get_by_text("Settings and filters").click()  # type: ignore[attr-defined]
+    page.locator("#qa-reader input").uncheck()  # type: ignore[attr-defined]
+    _ask(page, "What did Kim Yojong order?")
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelectorAll('#qa-chat .message-row.bot-row').length >= 2", timeout=ANSWER_MS
+    )
+    assert not _last_reply(page).inner_text().startswith("Answer:")  # type: ignore[attr-defined]
+    assert page.locator("#qa-sources strong.qa-answer").count() == 0  # type: ignore[attr-defined]
+
+
 def test_markup_in_a_question_is_shown_as_text_and_never_runs(page: object, screenshots: Path) -> None:
     _ask(page, XSS)
     _last_reply(page).wait_for(timeout=ANSWER_MS)  # type: ignore[attr-defined]

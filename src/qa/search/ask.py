@@ -23,7 +23,7 @@ from qa.search.filters import check_filter, nothing_matches
 from qa.search.modes import Mode, parse_mode
 from qa.search.query import embed_turns
 from qa.search.question import EmptyQuestionError, normalize_question
-from qa.search.reading import best_answer
+from qa.search.reading import READ_DEPTH, best_answer
 from qa.search.rerank import FOLLOW_UP_DEPTH, FOLLOW_UP_WEIGHT, rerank_follow_up
 from qa.search.retrieval import retrieve
 from qa.search.spelling import dictionary, question_corrections, suggested_question
@@ -41,6 +41,7 @@ def ask(
     abstention: Abstention | None = None,
     sentences: SentenceMemory | None = None,
     reader: PassageReader | None = None,
+    read_depth: int = READ_DEPTH,
 ) -> SearchResult:
     """Search, pick the evidence in each hit, and answer (or abstain) from it.
 
@@ -50,7 +51,7 @@ def ask(
     defaults to the thresholds calibrated for the encoder's model; ``sentences``
     (see ``retrieve``) is worth passing when many questions are asked. ``reader``, in
     hybrid mode, re-ranks the best candidates, decides abstention with its "no answer"
-    and gives the short answer the reply leads with.
+    and gives the short answer the reply leads with; it reads the ``read_depth`` best.
 
     Raises:
         EmptyQuestionError: Nothing is left of the question to ask.
@@ -85,6 +86,7 @@ def ask(
         query_vector=query_vector,
         sentences=sentences,
         reader=reader,
+        read_depth=read_depth,
     )
     if not hits:
         return SearchResult(query=asked, hits=(), answerable=False, answer=_no_hits_reply(store, where))

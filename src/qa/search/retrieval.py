@@ -42,6 +42,7 @@ def retrieve(
     query_vector: np.ndarray | None = None,
     sentences: SentenceMemory | None = None,
     reader: PassageReader | None = None,
+    read_depth: int = READ_DEPTH,
 ) -> list[Hit]:
     """The ``k`` passages of ``store`` that best match ``question``, best first.
 
@@ -61,6 +62,7 @@ def retrieve(
         sentences: Sentence vectors remembered across questions (a new memory if not given).
         reader: In hybrid mode, reads the ``READ_DEPTH`` best and re-ranks them with its
             score (``qa.search.reading``); ``None`` leaves the order to fusion and evidence.
+        read_depth: How many of the best candidates the reader reads.
 
     Raises:
         QAError: The question is empty, the mode unknown or the encoder not the index's model.
@@ -77,13 +79,15 @@ def retrieve(
     if mode != "hybrid":
         return fold_duplicates(hits, limit=k)
     assert query_vector is not None
-    hits = fold_duplicates(hits, limit=max(k, RERANK_DEPTH))
+    hits = fold_duplicates(hits, limit=max(k, RERANK_DEPTH, read_depth if reader else 0))
     if sentences is None:
         sentences = SentenceMemory()
     embed = functools.partial(sentences.embed, encoder=encoder)
     hits = rerank_by_evidence(attach_evidence(hits, query_vector, embed))
     if reader is not None:
-        read = read_hits(hits, question, reader=reader, query_vector=query_vector, embed=embed, depth=READ_DEPTH)
+        # A follow-up ("And what about their families?") is read after the question before it, its subject.
+        asked = " ".join([*history[-1:], question])
+        read = read_hits(hits, asked, reader=reader, query_vector=query_vector, embed=embed, depth=read_depth)
         hits = rerank_by_reader(read)
     return hits[:k]
 
