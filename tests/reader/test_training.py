@@ -11,7 +11,8 @@ from types import ModuleType
 import pytest
 
 from conftest import REPO
-from qa.reader.model import Reader, reader_available
+from qa.errors import QAError
+from qa.reader.model import Reader, reader_available, reader_export_dir
 
 pytestmark = pytest.mark.slow
 
@@ -102,6 +103,19 @@ def test_training_runs_checkpoints_resumes_and_ships_a_reader_that_loads(
     assert len(readings) == 2
     for reading, passage in zip(readings, [context, "Nothing here."], strict=True):
         assert reading.span is None or 0 <= reading.span[0] < reading.span[1] <= len(passage)
+    # Exported once: a second reader of the same weights loads the cached export.
+    export = reader_export_dir(shipped)
+    made = (export / "reader.xml").stat().st_mtime_ns
+    again = Reader(shipped, precision="f32").read("When was the red bridge built?", [context, "Nothing here."])
+    assert (export / "reader.xml").stat().st_mtime_ns == made
+    assert [r.span for r in again] == [r.span for r in readings]
+    # Weights that do not fit the bundled word embeddings are refused with the way out.
+    description = json.loads((shipped / "reader.json").read_text())
+    (shipped / "reader.json").write_text(json.dumps({**description, "word_embeddings_sha256": "0" * 64}))
+    with pytest.raises(QAError, match="word embeddings") as refused:
+        Reader(shipped).read("q", ["p"])
+    assert "--reader off" in str(refused.value)
+    assert not list(export.parent.glob(".*"))  # no half-written export left behind
 
 
 def test_the_split_holds_out_whole_articles(tmp_path: Path) -> None:

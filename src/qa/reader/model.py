@@ -161,19 +161,31 @@ class Reader:
             tokenizer.enable_truncation(
                 max_length=self.description.max_tokens, stride=self.description.stride, strategy="only_second"
             )
-            folder = ensure_reader_export(self.folder, base, reader_export_dir())
-            self._infer = compile_for_cpu(
-                folder / _OPENVINO_XML, precision=self.precision, threads=self.threads or usable_cpus()
-            )
+            try:
+                folder = ensure_reader_export(self.folder, base, reader_export_dir(self.folder))
+                threads = self.threads or usable_cpus()
+                self._infer = compile_for_cpu(folder / _OPENVINO_XML, precision=self.precision, threads=threads)
+            except QAError:
+                raise
+            except Exception as error:  # torch, ONNX or OpenVINO failing: say so in one line
+                message = " ".join(str(error).split())[:200]
+                raise QAError(
+                    f"cannot load the reader ({type(error).__name__}: {message})", fix="use --reader off"
+                ) from error
             self._tokenizer = tokenizer
 
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def reader_export_dir() -> Path:
-    """Where the reader's OpenVINO export is cached."""
-    return model_cache_root() / "qa-reader" / "openvino"
+def reader_export_dir(trained: Path) -> Path:
+    """Where the OpenVINO export of the reader in ``trained`` is cached: one folder per installed copy.
+
+    Two installs (the virtual environments of two checkouts) sharing one folder would each find
+    the other's export stale and export again, every time they load.
+    """
+    install = hashlib.sha256(str(trained.resolve()).encode()).hexdigest()[:8]
+    return model_cache_root() / "qa-reader" / f"openvino-{install}"
 
 
 def ensure_reader_export(trained: Path, base: Path, target: Path) -> Path:

@@ -17,7 +17,7 @@ from qa.search.abstention import (
     is_answerable,
     is_close_enough,
 )
-from qa.search.answer import compose_answer
+from qa.search.answer import asks_for_several_points, compose_answer
 from qa.search.evidence import SentenceMemory, attach_evidence
 from qa.search.filters import check_filter, nothing_matches
 from qa.search.modes import Mode, parse_mode
@@ -104,7 +104,9 @@ def ask(
         return SearchResult(
             query=asked, hits=tuple(hits), answerable=False, answer=NOT_IN_CORPUS, suggestion=suggestion
         )
-    lead = best_answer(hits, threshold=abstention.min_reader_score) if reader else None
+    # A short span answers one fact; a question asking for several points is answered by the points.
+    several = asks_for_several_points(question)
+    lead = best_answer(hits, threshold=abstention.min_reader_score) if reader and not several else None
     answer = compose_answer(hits, question=question, embed=embed, lead=lead)
     return SearchResult(
         query=asked,

@@ -21,7 +21,7 @@ from qa.search.fusion import min_max
 # Candidates the reader reads: hybrid search's re-ranked best.
 READ_DEPTH = 20
 # Hybrid score (fused and evidence) against the reader's: final = (1 - w) * hybrid + w * reader, min-max scaled.
-READER_WEIGHT = 0.5
+READER_WEIGHT = 0.25
 # A span is kept (and the evidence moved to it) only where the reader thinks the passage answers:
 # an answerability logit of 0 is even odds.
 SPAN_MIN_SCORE = 0.0
@@ -35,22 +35,33 @@ def read_hits(
     query_vector: np.ndarray,
     embed: Callable[[list[str]], np.ndarray],
     depth: int = READ_DEPTH,
+    move_evidence: bool = True,
 ) -> list[Hit]:
     """The hits with the first ``depth`` read: reader score, and where it likely answers, span and evidence there.
 
-    A hit whose reader score reaches ``SPAN_MIN_SCORE`` gets the reader's span, and its
-    evidence becomes the sentence holding the span (unless the evidence already holds it).
+    A hit whose reader score reaches ``SPAN_MIN_SCORE`` gets the reader's span, and, with
+    ``move_evidence``, its evidence becomes the sentence holding the span (unless the evidence
+    already holds it). A question asking for several points keeps its evidence where it was:
+    one span is one of its points, and the points come from the evidence.
     """
     read = list(hits[:depth])
     readings = reader.read(question, [hit.passage.text for hit in read])
     return [
-        *(_with_reading(hit, reading, query_vector, embed) for hit, reading in zip(read, readings, strict=True)),
+        *(
+            _with_reading(hit, reading, query_vector, embed, move_evidence=move_evidence)
+            for hit, reading in zip(read, readings, strict=True)
+        ),
         *hits[depth:],
     ]
 
 
 def _with_reading(
-    hit: Hit, reading: Reading, query_vector: np.ndarray, embed: Callable[[list[str]], np.ndarray]
+    hit: Hit,
+    reading: Reading,
+    query_vector: np.ndarray,
+    embed: Callable[[list[str]], np.ndarray],
+    *,
+    move_evidence: bool,
 ) -> Hit:
     if reading.span is None or reading.score < SPAN_MIN_SCORE:
         return dataclasses.replace(hit, reader_score=reading.score)
@@ -58,6 +69,8 @@ def _with_reading(
     text = hit.passage.text
     span = Span(text=text[start:end], start=start, end=end)
     evidence = hit.evidence
+    if not move_evidence:
+        return dataclasses.replace(hit, reader_score=reading.score, span=span)
     if evidence is None or not (evidence.start <= start and end <= evidence.end):
         evidence = _sentences_around(text, start, end, query_vector, embed)
     return dataclasses.replace(hit, reader_score=reading.score, span=span, evidence=evidence)

@@ -18,6 +18,7 @@ from qa.errors import QAError
 from qa.index.store import Candidates, PassageStore, SearchFilter, check_model
 from qa.reader.model import PassageReader
 from qa.records import Hit
+from qa.search.answer import asks_for_several_points
 from qa.search.duplicates import fold_duplicates
 from qa.search.evidence import SentenceMemory, attach_evidence
 from qa.search.fusion import convex_fusion
@@ -87,7 +88,15 @@ def retrieve(
     if reader is not None:
         # A follow-up ("And what about their families?") is read after the question before it, its subject.
         asked = " ".join([*history[-1:], question])
-        read = read_hits(hits, asked, reader=reader, query_vector=query_vector, embed=embed, depth=read_depth)
+        read = read_hits(
+            hits,
+            asked,
+            reader=reader,
+            query_vector=query_vector,
+            embed=embed,
+            depth=read_depth,
+            move_evidence=not asks_for_several_points(question),
+        )
         hits = rerank_by_reader(read)
     return hits[:k]
 
