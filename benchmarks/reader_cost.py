@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/reader_cost.py
 
-On the seed corpus (the project's 90 labelled questions) and SciFact (200 test claims), one
+On the seed corpus (the project's 90 labelled questions) and SciFact (100 test claims), one
 question at a time, models loaded and warmed up, 2 threads: ``qa.ask`` as the CLI and the chat
-call it (k = 5), reader off, then on reading the best 5, 10, 20 and 30 candidates. Writes
+call it (k = 5), reader off, then on reading the best 5, 10 and 20 candidates. Writes
 ``benchmarks/results/reader_cost.json``.
 """
 
@@ -28,7 +28,7 @@ from qa.search.ask import ask
 from qa.search.evidence import SentenceMemory
 
 REPO = Path(__file__).resolve().parent.parent
-DEPTHS = (5, 10, 20, 30)
+DEPTHS = (5, 10, 20)
 
 
 def timings(
@@ -59,14 +59,15 @@ def main() -> None:
     reader = Reader(threads=2)
     reader.read("warm up", ["warm up"])
     seed_index = REPO / "index"
-    index_corpus(REPO / "corpus", seed_index, encoder=encoder)
+    settings, count_tokens = settings_for(encoder)
+    index_corpus(REPO / "corpus", seed_index, encoder=encoder, settings=settings, count_tokens=count_tokens)
     labelled = [json.loads(line) for line in (REPO / "eval" / "questions.jsonl").read_text().splitlines()]
     scifact = load_beir(args.scifact, split="test")
     sets = {
         "seed": (open_index(seed_index), [row["question"] for row in labelled]),
         "scifact": (
             beir_index(scifact, REPO / "index" / "beir", encoder=encoder, settings=settings_for(encoder)[0]),
-            list(scifact.queries.values())[:200],
+            list(scifact.queries.values())[:100],
         ),
     }
     results: dict[str, Any] = {}

@@ -12,6 +12,7 @@ from conftest import (
     DAMAGES,
     EMPTY_QUESTIONS,
     ODD_QUESTIONS,
+    REPO,
     TERMINAL_CONTROLS,
     WRONG_MANIFESTS,
     FakeModelEncoder,
@@ -807,3 +808,55 @@ def test_a_list_answer_keeps_one_point_a_line_and_a_suggestion_is_shown_first() 
     assert [p.split()[1] for p in points] == ["Firstly,", "Lastly,"]  # not run together into one paragraph
     continuation = lines[lines.index(points[0]) + 1]
     assert continuation.startswith("  ") and not continuation.startswith("   ")
+
+
+def test_emphasized_bolds_a_span_even_where_wrapping_broke_it() -> None:
+    from qa.cli import BOLD, PLAIN, emphasized
+
+    text = "Answer: June 10 [1]\n\nthe order came on the morning of June\n   10, the source said."
+    marked = emphasized(text, "June 10")
+    assert marked.count(BOLD) == 2 and marked.count(PLAIN) == 2
+    assert f"{BOLD}June\n   10{PLAIN}" in marked
+    assert emphasized(text, "") == text
+
+
+@pytest.mark.slow
+def test_search_with_the_reader_reads_and_without_it_does_not(
+    index_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    question = "On what date did Kim Yo Jong send her instruction to the provinces?"
+    capsys.readouterr()
+    assert main(["search", question, "--json", "--reader", "on", "--index", str(index_dir)]) == 0
+    read = json.loads(capsys.readouterr().out)
+    assert all(hit["reader_score"] is not None for hit in read["hits"])
+    for hit in read["hits"]:
+        if hit["span"]:
+            assert hit["text"][hit["span"]["start"] : hit["span"]["end"]] == hit["span"]["text"]
+    if read["short_answer"]:
+        assert read["short_answer"]["rank"] in [hit["rank"] for hit in read["hits"]]
+    assert main(["search", question, "--json", "--reader", "off", "--index", str(index_dir)]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["short_answer"] is None
+    assert all(hit["reader_score"] is None and hit["span"] is None for hit in plain["hits"])
+
+
+@pytest.mark.slow
+def test_eval_scores_hybrid_with_and_without_the_reader_in_one_run(
+    index_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    questions = REPO / "eval" / "questions.jsonl"
+    capsys.readouterr()
+    args = ["eval", "--questions", str(questions), "--modes", "hybrid", "--json", "--index", str(index_dir)]
+    assert main([*args, "--reader", "on"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["modes"]) == {"hybrid", "hybrid+reader"}
+    assert main([*args, "--reader", "off"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["modes"]) == {"hybrid"}
+
+
+def test_a_reader_setting_that_is_neither_on_nor_off_is_one_clear_error(
+    index_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("QA_READER", "maybe")
+    capsys.readouterr()
+    assert main(["search", "Why do defectors return?", "--index", str(index_dir)]) == 1
+    assert capsys.readouterr().err.strip() == "qa: error: unknown reader setting 'maybe': use on or off"

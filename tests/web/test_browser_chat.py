@@ -184,7 +184,9 @@ def test_copy_gives_plain_text_with_citations_and_the_sources(pages: Pages) -> N
     copied = page.evaluate("() => navigator.clipboard.readText()")
     expected = Client(pages.url, verbose=False).predict("What did Kim Yo-jong order?", 5, "hybrid", api_name="/search")
     answer, _, listed = copied.partition("\n\nSources:\n")
-    assert " ".join(answer.split()) == " ".join(expected["answer"].split())  # the answer as the API gives it
+    short = expected["short_answer"]
+    lead = f"Answer: {short['text']} [{short['rank']}] " if short else ""  # the reader's short answer, first
+    assert " ".join(answer.split()) == " ".join((lead + expected["answer"]).split())  # the answer as the API gives it
     assert "\\" not in copied and "](#" not in copied
     cited = dict.fromkeys(int(n) for n in re.findall(r"\[(\d+)\]", expected["answer"]))
     hits = {hit["rank"]: hit for hit in expected["hits"]}
