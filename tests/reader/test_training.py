@@ -19,11 +19,14 @@ pytestmark = pytest.mark.slow
 COLOURS = ["red", "blue", "green", "amber", "violet", "white", "black", "grey", "pink", "brown"]
 
 
-def training_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("training_reader", REPO / "training" / "reader.py")
+def training_module(name: str = "reader") -> ModuleType:
+    """``training/NAME.py``, imported as the script imports its neighbours (``training/`` on the path)."""
+    if str(REPO / "training") not in sys.path:
+        sys.path.insert(0, str(REPO / "training"))
+    spec = importlib.util.spec_from_file_location(f"training_{name}", REPO / "training" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["training_reader"] = module
+    sys.modules[f"training_{name}"] = module
     spec.loader.exec_module(module)
     return module
 
@@ -119,7 +122,7 @@ def test_training_runs_checkpoints_resumes_and_ships_a_reader_that_loads(
 
 
 def test_the_split_holds_out_whole_articles(tmp_path: Path) -> None:
-    training = training_module()
+    training = training_module("squad")
     questions = training.load_questions(write_squad(tmp_path / "squad"))
     dev, test = training.held_out_articles(questions)
     assert len(dev) == len(test) == training.HELD_OUT_PER_SPLIT
