@@ -1,5 +1,8 @@
 """Measure a peer, txtai, beside qa on a BEIR dataset: same model, hybrid search, same machine, same run.
 
+qa is timed twice over: its retrieval alone (what txtai's search does) and the whole answer a
+user gets (``ask``, with the reader and without it), all taking turns query by query.
+
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python benchmarks/peer_txtai.py [../shared/benchmarks/scifact] [--json FILE]
 
@@ -39,7 +42,10 @@ from qa.embed.models import DEFAULT_MODEL
 from qa.evaluation.beir import BeirDataset, beir_index, load_beir
 from qa.evaluation.metrics import evaluate, mean_metrics
 from qa.index.build import settings_for
+from qa.reader.model import Reader
+from qa.search.ask import ask
 from qa.search.duplicates import fold_duplicates
+from qa.search.evidence import SentenceMemory
 from qa.search.query import embed_query
 from qa.search.retrieval import candidate_hits
 
@@ -116,8 +122,13 @@ def quality(dataset: BeirDataset, run: Mapping[str, Mapping[str, float]]) -> dic
 # ---------------------------------------------------------------- qa
 
 
-def build_qa(dataset: BeirDataset, workdir: Path) -> System:
-    """Qa's index built from scratch (a new folder, so no embedding cache to reuse), searched in hybrid mode."""
+def build_qa(dataset: BeirDataset, workdir: Path) -> list[System]:
+    """Qa's index built from scratch (a new folder, so no embedding cache to reuse), asked three ways.
+
+    ``qa hybrid``: retrieval alone (candidates, fusion, folding), comparable with txtai's search.
+    ``qa answer``: the whole answer as ``qa search`` and the chat give it (``ask``: re-ranking by
+    best sentence, the reader, the extractive answer), with the reader and without it.
+    """
     encoder = SentenceTransformerEncoder(DEFAULT_MODEL)
     encoder.encode(["load the model"])  # loaded before the clock starts, as txtai's is
     settings, _ = settings_for(encoder)
@@ -130,6 +141,20 @@ def build_qa(dataset: BeirDataset, workdir: Path) -> System:
         hits = candidate_hits(index, embed_query(encoder, text), text, mode="hybrid", where=None)
         return [hit.passage.doc_id for hit in fold_duplicates(hits, limit=DEPTH)]
 
+    reader = Reader()
+    reader.read("load the model", ["load the model"])  # exported and compiled before any query
+
+    def answer_with(with_reader: bool) -> Search:
+        sentences = SentenceMemory()  # each its own: one must not find the other's sentence vectors
+
+        def answer(text: str) -> list[str]:
+            result = ask(
+                index, text, encoder=encoder, k=DEPTH, sentences=sentences, reader=reader if with_reader else None
+            )
+            return [hit.passage.doc_id for hit in result.hits]
+
+        return answer
+
     config = {
         "model": encoder.location,
         # Encoders that predate backends run on torch.
@@ -138,7 +163,11 @@ def build_qa(dataset: BeirDataset, workdir: Path) -> System:
         "settings": repr(index.manifest.settings),
         "load_average_before_build": load,
     }
-    return System("qa hybrid", search, index_seconds, config)
+    return [
+        System("qa hybrid, search only", search, index_seconds, config),
+        System("qa whole answer, reader off", answer_with(False), index_seconds, config),
+        System("qa whole answer, reader on", answer_with(True), index_seconds, {**config, "reader": reader.name}),
+    ]
 
 
 # ---------------------------------------------------------------- txtai
@@ -266,7 +295,7 @@ def main() -> None:
     dataset = load_beir(args.dataset, split=args.split)
     print(f"{dataset.name} {args.split}: {len(dataset.documents)} documents, {len(dataset.queries)} queries")
     with tempfile.TemporaryDirectory(prefix="peer_txtai-") as workdir:
-        systems = [build_txtai(dataset, Path(workdir), exact=args.txtai_exact), build_qa(dataset, Path(workdir))]
+        systems = [build_txtai(dataset, Path(workdir), exact=args.txtai_exact), *build_qa(dataset, Path(workdir))]
         results = run_queries(systems, dataset)
     print(table(results))
     write_json(args.json, dataset, args.split, results)
