@@ -21,6 +21,9 @@ import numpy as np
 from qa.embed.encoder import SentenceTransformerEncoder
 from qa.embed.models import DEFAULT_MODEL
 from qa.evaluation.beir import beir_index, load_beir
+from qa.evaluation.metrics import evaluate, mean_metrics
+from qa.evaluation.questions import judge, load_questions
+from qa.evaluation.results import EVAL_DEPTH
 from qa.index.build import index_corpus, open_index, settings_for
 from qa.index.store import PassageStore
 from qa.reader.model import Reader
@@ -47,6 +50,32 @@ def timings(
         "p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 1),
         "p95_ms": round(float(np.percentile(seconds, 95)) * 1000, 1),
     }
+
+
+def quality_by_depth(store: PassageStore, encoder: Any, reader: Reader) -> dict[str, dict[str, float]]:
+    """MRR@10, Rcap@5 and nDCG@10 of the answerable single questions, reader off and at each depth."""
+    labelled = [q for q in load_questions(REPO / "eval" / "questions.jsonl") if q.answerable and not q.history]
+    qrels = judge(labelled, list(store.iter_passages()))
+    sentences = SentenceMemory()
+    results = {}
+    for depth in (0, *DEPTHS, 30):
+        run = {}
+        for question in labelled:
+            answer = ask(
+                store,
+                question.question,
+                encoder=encoder,
+                k=EVAL_DEPTH,
+                sentences=sentences,
+                reader=reader if depth else None,
+                read_depth=depth or DEPTHS[-1],
+            )
+            run[question.question_id] = {hit.passage.passage_id: -float(hit.rank) for hit in answer.hits}
+        metrics = mean_metrics(evaluate(qrels, run))
+        results["reader off" if not depth else f"reader on, depth {depth}"] = {
+            name: round(metrics[name], 3) for name in ("mrr@10", "recall_cap@5", "ndcg@10")
+        }
+    return results
 
 
 def main() -> None:
@@ -76,6 +105,8 @@ def main() -> None:
         for depth in DEPTHS:
             results[name][f"reader on, depth {depth}"] = timings(store, questions, encoder, reader, depth)
         print(name, json.dumps(results[name]), flush=True)
+    results["quality on eval/questions.jsonl"] = quality_by_depth(sets["seed"][0], encoder, reader)
+    print(json.dumps(results["quality on eval/questions.jsonl"]), flush=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
 
 

@@ -339,16 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     (args.out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
-    write_trained(
-        network,
-        args.out / "model",
-        name="qa-reader-minilm-l6-squad",
-        base_model=DEFAULT_MODEL,
-        max_tokens=MAX_TOKENS,
-        stride=STRIDE,
-        max_question_tokens=MAX_QUESTION_TOKENS,
-        training=run,
-    )
+    ship(network, args.out / "model", training=run)
     return 0
 
 
@@ -358,9 +349,15 @@ def package(run: Path, target: Path, model_folder: Path) -> int:
     network.load_state_dict(load_file(str(run / "checkpoint" / "weights.safetensors")), strict=False)
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     training = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {"steps": state["step"]}
+    ship(network, target, training=training)
+    return 0
+
+
+def ship(network: ReaderNetwork, folder: Path, *, training: dict[str, Any]) -> None:
+    """Write the reader as ``qa`` loads it into ``folder``, with the record of its training."""
     write_trained(
         network,
-        target,
+        folder,
         name="qa-reader-minilm-l6-squad",
         base_model=DEFAULT_MODEL,
         max_tokens=MAX_TOKENS,
@@ -368,7 +365,6 @@ def package(run: Path, target: Path, model_folder: Path) -> int:
         max_question_tokens=MAX_QUESTION_TOKENS,
         training=training,
     )
-    return 0
 
 
 def _schedule(
