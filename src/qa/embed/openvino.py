@@ -19,6 +19,7 @@ import queue
 import shutil
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -188,7 +189,7 @@ def export_openvino(source: Path, target: Path, *, fingerprint: str, keep_onnx: 
             opset_version=17,
         )
     ov = import_openvino()
-    ov.save_model(ov.Core().read_model(str(onnx_file)), str(target / OPENVINO_XML), compress_to_fp16=False)
+    ov.save_model(openvino_core().read_model(str(onnx_file)), str(target / OPENVINO_XML), compress_to_fp16=False)
     if not keep_onnx:
         onnx_file.unlink()
     manifest.write(target)
@@ -317,8 +318,7 @@ def compile_for_cpu(
 
     ``precision`` is ``f32`` or ``bf16``; ``bf16`` runs as ``f32`` on CPUs that lack it.
     """
-    ov = import_openvino()
-    core = ov.Core()
+    core = openvino_core()
     if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         precision = "f32"
     config = {
@@ -344,6 +344,22 @@ def compile_for_cpu(
             idle.put(request)
 
     return infer
+
+
+_core_lock = threading.Lock()
+_cores: list[Any] = []
+
+
+def openvino_core() -> Any:
+    """The process's one OpenVINO ``Core``, made on first use and shared by every model compiled here.
+
+    A new ``Core`` per model crashed the test suite (a segmentation fault after a few dozen
+    loads in one process; openvinotoolkit/openvino#35338 and ultralytics#25864 report the same).
+    """
+    with _core_lock:
+        if not _cores:
+            _cores.append(import_openvino().Core())
+        return _cores[0]
 
 
 def import_openvino() -> Any:

@@ -20,7 +20,7 @@ import numpy as np
 
 from qa.cpus import usable_cpus
 from qa.embed.models import DEFAULT_MODEL, local_model_folder, model_cache_root, resolve_model_location
-from qa.embed.openvino import build_once, compile_for_cpu, import_openvino, source_fingerprint
+from qa.embed.openvino import build_once, compile_for_cpu, import_openvino, openvino_core, source_fingerprint
 from qa.errors import QAError
 from qa.reader.spans import best_span
 
@@ -237,7 +237,7 @@ def export_reader(trained: Path, base: Path, target: Path) -> None:
             opset_version=17,
         )
     ov = import_openvino()
-    ov.save_model(ov.Core().read_model(str(onnx_file)), str(target / _OPENVINO_XML), compress_to_fp16=False)
+    ov.save_model(openvino_core().read_model(str(onnx_file)), str(target / _OPENVINO_XML), compress_to_fp16=False)
     onnx_file.unlink()
 
 
