@@ -135,6 +135,7 @@ DAMAGES = {
     "passages missing": "is missing",
     "documents missing": "is missing",
     "bm25 missing": "is missing",
+    "sentences missing": "is missing",
     "manifest not JSON": "manifest.json is unreadable",
     "manifest count edited": "manifest.json was edited",
     "manifest dimension edited": "manifest.json was edited",
@@ -159,8 +160,8 @@ def damage_index(index_dir: Path, kind: str) -> None:
         vectors.write_bytes(bytes(raw))
     elif kind in {"passages missing", "documents missing"}:
         (index_dir / files[kind.split(maxsplit=1)[0]]).unlink()
-    elif kind == "bm25 missing":
-        shutil.rmtree(index_dir / files["bm25"])
+    elif kind in {"bm25 missing", "sentences missing"}:
+        shutil.rmtree(index_dir / files[kind.split(maxsplit=1)[0]])
     elif kind == "manifest not JSON":
         path.write_text(path.read_text()[:40])
     elif kind == "manifest and checksum edited":

@@ -78,20 +78,18 @@ def pause_inside_cache_transaction(cache_path: Path) -> None:
 
 
 def pause_half_way_through_passages() -> None:
-    import qa.index.local
+    from qa.index.passages import PassageTable
 
-    real_write_jsonl = qa.index.local.write_jsonl
+    real_save = PassageTable.save
 
-    def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-        if not path.name.startswith(".passages-"):
-            real_write_jsonl(path, rows)
-            return
-        rows = list(rows)
-        real_write_jsonl(path, rows[: len(rows) // 2])
+    def save(table: PassageTable, path: Path) -> None:
+        real_save(table, path)
+        with path.open("r+b") as file:
+            file.truncate(path.stat().st_size // 2)
         pause("passages-half-written")
-        real_write_jsonl(path, rows)  # let go: write it whole after all
+        real_save(table, path)  # let go: write it whole after all
 
-    qa.index.local.write_jsonl = write_jsonl
+    PassageTable.save = save  # type: ignore[method-assign]
 
 
 def pause_at_rename(point: str) -> None:

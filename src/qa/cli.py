@@ -268,7 +268,8 @@ def run_index(args: argparse.Namespace) -> int:
     _say(
         f"Index {state}: {report.documents} documents, {report.passages} passages "
         f"(added {report.added}, changed {report.changed}, removed {report.removed}; "
-        f"{report.embedded} passages embedded) in {report.seconds:.2f} s -> {args.index}/"
+        f"{report.embedded} passages and {report.sentences_embedded} sentences embedded) "
+        f"in {report.seconds:.2f} s -> {args.index}/"
     )
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -48,6 +49,14 @@ Traders told reporters that smuggling of phones and medicine had almost stopped 
 """
 
 
+def indexed_texts(index: LocalIndex) -> list[str]:
+    """Every text a build embeds for ``index``: its passages and their sentences, each once."""
+    sentences = index.sentences_of([p.passage_id for p in index.passages])
+    texts = {p.text for p in index.passages}
+    texts.update(text for p, found in zip(index.passages, sentences, strict=True) for text in found.texts(p.text))
+    return list(texts)
+
+
 def run(corpus: Path, index: Path, encoder: FakeEncoder, *, rebuild: bool = False) -> IndexReport:
     return index_corpus(corpus, index, encoder=encoder, settings=SETTINGS, rebuild=rebuild)
 
@@ -57,7 +66,9 @@ def test_first_build_indexes_every_article(corpus_copy: Path, tmp_path: Path, en
     index = open_index(tmp_path / "index")
     assert (report.documents, report.added, report.changed, report.removed) == (5, 5, 0, 0)
     assert report.passages == len(index.passages) == report.embedded
-    assert len(encoder.encoded) == len(index.passages)
+    # Each passage and each of its sentences embedded once; a one-sentence passage is both.
+    assert sorted(encoder.encoded) == sorted(indexed_texts(index))
+    assert report.sentences_embedded == len(set(indexed_texts(index)) - {p.text for p in index.passages})
 
 
 def test_passages_hold_every_article_paragraph_and_no_boilerplate(
@@ -106,14 +117,15 @@ def test_added_changed_and_deleted_files(corpus_copy: Path, tmp_path: Path, enco
     added = FakeEncoder()
     report = run(corpus_copy, index_dir, added)
     assert (report.added, report.changed, report.removed) == (1, 0, 0)
-    assert all("patrols" in text or "smuggling" in text for text in added.encoded)
+    assert added.encoded and all(text in NEW_ARTICLE for text in added.encoded)
 
     article = corpus_copy / KOREA_TIMES
     article.write_text(article.read_text().replace("three broad groups", "three wide groups"))
     changed = FakeEncoder()
     report = run(corpus_copy, index_dir, changed)
     assert (report.added, report.changed, report.removed) == (0, 1, 0)
-    assert len(changed.encoded) == 1 and "three wide groups" in changed.encoded[0]
+    # The changed passage and its changed sentence; its other sentences are in the cache.
+    assert len(changed.encoded) == 2 and all("three wide groups" in text for text in changed.encoded)
 
     (corpus_copy / KOREA_TIMES).unlink()
     report = run(corpus_copy, index_dir, RefusingEncoder())
@@ -135,15 +147,15 @@ def test_another_model_rebuilds_everything(corpus_copy: Path, tmp_path: Path, en
     other = FakeEncoder("other-model")
     report = run(corpus_copy, tmp_path / "index", other)
     assert "model changed" in report.rebuilt_reason
-    assert len(other.encoded) == report.passages
+    assert sorted(other.encoded) == sorted(indexed_texts(open_index(tmp_path / "index")))
     assert read_manifest(tmp_path / "index").model == "other-model"
 
 
 def test_rebuild_re_embeds_everything(corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder) -> None:
     run(corpus_copy, tmp_path / "index", encoder)
     again = FakeEncoder()
-    report = run(corpus_copy, tmp_path / "index", again, rebuild=True)
-    assert len(again.encoded) == report.passages
+    run(corpus_copy, tmp_path / "index", again, rebuild=True)
+    assert sorted(again.encoded) == sorted(indexed_texts(open_index(tmp_path / "index")))
 
 
 def test_changing_settings_re_splits_but_reuses_vectors(
@@ -189,7 +201,8 @@ def test_interrupted_build_keeps_old_index_and_resumes(
     resumed = FakeEncoder()
     report = run(corpus_copy, index_dir, resumed)
     # The two batches embedded before the interruption were kept in the cache.
-    assert report.embedded == len(resumed.encoded) == report.passages - len(before) - 8
+    assert report.embedded == report.passages - len(before) - 8
+    assert report.embedded + report.sentences_embedded == len(resumed.encoded)
 
 
 # What a build killed at each point leaves behind besides the index (fnmatch), proving where it died.
@@ -249,7 +262,8 @@ def test_a_build_killed_at_any_point_leaves_an_index_that_answers(
     assert KOREA_TIMES in {p.source for p in current} and KOREA_TIMES not in {p.source for p in previous}
     assert survivor.passages == (current if point == "manifest-after-rename" else previous)
     embedded = cache_rows(index_dir) - rows_after_kill  # what the killed run had embedded is not embedded again
-    assert f"; {embedded} passages embedded)" in out and embedded < len(current) - len(previous)
+    passages, sentences = (int(n) for n in re.findall(r"(\d+) passages and (\d+) sentences embedded", out)[0])
+    assert passages + sentences == embedded and passages < len(current) - len(previous)
     assert not stray_files(index_dir)
 
 

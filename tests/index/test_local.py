@@ -306,8 +306,8 @@ def test_manifest_is_readable_json_with_what_built_the_index(tmp_path: Path, enc
     assert manifest["model"] == "fake-encoder"
     assert manifest["dimension"] == 256
     assert manifest["normalized"] is True
-    assert manifest["format_version"] == FORMAT_VERSION == 3
-    assert set(manifest["files"]) == {"documents", "passages", "vectors", "slots", "bm25"}
+    assert manifest["format_version"] == FORMAT_VERSION == 4
+    assert set(manifest["files"]) == {"documents", "passages", "vectors", "slots", "bm25", "sentences"}
     assert {"corpus_fingerprint", "built_at", "settings", "manifest_sha256"} <= set(manifest)
     checks = manifest["file_checks"]
     assert {name.split("/")[0] for name in checks} == set(manifest["files"].values())
@@ -364,13 +364,13 @@ def test_files_of_a_generation_a_build_recorded_are_removed_after_it_was_killed(
     build(make_documents(3), encoder).save(tmp_path)
     # What a build killed half-way through its save leaves: its record, a file, a temporary file.
     record_generation(tmp_path, "abc123", pid=4242)
-    left = ["documents-abc123.jsonl", ".passages-abc123.jsonl.4242.tmp", ".manifest.json.4242.tmp"]
+    left = ["documents-abc123.jsonl", ".passages-abc123.sqlite.4242.tmp", ".manifest.json.4242.tmp"]
     for name in left:
         (tmp_path / name).write_text("half")
-    (tmp_path / ".passages-abc123.jsonl.4243.tmp").write_text("another process's name: not this build's")
+    (tmp_path / ".passages-abc123.sqlite.4243.tmp").write_text("another process's name: not this build's")
     build(make_documents(4, seed=1), encoder).save(tmp_path)
     assert not any((tmp_path / name).exists() for name in left)
-    assert (tmp_path / ".passages-abc123.jsonl.4243.tmp").exists()
+    assert (tmp_path / ".passages-abc123.sqlite.4243.tmp").exists()
     assert [r.generation for r in recorded_generations(tmp_path)] == [generation_of(read_manifest(tmp_path).files)]
 
 
@@ -645,7 +645,9 @@ def test_a_large_index_grows_its_graph_and_skips_removed_passages(encoder: FakeE
 
     assert isinstance(new._vectors._index, faiss.IndexHNSW)
     assert new._vectors.total == old_total + len(added)  # appended to, not rebuilt
-    assert sorted(encoder.encoded) == sorted(p.text for p in added)
+    sentences = new.sentences_of([p.passage_id for p in added])
+    sentence_texts = {text for p, found in zip(added, sentences, strict=True) for text in found.texts(p.text)}
+    assert sorted(encoder.encoded) == sorted({p.text for p in added} | sentence_texts)  # each once
     for query in ("river army", "defector family", "prison court letter phone"):
         found = dense_ids(new, query)
         assert not removed & set(found)

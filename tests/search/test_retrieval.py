@@ -11,12 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import WORDS, FakeEncoder, RefusingEncoder
+from qa.embed.encoder import normalize
 from qa.errors import QAError
 from qa.index.lexical import LexicalIndex, top_rows
 from qa.index.local import LocalIndex, embedding_text, lexical_text
 from qa.index.manifest import IndexSettings
 from qa.index.store import Candidates, SearchFilter
-from qa.ingest.split import split_passages
+from qa.ingest.split import split_passages, split_sentences
 from qa.records import Document, Hit, Passage
 from qa.search.duplicates import fold_duplicates
 from qa.search.modes import Mode
@@ -428,3 +429,29 @@ def test_a_date_that_is_no_real_day_is_refused(day: str) -> None:
         SearchFilter.of(date_from=day)
     with pytest.raises(QAError, match="a real day"):
         SearchFilter.of(date_to=day)
+
+
+def test_hybrid_search_embeds_only_the_question_and_takes_evidence_from_stored_sentence_vectors() -> None:
+    rng = np.random.default_rng(7)
+    documents = [
+        Document(
+            f"doc{n}",
+            f"doc{n}.txt",
+            (" ".join(" ".join(rng.choice(WORDS, size=6)).capitalize() + "." for _ in range(int(rng.integers(2, 5)))),),
+        )
+        for n in range(30)
+    ]
+    encoder = FakeEncoder()
+    index = build(documents, encoder)
+    encoder.calls.clear()
+    question = "Why did the defector cross the river bridge?"
+    hits = retrieve(index, question, encoder=encoder, k=5)
+    assert len(encoder.calls) == 1  # the question; every sentence's vector was stored when indexing
+    query = embed_query(FakeEncoder(), question)
+    for hit in hits:
+        assert hit.evidence is not None
+        sentences = [hit.passage.text[s:e] for s, e in split_sentences(hit.passage.text)]
+        exact = normalize(FakeEncoder().encode(sentences)) @ query  # embedded now, in float32
+        assert hit.evidence.score == pytest.approx(float(exact.max()), abs=0.01)
+        best = sentences[int(np.argmax(exact))]
+        assert best in hit.evidence.text or np.sort(exact)[-2] > exact.max() - 0.02  # int8 may swap a near tie

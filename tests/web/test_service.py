@@ -187,7 +187,7 @@ def test_many_concurrent_questions_are_all_answered_across_a_full_rebuild(
     encoder = PacedEncoder()
     service = open_service(corpus_copy, tmp_path, encoder)
     before = service.index
-    # A small sentence memory makes threads evict each other's evidence sentences.
+    # A small sentence memory makes threads evict each other's two-sentence points.
     memory = SentenceMemory(capacity=24)
     monkeypatch.setattr(service, "_sentences", memory)
     lines = (REPO / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
@@ -223,7 +223,8 @@ def test_many_concurrent_questions_are_all_answered_across_a_full_rebuild(
     assert len(answers) == 50 and all(result.hits for result in answers)
     assert reports and reports[0].embedded == reports[0].passages  # a real re-embedding, not the cache
     assert service.index is not before and not service.rebuilding
-    assert len(memory) == memory.capacity  # the questions shared the small memory, and filled it
+    # Stored sentences are not embedded again: only points of two sentences reach the shared memory.
+    assert 0 < len(memory) <= memory.capacity
     # Questions wait for at most one small batch of the rebuild's at the model.
     assert max(encoder.rebuild_call_sizes) <= REBUILD_BATCH < reports[0].passages
 

@@ -12,7 +12,7 @@ import dataclasses
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,8 @@ class IndexReport:
     skipped: int
     embedded: int
     seconds: float
+    # Sentences embedded for the evidence (the sentences of new and changed passages).
+    sentences_embedded: int = 0
     rebuilt_reason: str = ""
     decoded: tuple[tuple[str, str], ...] = ()
     # The settings changed since the last build, so every document was split (not embedded) again.
@@ -327,7 +329,7 @@ def _previous_index(
 def _prepare(
     files: list[CorpusFile],
     old_documents: list[Document],
-    old_passages: list[Passage],
+    old_passages: Iterable[Passage],
     settings: IndexSettings,
     count_tokens: Callable[[str], int],
 ) -> tuple[list[Document], list[Passage], list[Document]]:
@@ -394,6 +396,7 @@ def _report(
         removed=sum(source not in new for source in old),
         skipped=files - len(current.documents),
         embedded=current.embed_stats.embedded,
+        sentences_embedded=current.embed_stats.sentences_embedded,
         seconds=time.perf_counter() - started,
         rebuilt_reason=reason,
         decoded=decoded,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,8 @@ class EmbedStats:
     reused: int = 0
     cached: int = 0
     embedded: int = 0
+    # Sentences embedded for the evidence (``qa.index.sentences``); the fields above count passages.
+    sentences_embedded: int = 0
 
 
 def embed_texts(
@@ -151,28 +154,43 @@ def embed_texts(
     cache: EmbeddingCache | None,
     progress: bool,
 ) -> tuple[np.ndarray, EmbedStats]:
-    """Unit vectors for ``texts``, embedding only those found neither in ``known`` nor in ``cache``."""
-    hashes = [text_hash(text) for text in texts]
-    vectors = dict(known)
-    reused = sum(h in vectors for h in set(hashes))
-    missing = [h for h in dict.fromkeys(hashes) if h not in vectors]
-    cached = cache.get_many(encoder.name, missing) if cache else {}
-    vectors.update(cached)
-    to_embed = {h: text for h, text in zip(hashes, texts, strict=True) if h not in vectors}
-    vectors.update(_encode_in_batches(to_embed, encoder, cache, progress))
-    stats = EmbedStats(reused=reused, cached=len(cached), embedded=len(to_embed))
+    """Unit vectors for ``texts``, embedding only those found neither in ``known`` nor in ``cache``.
+
+    Each vector goes straight into its rows of the result: a million passages hold one
+    matrix, not a vector per text besides it.
+    """
+    rows_of: dict[str, list[int]] = {}
+    for row, text in enumerate(texts):
+        rows_of.setdefault(text_hash(text), []).append(row)
+    from_known = {h: known[h] for h in rows_of if h in known}
+    cached = cache.get_many(encoder.name, [h for h in rows_of if h not in from_known]) if cache else {}
+    to_embed = {h: texts[rows[0]] for h, rows in rows_of.items() if h not in from_known and h not in cached}
+    stats = EmbedStats(reused=len(from_known), cached=len(cached), embedded=len(to_embed))
     if not texts:
         return np.zeros((0, 0), dtype=np.float32), stats
-    return normalize(np.stack([vectors[h] for h in hashes])), stats
+    matrix: np.ndarray | None = None
+    found = itertools.chain(from_known.items(), cached.items(), _encoded(to_embed, encoder, cache, progress))
+    for h, vector in found:
+        if matrix is None:
+            matrix = np.empty((len(texts), len(vector)), dtype=np.float32)
+        matrix[rows_of[h]] = vector
+    assert matrix is not None
+    return _unit_rows(matrix), stats
 
 
-def _encode_in_batches(
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` with each row scaled to length 1, in place."""
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    return matrix
+
+
+def _encoded(
     texts: dict[str, str], encoder: Encoder, cache: EmbeddingCache | None, progress: bool
-) -> dict[str, np.ndarray]:
+) -> Iterator[tuple[str, np.ndarray]]:
+    """``(hash, unit vector)`` of each text, embedded ``EMBED_BATCH_SIZE`` at a time and put in ``cache``."""
     from tqdm import tqdm
 
     items = list(texts.items())
-    encoded: dict[str, np.ndarray] = {}
     # Shows passages/s; the first batch also pays for loading the model.
     with tqdm(total=len(items), unit=" passages", desc="embedding", disable=not (progress and items)) as bar:
         for start in range(0, len(items), EMBED_BATCH_SIZE):
@@ -181,6 +199,5 @@ def _encode_in_batches(
             pairs = [(h, batch_vectors[i]) for i, (h, _) in enumerate(batch)]
             if cache is not None:
                 cache.put_many(encoder.name, pairs)
-            encoded.update(pairs)
+            yield from pairs
             bar.update(len(batch))
-    return encoded

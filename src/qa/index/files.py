@@ -21,7 +21,7 @@ from typing import Any
 
 from qa.errors import QAError, os_error_fix
 from qa.index.lock import forget_generation, recorded_generations
-from qa.index.manifest import MANIFEST_NAME, files_under, generation_files
+from qa.index.manifest import MANIFEST_NAME, files_under, former_generation_files, generation_files
 from qa.records import Document, Passage
 
 # Fields every passage of a document repeats: one shared string each instead of one per passage.
@@ -142,6 +142,7 @@ def remove_stale_files(index_dir: Path, *, keep: set[str]) -> None:
             continue
         if record.pid is not None:
             names += [temporary_name(name, record.pid) for name in [*names, MANIFEST_NAME]]
+        names += former_generation_files(record.generation)
         left = [name for name in names if not remove(index_dir / name)]
         if left:
             message = f"could not remove {', '.join(left)} from {index_dir}; the next qa index tries again"

@@ -5,10 +5,11 @@ On disk (``index/``)::
     manifest.json                 format version, model, dimension, normalisation,
                                   corpus fingerprint, settings, build time, file names
     documents-<generation>.jsonl  cleaned documents with their metadata
-    passages-<generation>.jsonl   passages in document and paragraph order
+    passages-<generation>.sqlite  passages in document and paragraph order (qa.index.passages)
     vectors-<generation>.faiss    one unit vector per passage
     slots-<generation>.npy        each passage's vector id in the FAISS index (NumPy, no pickle)
-    bm25-<generation>/            the BM25 index in bm25s's format
+    bm25-<generation>/            the BM25 index (qa.index.lexical)
+    sentences-<generation>/       every passage's sentence vectors, int8 (qa.index.sentences)
     embeddings.sqlite             embedding cache keyed by (model, text hash)
     qa-index.lock                 the build lock, and the journal of the generations builds started
 
@@ -23,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sqlite3
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +38,6 @@ from qa.index.embeddings import EmbeddingCache, EmbedStats, embed_texts, text_ha
 from qa.index.files import (
     document_from_json,
     document_to_json,
-    passage_from_json,
     read_jsonl,
     remove,
     remove_stale_files,
@@ -61,6 +61,8 @@ from qa.index.manifest import (
     manifest_text,
     read_manifest,
 )
+from qa.index.passages import PassageTable
+from qa.index.sentences import PassageSentences, SentenceVectors
 from qa.index.store import Candidates, SearchFilter, StoreSummary, check_model
 from qa.index.vectors import VectorIndex, read_faiss, valid_slots
 from qa.records import Document, Passage
@@ -86,9 +88,11 @@ class LocalIndex:
     def __init__(
         self,
         documents: list[Document],
-        passages: list[Passage],
+        passages: PassageTable,
+        *,
         vectors: VectorIndex,
         lexical: LexicalIndex,
+        sentences: SentenceVectors,
         manifest: Manifest,
     ) -> None:
         self.documents = documents
@@ -97,7 +101,7 @@ class LocalIndex:
         self.embed_stats = EmbedStats()
         self._vectors = vectors
         self._lexical = lexical
-        self._row_of = {passage.passage_id: row for row, passage in enumerate(passages)}
+        self._sentences = sentences
         self._vocabulary: frozenset[str] | None = None
 
     # ------------------------------------------------------------------ what search asks
@@ -114,11 +118,15 @@ class LocalIndex:
 
     def passage_counts(self) -> dict[str, int]:
         """Passages per document id."""
-        return dict(Counter(passage.doc_id for passage in self.passages))
+        return self.passages.counts_by_document()
 
     def passages_by_id(self, ids: Sequence[str]) -> list[Passage]:
         """The passages with these ids, in the same order."""
-        return [self.passages[self._row_of[passage_id]] for passage_id in ids]
+        return self.passages.by_ids(ids)
+
+    def sentences_of(self, ids: Sequence[str]) -> list[PassageSentences]:
+        """The sentences of these passages with the vectors stored when they were indexed."""
+        return self._sentences.of_rows(self._rows(ids).tolist())
 
     def iter_passages(self) -> Iterator[Passage]:
         """Every passage, in document and paragraph order."""
@@ -160,15 +168,15 @@ class LocalIndex:
         return self._vocabulary
 
     def _rows(self, ids: Sequence[str]) -> np.ndarray:
-        return np.fromiter((self._row_of[passage_id] for passage_id in ids), dtype=np.int64, count=len(ids))
+        return self.passages.rows_of(ids)
 
     def _candidates(self, rows: np.ndarray, scores: np.ndarray) -> Candidates:
-        return Candidates(tuple(self.passages[row].passage_id for row in rows.tolist()), scores)
+        return Candidates(tuple(self.passages.ids_at(rows.tolist())), scores)
 
     def _allowed_rows(self, where: SearchFilter | None) -> np.ndarray | None:
         if where is None or where.is_empty:
             return None
-        return np.fromiter((where.allows(p) for p in self.passages), dtype=bool, count=len(self.passages))
+        return self.passages.allowed_rows(where)
 
     # ------------------------------------------------------------------ building
 
@@ -186,7 +194,14 @@ class LocalIndex:
             built_at="",
         )
         empty_vectors = VectorIndex.build(np.zeros((0, 0), dtype=np.float32))
-        return cls([], [], empty_vectors, LexicalIndex.build([]), manifest)
+        return cls(
+            [],
+            PassageTable.empty(),
+            vectors=empty_vectors,
+            lexical=LexicalIndex.build([]),
+            sentences=SentenceVectors.empty(0),
+            manifest=manifest,
+        )
 
     def update(
         self,
@@ -201,24 +216,45 @@ class LocalIndex:
     ) -> LocalIndex:
         """A new index holding ``passages``; only texts this index and ``cache`` lack are embedded.
 
-        ``self`` is left as it was, so it can keep answering until the new index replaces it.
+        Passage vectors, BM25 rows and sentence vectors of a text this index already holds
+        are copied, not computed again. ``self`` is left as it was, so it can keep answering
+        until the new index replaces it.
         """
         self.check_model(encoder.name)
+        old = self._keys()
         texts = [embedding_text(p, settings) for p in passages]
         hashes = [text_hash(text) for text in texts]
-        old_hashes = self._hashes()
-        slots = self._reusable_slots(old_hashes, hashes)
+        slots = self._reusable_slots(old.embedded, hashes)
         fresh = np.flatnonzero(slots < 0)
         fresh_vectors, stats = embed_texts(
             [texts[row] for row in fresh],
             encoder,
-            known=self._stored_vectors(old_hashes, {hashes[row] for row in fresh}),
+            known=self._stored_vectors(old.embedded, {hashes[row] for row in fresh}),
             cache=cache,
             progress=progress,
         )
         stats = dataclasses.replace(stats, reused=stats.reused + len(set(hashes)) - len({hashes[r] for r in fresh}))
         vectors = self._vectors.updated(slots, fresh, fresh_vectors)
-        lexical = LexicalIndex.build([lexical_text(p, settings) for p in passages])
+        lexical_texts = [lexical_text(p, settings) for p in passages]
+        lexical = LexicalIndex.build(lexical_texts)
+        passage_texts = [p.text for p in passages]
+        sentence_sources = self._sentences.sources_for(passage_texts)
+        embedded_sentences: list[int] = []
+        # A one-sentence passage is its own sentence: its vector was just made.
+        just_embedded = dict(zip((hashes[row] for row in fresh), fresh_vectors, strict=True))
+
+        def embed_sentences(texts: list[str]) -> np.ndarray:
+            vectors, sentence_stats = embed_texts(texts, encoder, known=just_embedded, cache=cache, progress=False)
+            embedded_sentences.append(sentence_stats.embedded)
+            return vectors
+
+        sentences = self._sentences.updated(
+            sentence_sources,
+            [passage_texts[row] for row in np.flatnonzero(sentence_sources < 0)],
+            embed_sentences,
+            dimension=vectors.dimension if passages else 0,
+        )
+        stats = dataclasses.replace(stats, sentences_embedded=sum(embedded_sentences))
         manifest = dataclasses.replace(
             self.manifest,
             dimension=vectors.dimension if passages else 0,
@@ -229,13 +265,25 @@ class LocalIndex:
             files={},
             built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        index = LocalIndex(documents, passages, vectors, lexical, manifest)
+        index = LocalIndex(
+            documents,
+            PassageTable.build(passages),
+            vectors=vectors,
+            lexical=lexical,
+            sentences=sentences,
+            manifest=manifest,
+        )
         index.embed_stats = stats
         return index
 
-    def _hashes(self) -> list[str]:
+    def _keys(self) -> _PassageKeys:
+        """The hashes of each stored passage's embedded and BM25 texts: what an update may reuse."""
         settings = self.manifest.settings
-        return [text_hash(embedding_text(p, settings)) for p in self.passages]
+        keys = _PassageKeys([], [])
+        for passage in self.passages:
+            keys.embedded.append(text_hash(embedding_text(passage, settings)))
+            keys.lexical.append(text_hash(lexical_text(passage, settings)))
+        return keys
 
     def _reusable_slots(self, old_hashes: list[str], hashes: list[str]) -> np.ndarray:
         """For each new passage, the slot of an old passage with the same embedded text, else -1.
@@ -310,11 +358,13 @@ class LocalIndex:
         with written(index_dir / files["documents"]) as path:
             write_jsonl(path, (document_to_json(d) for d in self.documents))
         with written(index_dir / files["passages"]) as path:
-            write_jsonl(path, (dataclasses.asdict(p) for p in self.passages))
+            self.passages.save(path)
         with written(index_dir / files["vectors"]) as vectors_path, written(index_dir / files["slots"]) as slots_path:
             self._vectors.save(vectors_path, slots_path)
         with written_directory(index_dir / files["bm25"]) as path:
             self._lexical.save(path)
+        with written_directory(index_dir / files["sentences"]) as path:
+            self._sentences.save(path)
 
     @classmethod
     def load(cls, index_dir: Path) -> LocalIndex:
@@ -334,21 +384,44 @@ class LocalIndex:
         check_files(index_dir, manifest)
         try:
             documents = [document_from_json(d) for d in read_jsonl(index_dir / manifest.files["documents"])]
-            passages = [passage_from_json(p) for p in read_jsonl(index_dir / manifest.files["passages"])]
+            passages = PassageTable.open(index_dir / manifest.files["passages"])
             vectors = read_faiss(index_dir / manifest.files["vectors"])
             slots = np.load(index_dir / manifest.files["slots"], allow_pickle=False)
             lexical = LexicalIndex.load(index_dir / manifest.files["bm25"])
-        except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
+            sentences = SentenceVectors.load(index_dir / manifest.files["sentences"])
+        except (OSError, KeyError, TypeError, ValueError, RuntimeError, sqlite3.Error) as error:
             raise damaged(index_dir, str(error)) from error
-        counts = (len(documents), len(passages), len(slots), lexical.size)
-        expected = (manifest.documents, manifest.passages, manifest.passages, manifest.passages)
+        counts = (len(documents), len(passages), len(slots), lexical.size, sentences.size)
+        expected = (manifest.documents, manifest.passages, manifest.passages, manifest.passages, manifest.passages)
         if counts != expected or (passages and vectors.d != manifest.dimension):
             raise damaged(
                 index_dir,
                 f"{len(documents)} documents, {len(passages)} passages, {len(slots)} vector ids, {vectors.ntotal} "
-                f"vectors of dimension {vectors.d}, {lexical.size} BM25 rows; the manifest says "
+                f"vectors of dimension {vectors.d}, {lexical.size} BM25 rows, sentences of {sentences.size} passages; "
+                f"the manifest says "
                 f"{manifest.documents} documents and {manifest.passages} passages of dimension {manifest.dimension}",
             )
         if not valid_slots(slots, vectors.ntotal):
             raise damaged(index_dir, f"its vector ids do not map one to one onto its {vectors.ntotal} vectors")
-        return cls(documents, passages, VectorIndex(vectors, slots), lexical, manifest)
+        return cls(
+            documents,
+            passages,
+            vectors=VectorIndex(vectors, slots),
+            lexical=lexical,
+            sentences=sentences,
+            manifest=manifest,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _PassageKeys:
+    """Hashes of each stored passage's texts, row by row: the embedded text and the BM25 text."""
+
+    embedded: list[str]
+    lexical: list[str]
+
+
+def _sources(old_hashes: list[str], hashes: list[str]) -> np.ndarray:
+    """For each new text, a row of an old one with the same hash (rows may serve several), else -1."""
+    row_of = {text: row for row, text in enumerate(old_hashes)}
+    return np.fromiter((row_of.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes))

@@ -20,7 +20,9 @@ from qa.errors import REBUILD, IndexCorruptError, IndexMismatchError, IndexNotFo
 
 # 3: vector ids mapped to passages (slots-*.npy); the manifest records each file's
 # size and SHA-256, and its own checksum.
-FORMAT_VERSION = 3
+# 4: passages in SQLite (passages-*.sqlite, opened, not parsed); every passage's sentence
+# vectors stored (sentences-*/); qa's own BM25 format (bm25-*/).
+FORMAT_VERSION = 4
 MANIFEST_NAME = "manifest.json"
 MANIFEST_CHECKSUM = "manifest_sha256"
 # Up to this many bytes of index files, loading (and an unchanged `qa index`) checks every
@@ -33,7 +35,8 @@ CHECKSUM_LIMIT = 256 * 2**20
 # of this exact shape are ever taken for files qa wrote.
 _GENERATION = r"[0-9a-f]{1,32}"
 GENERATION_FILE = re.compile(
-    rf"(?:documents|passages)-{_GENERATION}\.jsonl|vectors-{_GENERATION}\.faiss|slots-{_GENERATION}\.npy|bm25-{_GENERATION}"
+    rf"(?:documents|passages)-{_GENERATION}\.jsonl|passages-{_GENERATION}\.sqlite|vectors-{_GENERATION}\.faiss"
+    rf"|slots-{_GENERATION}\.npy|bm25-{_GENERATION}|sentences-{_GENERATION}"
 )
 _DOCUMENTS_FILE = re.compile(rf"documents-({_GENERATION})\.jsonl")
 
@@ -127,11 +130,17 @@ def generation_files(generation: str) -> dict[str, str]:
     """The names of the files of one generation, by kind (``Manifest.files``)."""
     return {
         "documents": f"documents-{generation}.jsonl",
-        "passages": f"passages-{generation}.jsonl",
+        "passages": f"passages-{generation}.sqlite",
         "vectors": f"vectors-{generation}.faiss",
         "slots": f"slots-{generation}.npy",
         "bm25": f"bm25-{generation}",
+        "sentences": f"sentences-{generation}",
     }
+
+
+def former_generation_files(generation: str) -> list[str]:
+    """Names earlier formats gave files of a generation: removed with it, like its current names."""
+    return [f"passages-{generation}.jsonl"]
 
 
 def generation_of(files: object) -> str | None:

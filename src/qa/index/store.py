@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from qa.errors import IndexMismatchError, QAError
+from qa.index.sentences import PassageSentences
 from qa.records import Document, Passage
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -135,6 +136,10 @@ class PassageStore(Protocol):
 
     def iter_passages(self) -> Iterator[Passage]:
         """Every passage, in document and paragraph order."""
+        ...
+
+    def sentences_of(self, ids: Sequence[str]) -> list[PassageSentences]:
+        """Each passage's sentences with their unit vectors, made when it was indexed."""
         ...
 
     def dense_candidates(self, vector: np.ndarray, *, depth: int, where: SearchFilter | None) -> Candidates:

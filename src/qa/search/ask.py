@@ -18,7 +18,7 @@ from qa.search.abstention import (
     is_close_enough,
 )
 from qa.search.answer import asks_for_several_points, compose_answer
-from qa.search.evidence import SentenceMemory, attach_evidence
+from qa.search.evidence import SentenceMemory, attach_evidence, sentence_embedder
 from qa.search.filters import check_filter, nothing_matches
 from qa.search.modes import Mode, parse_mode
 from qa.search.query import embed_turns
@@ -90,7 +90,7 @@ def ask(
     )
     if not hits:
         return SearchResult(query=asked, hits=(), answerable=False, answer=_no_hits_reply(store, where))
-    embed = functools.partial(sentences.embed, encoder=encoder)
+    embed = sentence_embedder(store, hits, fallback=functools.partial(sentences.embed, encoder=encoder))
     if mode != "hybrid":
         hits = attach_evidence(hits, query_vector, embed)
     if follow_up:

@@ -1,7 +1,9 @@
 """Evidence: the sentence (or two) of each hit's passage closest to the question.
 
-Sentences are embedded at question time with the index's model; ``SentenceMemory``
-remembers their vectors, since the same passages come back for many questions.
+Every passage's sentences were embedded when it was indexed (``PassageStore.sentences_of``);
+``sentence_embedder`` serves their vectors, and embeds at question time only what is not a
+stored sentence (two sentences joined as one point, an item stripped of its quotes), which
+``SentenceMemory`` remembers, since the same passages come back for many questions.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from qa.embed.encoder import Encoder, normalize
+from qa.index.store import PassageStore
 from qa.ingest.split import split_sentences
 from qa.records import Evidence, Hit
 
@@ -62,6 +65,26 @@ class SentenceMemory:
 
     def __len__(self) -> int:
         return len(self._vectors)
+
+
+Embed = Callable[[list[str]], np.ndarray]
+"""Sentences to unit vectors with the index's model."""
+
+
+def sentence_embedder(store: PassageStore, hits: Sequence[Hit], *, fallback: Embed) -> Embed:
+    """Unit vectors of sentences: the stored ones of the hits' sentences, ``fallback`` for any other text."""
+    known: dict[str, np.ndarray] = {}
+    found = store.sentences_of([hit.passage.passage_id for hit in hits])
+    for hit, sentences in zip(hits, found, strict=True):
+        known.update(zip(sentences.texts(hit.passage.text), sentences.vectors, strict=True))
+
+    def embed(texts: list[str]) -> np.ndarray:
+        missing = [text for text in dict.fromkeys(texts) if text not in known]
+        if missing:
+            known.update(zip(missing, fallback(missing), strict=True))
+        return np.stack([known[text] for text in texts]) if texts else fallback([])
+
+    return embed
 
 
 def attach_evidence(

@@ -20,7 +20,7 @@ from qa.reader.model import PassageReader
 from qa.records import Hit
 from qa.search.answer import asks_for_several_points
 from qa.search.duplicates import fold_duplicates
-from qa.search.evidence import SentenceMemory, attach_evidence
+from qa.search.evidence import SentenceMemory, attach_evidence, sentence_embedder
 from qa.search.fusion import convex_fusion
 from qa.search.modes import Mode, parse_mode
 from qa.search.query import embed_query, lexical_query
@@ -60,7 +60,8 @@ def retrieve(
         where: Only passages this filter allows.
         query_vector: The question's unit vector if the caller already has it
             (from ``embed_query``), to avoid embedding it twice.
-        sentences: Sentence vectors remembered across questions (a new memory if not given).
+        sentences: Vectors of texts that are not stored sentences, remembered across
+            questions (a new memory if not given).
         reader: In hybrid mode, reads the ``READ_DEPTH`` best and re-ranks them with its
             score (``qa.search.reading``); ``None`` leaves the order to fusion and evidence.
         read_depth: How many of the best candidates the reader reads.
@@ -83,7 +84,7 @@ def retrieve(
     hits = fold_duplicates(hits, limit=max(k, RERANK_DEPTH, read_depth if reader else 0))
     if sentences is None:
         sentences = SentenceMemory()
-    embed = functools.partial(sentences.embed, encoder=encoder)
+    embed = sentence_embedder(store, hits, fallback=functools.partial(sentences.embed, encoder=encoder))
     hits = rerank_by_evidence(attach_evidence(hits, query_vector, embed))
     if reader is not None:
         # A follow-up ("And what about their families?") is read after the question before it, its subject.
