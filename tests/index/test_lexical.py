@@ -8,10 +8,13 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import bm25s
 import numpy as np
 import pytest
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import CORPUS
 from qa.index.lexical import DEFAULT_B, DEFAULT_K1, LexicalIndex, tokenize, top_rows
@@ -280,14 +283,11 @@ def test_tokenize_matches_snowball_stems_of_lower_cased_words() -> None:
     assert tokenize([" ".join(words)]) == [[stemmer.stemWord(word.lower()) for word in words]]
 
 
-def test_large_indexes_are_memory_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    index = LexicalIndex.build(["river bank", "money bank", "river fish"])
-    index.save(tmp_path)
-    assert not isinstance(LexicalIndex.load(tmp_path)._retriever.scores["data"], np.memmap)  # type: ignore[union-attr]
-    monkeypatch.setattr("qa.index.lexical.MMAP_ROWS", 3)
+def test_loaded_arrays_are_memory_mapped(tmp_path: Path) -> None:
+    LexicalIndex.build(["river bank", "money bank", "river fish"]).save(tmp_path)
     mapped = LexicalIndex.load(tmp_path)
-    assert isinstance(mapped._retriever.scores["data"], np.memmap)  # type: ignore[union-attr]
-    np.testing.assert_allclose(mapped.scores("river"), index.scores("river"))
+    assert isinstance(mapped._rows.base, np.memmap)
+    assert not isinstance(LexicalIndex.load(tmp_path, mmap=False)._rows.base, np.memmap)
 
 
 # ---------------------------------------------------------------- scores of given rows
@@ -401,3 +401,291 @@ def test_top_rows_agrees_with_a_brute_force_sort_on_tied_float32_scores(seed: in
             rows, found = top_rows(scores, depth, allowed)
             assert rows.tolist() == brute_force_top(scores, depth, allowed)
             assert np.array_equal(found, scores[rows])
+
+
+def test_top_prunes_exactly_on_a_corpus_large_enough_to_prune() -> None:
+    # Thousands of rows made of the real corpus's sentences: common and rare words, long and short rows,
+    # so the threshold, the essential split and the row pruning all come into play.
+    rng = np.random.default_rng(5)
+    sentences = [s for p in corpus_paragraphs() for s in re.split(r"(?<=[.!?])\s+", p) if s]
+    texts = [" ".join(rng.choice(sentences, size=int(rng.integers(1, 5)))) for _ in range(3000)]
+    index = LexicalIndex.build(texts)
+    queries = [str(rng.choice(sentences)) for _ in range(25)] + ["Kim Kim Jong Un defectors", "the", "zebra north"]
+    for query in queries:
+        full = index.scores(query)
+        for allowed in [None, rng.random(len(texts)) < 0.3, rng.random(len(texts)) < 0.01]:
+            for depth in (1, 10, 100):
+                rows, scores = index.top(query, depth=depth, allowed=allowed)
+                assert np.array_equal(rows, top_rows(full, depth, allowed)[0]), (query, depth)
+                assert np.array_equal(scores, full[rows])
+
+
+# ---------------------------------------------------------------- bm25s as the reference
+
+
+def bm25s_scores(texts: list[str], query: str, *, k1: float, b: float) -> np.ndarray:
+    """Scores of bm25s's "lucene" BM25 (the implementation qa used before), with the same tokens."""
+    retriever = bm25s.BM25(k1=k1, b=b)
+    retriever.index(tokenize(texts), show_progress=False)
+    ids = [retriever.vocab_dict[token] for token in tokenize([query])[0] if token in retriever.vocab_dict]
+    return np.asarray(retriever.get_scores(ids), dtype=np.float32) if ids else np.zeros(len(texts), dtype=np.float32)
+
+
+WORDS = st.sampled_from(CONTENT_WORDS + STOP_WORDS)
+TEXTS = st.lists(st.lists(WORDS, max_size=20).map(" ".join), min_size=1, max_size=30)
+QUERIES = st.lists(st.sampled_from(CONTENT_WORDS + STOP_WORDS + UNKNOWN_WORDS), max_size=6).map(" ".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=TEXTS, queries=st.lists(QUERIES, min_size=1, max_size=5), k1=st.floats(0.3, 2.5), b=st.floats(0, 1))
+def test_scores_equal_bm25s_on_random_corpora(texts: list[str], queries: list[str], k1: float, b: float) -> None:
+    index = LexicalIndex.build(texts, k1=k1, b=b)
+    if not index.vocabulary():
+        return  # bm25s cannot index texts without a token; the zero cases are tested on their own
+    for query in queries:
+        np.testing.assert_allclose(index.scores(query), bm25s_scores(texts, query, k1=k1, b=b), rtol=1e-5, atol=1e-7)
+
+
+def test_scores_equal_bm25s_on_the_real_corpus() -> None:
+    texts = corpus_paragraphs()
+    index = LexicalIndex.build(texts)
+    for query in ["Why do North Korean defectors flee back?", "Kim Kim Kim Jong Un", "press conference Pyongyang"]:
+        expected = bm25s_scores(texts, query, k1=DEFAULT_K1, b=DEFAULT_B)
+        assert expected.any()
+        np.testing.assert_allclose(index.scores(query), expected, rtol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=TEXTS, query=QUERIES, depth=st.integers(0, 35), data=st.data())
+def test_top_equals_exhaustive_scoring_on_random_corpora(
+    texts: list[str], query: str, depth: int, data: st.DataObject
+) -> None:
+    texts = texts + texts[: len(texts) // 2]  # repeated texts: ties
+    index = LexicalIndex.build(texts)
+    full = index.scores(query)
+    allowed = data.draw(st.none() | st.lists(st.booleans(), min_size=len(texts), max_size=len(texts)).map(np.array))
+    rows, scores = index.top(query, depth=depth, allowed=allowed)
+    assert rows.tolist() == brute_force_top(full, depth, allowed)
+    assert np.array_equal(scores, full[rows])
+
+
+# ---------------------------------------------------------------- updates
+
+
+def assert_same_index(updated: LexicalIndex, built: LexicalIndex, queries: list[str], tmp_path: Path) -> None:
+    """Same size, vocabulary and scores, and the very same files once saved."""
+    assert updated.size == built.size
+    assert updated.vocabulary() == built.vocabulary()
+    for query in queries:
+        assert np.array_equal(updated.scores(query), built.scores(query)), query
+    updated.save(tmp_path / "updated")
+    built.save(tmp_path / "built")
+    for path in sorted((tmp_path / "built").iterdir()):
+        assert (tmp_path / "updated" / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def apply_update(old_texts: list[str], sources: np.ndarray, fresh: list[str]) -> list[str]:
+    fresh_iter = iter(fresh)
+    return [old_texts[source] if source >= 0 else next(fresh_iter) for source in sources.tolist()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(old=TEXTS, fresh_pool=TEXTS, data=st.data())
+def test_updated_equals_a_build_of_the_new_texts(old: list[str], fresh_pool: list[str], data: st.DataObject) -> None:
+    # Sources in any order, with repeats (an old row serving several new ones) and fresh rows anywhere.
+    size = data.draw(st.integers(0, 40))
+    sources = np.array(data.draw(st.lists(st.integers(-1, len(old) - 1), min_size=size, max_size=size)), dtype=np.int64)
+    fresh = [fresh_pool[i % len(fresh_pool)] for i in range(int((sources < 0).sum()))]
+    updated = LexicalIndex.build(old, k1=1.2, b=0.6).updated(sources, fresh)
+    built = LexicalIndex.build(apply_update(old, sources, fresh), k1=1.2, b=0.6)
+    assert updated.size == built.size == size
+    assert updated.vocabulary() == built.vocabulary()
+    for query in ["river family defectors", "border border money", "zebra", ""]:
+        assert np.array_equal(updated.scores(query), built.scores(query)), query
+        assert np.array_equal(updated.top(query, depth=5, allowed=None)[0], built.top(query, depth=5, allowed=None)[0])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_updated_keeps_order_removes_and_appends_like_a_build(tmp_path: Path, seed: int) -> None:
+    old = random_texts(seed, count=60) + corpus_paragraphs()
+    rng = np.random.default_rng(seed)
+    kept = np.sort(rng.choice(len(old), size=len(old) - 10, replace=False))
+    sources = np.concatenate([kept[:20], [-1, -1], kept[20:], [-1] * 5])  # kept rows stay in order
+    fresh = random_texts(seed + 50, count=7)
+    updated = LexicalIndex.build(old).updated(sources, fresh)
+    assert_same_index(
+        updated, LexicalIndex.build(apply_update(old, sources, fresh)), random_queries(seed, 20), tmp_path
+    )
+
+
+def test_updated_drops_a_token_whose_rows_are_all_removed(tmp_path: Path) -> None:
+    old = ["river bridge", "zebra crossing", "money river", "a zebra and a zebra", "bridge"]
+    index = LexicalIndex.build(old)
+    assert "zebra" in index.vocabulary()
+    sources = np.array([0, 2, -1, 4])
+    updated = index.updated(sources, ["army market"])
+    assert "zebra" not in updated.vocabulary() and "cross" not in updated.vocabulary()
+    assert {"armi", "market"} <= updated.vocabulary()
+    assert not updated.scores("zebra").any()
+    assert_same_index(
+        updated, LexicalIndex.build(apply_update(old, sources, ["army market"])), ["zebra river"], tmp_path
+    )
+    assert index.vocabulary() >= {"zebra", "cross"}  # the old index is left as it was
+
+
+def test_updated_reorders_and_repeats_rows(tmp_path: Path) -> None:
+    old = random_texts(9, count=30)
+    sources = np.array([5, 3, 3, -1, 29, 0, 5, -1, 12, 12, 12])
+    fresh = ["river river defectors", "the and"]
+    updated = LexicalIndex.build(old).updated(sources, fresh)
+    assert_same_index(updated, LexicalIndex.build(apply_update(old, sources, fresh)), random_queries(9, 15), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("old", "sources", "fresh"),
+    [
+        ([], [], []),
+        ([], [-1, -1], ["river", "the"]),
+        (["river bank", "money"], [], []),
+        (["river bank", "money"], [-1], ["and the of"]),
+        (["the", "and"], [1, 0, -1], ["river"]),
+    ],
+    ids=["empty to empty", "empty to new", "all removed", "to stop words only", "from stop words only"],
+)
+def test_updated_from_and_to_empty_indexes(
+    tmp_path: Path, old: list[str], sources: list[int], fresh: list[str]
+) -> None:
+    source_array = np.array(sources, dtype=np.int64)
+    updated = LexicalIndex.build(old).updated(source_array, fresh)
+    assert_same_index(updated, LexicalIndex.build(apply_update(old, source_array, fresh)), ["river", "the"], tmp_path)
+
+
+@pytest.mark.parametrize(("sources", "fresh"), [([0, -1], []), ([0, 1], ["river"]), ([0, 2], [])])
+def test_updated_refuses_sources_that_do_not_fit(sources: list[int], fresh: list[str]) -> None:
+    with pytest.raises(ValueError, match="fresh text"):
+        LexicalIndex.build(["river", "bank"]).updated(np.array(sources), fresh)
+
+
+def test_updated_tokenizes_only_the_fresh_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = LexicalIndex.build(random_texts(4, count=20))
+    seen: list[str] = []
+    original = bm25s.tokenize
+
+    def spy(texts: list[str], **options: object) -> object:
+        seen.extend(texts)
+        return original(texts, **options)
+
+    monkeypatch.setattr(bm25s, "tokenize", spy)
+    index.updated(np.array([3, -1, 7]), ["river money"])
+    assert seen == ["river money"]
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_saved_header_is_readable_json(tmp_path: Path) -> None:
+    texts = ["river bridge river", "the", "money"]
+    LexicalIndex.build(texts, k1=1.2, b=0.5).save(tmp_path)
+    header = json.loads((tmp_path / "header.json").read_text(encoding="utf-8"))
+    assert header == {
+        "format": "qa-bm25",
+        "version": 1,
+        "k1": 1.2,
+        "b": 0.5,
+        "rows": 3,
+        "tokens": 3,
+        "postings": 3,
+        "total_length": 4,
+    }
+    assert json.loads((tmp_path / "vocabulary.json").read_text(encoding="utf-8")) == ["bridg", "money", "river"]
+    assert np.load(tmp_path / "offsets.npy").tolist() == [0, 1, 2, 3]
+    assert np.load(tmp_path / "rows.npy").tolist() == [0, 2, 0]
+    assert np.load(tmp_path / "frequencies.npy").tolist() == [1, 1, 2]
+    assert np.load(tmp_path / "lengths.npy").tolist() == [3, 0, 1]
+
+
+def damage(directory: Path, how: str) -> None:
+    header = directory / "header.json"
+    if how == "missing array":
+        (directory / "rows.npy").unlink()
+    elif how == "missing header":
+        header.unlink()
+    elif how == "truncated array":
+        data = (directory / "rows.npy").read_bytes()
+        (directory / "rows.npy").write_bytes(data[: len(data) - 4])
+    elif how == "garbage array":
+        (directory / "offsets.npy").write_bytes(b"not numpy at all")
+    elif how == "wrong array type":
+        np.save(directory / "lengths.npy", np.load(directory / "lengths.npy").astype(np.float64))
+    elif how == "foreign header":
+        header.write_text(json.dumps({"format": "bm25s", "version": 1}), encoding="utf-8")
+    elif how == "newer version":
+        header.write_text(header.read_text(encoding="utf-8").replace('"version": 1', '"version": 2'), encoding="utf-8")
+    elif how == "header missing a field":
+        fields = json.loads(header.read_text(encoding="utf-8"))
+        del fields["postings"]
+        header.write_text(json.dumps(fields), encoding="utf-8")
+    elif how == "vocabulary of another index":
+        (directory / "vocabulary.json").write_text(json.dumps(["zebra"]), encoding="utf-8")
+    elif how == "unsorted vocabulary":
+        vocabulary = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
+        (directory / "vocabulary.json").write_text(json.dumps(vocabulary[::-1]), encoding="utf-8")
+    elif how == "row lengths changed":
+        np.save(directory / "lengths.npy", np.load(directory / "lengths.npy") + 1)
+    elif how == "bad json":
+        header.write_text("{", encoding="utf-8")
+
+
+DAMAGES = [
+    "missing array",
+    "missing header",
+    "truncated array",
+    "garbage array",
+    "wrong array type",
+    "foreign header",
+    "newer version",
+    "header missing a field",
+    "vocabulary of another index",
+    "unsorted vocabulary",
+    "row lengths changed",
+    "bad json",
+]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("mmap", [False, True])
+def test_a_damaged_or_foreign_index_is_refused(tmp_path: Path, how: str, mmap: bool) -> None:
+    LexicalIndex.build(random_texts(2, count=20)).save(tmp_path)
+    damage(tmp_path, how)
+    with pytest.raises((ValueError, OSError, KeyError)):
+        LexicalIndex.load(tmp_path, mmap=mmap)
+
+
+def test_an_index_saved_by_bm25s_is_refused(tmp_path: Path) -> None:
+    retriever = bm25s.BM25()
+    retriever.index(tokenize(["river bank", "money bank"]), show_progress=False)
+    retriever.save(str(tmp_path), allow_pickle=False, show_progress=False)
+    with pytest.raises((ValueError, OSError, KeyError)):
+        LexicalIndex.load(tmp_path)
+
+
+# ---------------------------------------------------------------- nothing to find
+
+
+@pytest.mark.parametrize("texts", [[], ["The", "and of it", ""]], ids=["no rows", "no tokens"])
+def test_empty_indexes_answer_with_zeros_and_round_trip(tmp_path: Path, texts: list[str]) -> None:
+    index = LexicalIndex.build(texts)
+    index.save(tmp_path)
+    for candidate in (index, LexicalIndex.load(tmp_path), LexicalIndex.load(tmp_path, mmap=False)):
+        assert candidate.size == len(texts) and candidate.vocabulary() == set()
+        assert not candidate.scores("river the").any() and candidate.scores("river").shape == (len(texts),)
+        rows, scores = candidate.top("river", depth=2, allowed=None)
+        assert rows.tolist() == list(range(min(2, len(texts)))) and not scores.any()
+
+
+def test_a_query_without_a_known_token_gives_the_first_rows_with_zero_scores() -> None:
+    index = LexicalIndex.build(["river bank", "money", "army"])
+    for query in ["zebra", "", "the of"]:
+        rows, scores = index.top(query, depth=2, allowed=np.array([False, True, True]))
+        assert rows.tolist() == [1, 2] and scores.tolist() == [0.0, 0.0]
+        assert not index.scores_of(query, np.array([0, 2])).any()

@@ -1,29 +1,66 @@
-"""BM25 over passages, with bm25s: English stop words removed and words stemmed (Snowball).
+"""BM25 over passages: qa's own inverted index, scored as bm25s's "lucene" method scores.
 
-Saved with bm25s's own format (NumPy arrays and JSON, pickling disabled),
-which can be memory-mapped when the index is large.
+Tokens come from bm25s's tokenizer (English stop words removed, Snowball stems). The
+index keeps what Lucene keeps: for each token the rows holding it, in ascending order,
+with the token's frequency there, and the length of every row. idf and length
+normalisation are computed when a query is scored, so an update copies the postings of
+the rows it keeps and tokenizes only the new texts.
+
+A score is, with N rows, avgdl their mean length, dl the row's length and, for each
+distinct query token t (in the order the query first names it), tf its frequency in the
+row and df the rows holding it::
+
+    sum over t of  times_in_query(t) * ln(1 + (N - df + 0.5) / (df + 0.5)) * tf / (tf + k1 * (1 - b + b * dl / avgdl))
+
+added up in float64 and rounded to float32 once. That is Lucene's BM25Similarity as
+bm25s computes it (no ``k1 + 1`` factor, a repeated query word counting each time);
+bm25s adds float32 terms, so the two agree to float32 rounding.
+
+On disk (one folder; NumPy arrays, memory-mapped when loaded, and JSON; no pickle)::
+
+    header.json      format name and version, k1, b, rows, tokens, postings, total length
+    vocabulary.json  the tokens, sorted: a token's id is its position
+    offsets.npy      int64 [tokens + 1]: token t's postings are offsets[t] to offsets[t + 1]
+    rows.npy         int32 [postings]: the rows holding each token, ascending per token
+    frequencies.npy  uint16 or uint32 [postings]: how often the token occurs in that row
+    lengths.npy      int32 [rows]: tokens in each row
+    max_impacts.npy  float64 [tokens]: each token's largest tf / (tf + length norm), for pruning
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, NamedTuple
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import bm25s
 
 # Robertson/Lucene defaults; SciFact's train split measured no better setting worth the change.
 DEFAULT_K1 = 1.5
 DEFAULT_B = 0.75
 STEMMER_LANGUAGE = "english"
 STOPWORDS = "en"
-SHAPE_FILE = "qa-shape.json"
-# From this many rows the postings are memory-mapped rather than read into memory.
-MMAP_ROWS = 100_000
+FORMAT_NAME = "qa-bm25"
+FORMAT_VERSION = 1
+HEADER_FILE = "header.json"
+VOCABULARY_FILE = "vocabulary.json"
+ARRAY_FILES = ("offsets", "rows", "frequencies", "lengths", "max_impacts")
+# Texts tokenized at a time: bounds the Python lists of tokens alive at once (build memory).
+CHUNK_ROWS = 50_000
+# Postings per step when computing each token's largest impact (bounds a float64 temporary).
+IMPACT_BLOCK = 4_000_000
+# Pruning keeps every row whose upper bound comes within this fraction of the threshold,
+# far more than float32 rounding of the final scores (6e-8) and float64 error in the bounds.
+SLACK = 1e-6
+# Postings of the rarest query words summed to find rows good enough to set the first threshold.
+SEED_POSTINGS = 20_000
+# Of those rows, this many times the depth asked for are scored exactly: a threshold nearer the
+# final one (0.97 of it rather than 0.75, at the median SciFact query on 1M rows) for little more.
+SEED_FACTOR = 3
 
 
 def _stemmer() -> object:
@@ -32,12 +69,15 @@ def _stemmer() -> object:
     return Stemmer.Stemmer(STEMMER_LANGUAGE)
 
 
-def tokenize(texts: list[str]) -> list[list[str]]:
-    """Lower-cased, stop-word-free, stemmed tokens of each text, as BM25 sees them."""
+def _bm25s_tokenize(texts: list[str], *, return_ids: bool) -> Any:
     import bm25s
 
-    tokens = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=_stemmer(), return_ids=False, show_progress=False)
-    return [list(row) for row in tokens]
+    return bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=_stemmer(), return_ids=return_ids, show_progress=False)
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Lower-cased, stop-word-free, stemmed tokens of each text, as BM25 sees them."""
+    return [list(row) for row in _bm25s_tokenize(texts, return_ids=False)]
 
 
 @functools.lru_cache(maxsize=16)  # the questions in flight, not a cache of past ones
@@ -52,94 +92,557 @@ def query_tokens(query: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+class Postings(NamedTuple):
+    """(token, row, frequency) triples, sorted by token then row; tokens are ids of some vocabulary."""
+
+    tokens: np.ndarray
+    rows: np.ndarray
+    frequencies: np.ndarray
+
+
+class _Term(NamedTuple):
+    """One distinct query token as this index scores it."""
+
+    start: int  # its postings are start:end
+    end: int
+    weight: float  # idf times the times the query names it
+    bound: float  # weight times its largest impact: no row gets more from it
+
+
 class LexicalIndex:
     """A BM25 index whose rows are the passages of a ``LocalIndex``, in the same order."""
 
-    def __init__(self, retriever: bm25s.BM25 | None, size: int) -> None:
-        self._retriever = retriever
-        self.size = size
+    def __init__(
+        self,
+        vocabulary: list[str],
+        offsets: np.ndarray,
+        rows: np.ndarray,
+        frequencies: np.ndarray,
+        lengths: np.ndarray,
+        *,
+        k1: float,
+        b: float,
+        max_impacts: np.ndarray | None = None,
+    ) -> None:
+        self.size = len(lengths)
+        self.k1 = k1
+        self.b = b
+        self._vocabulary = vocabulary
+        self._ids = {token: token_id for token_id, token in enumerate(vocabulary)}
+        self._offsets = offsets
+        self._rows = rows
+        self._frequencies = frequencies
+        self._lengths = lengths
+        self._norms = length_norms(lengths, k1=k1, b=b)
+        if max_impacts is None:
+            max_impacts = largest_impacts(offsets, rows, frequencies, self._norms)
+        self._max_impacts = max_impacts
+
+    # ------------------------------------------------------------------ building
 
     @classmethod
-    def build(cls, texts: list[str], *, k1: float = DEFAULT_K1, b: float = DEFAULT_B) -> LexicalIndex:
+    def build(cls, texts: Sequence[str], *, k1: float = DEFAULT_K1, b: float = DEFAULT_B) -> LexicalIndex:
         """A BM25 index of ``texts``, one row each."""
-        import bm25s
+        vocabulary: dict[str, int] = {}
+        chunks, lengths = [], []
+        for start in range(0, len(texts), CHUNK_ROWS):
+            postings, chunk_lengths = tokenized_postings(list(texts[start : start + CHUNK_ROWS]), vocabulary, start)
+            chunks.append(postings)
+            lengths.append(chunk_lengths)
+        tokens, offsets, rows, frequencies = assemble(chunks, vocabulary)
+        return cls(tokens, offsets, rows, frequencies, _concatenate(lengths, np.int32), k1=k1, b=b)
 
-        tokens = tokenize(texts)
-        if not any(tokens):
-            return cls(None, len(texts))  # nothing to match: bm25s cannot index an empty vocabulary
-        retriever = bm25s.BM25(k1=k1, b=b)
-        retriever.index(tokens, show_progress=False)
-        return cls(retriever, len(texts))
+    def updated(self, sources: np.ndarray, fresh_texts: Sequence[str]) -> LexicalIndex:
+        """A new index whose row i holds old row ``sources[i]``, or where that is -1 the next of ``fresh_texts``.
+
+        Only ``fresh_texts`` are tokenized; the postings of kept rows are copied (an old
+        row may serve several new ones). The result equals ``build`` of the new list of
+        texts. ``self`` is left as it was.
+        """
+        sources = np.asarray(sources, dtype=np.int64)
+        fresh_rows = np.flatnonzero(sources < 0)
+        if len(fresh_rows) != len(fresh_texts) or (sources >= self.size).any():
+            raise ValueError(
+                f"{len(fresh_rows)} new rows want a fresh text and {len(fresh_texts)} were given, "
+                f"or a source row is not below {self.size}"
+            )
+        fresh = LexicalIndex.build(fresh_texts, k1=self.k1, b=self.b)
+        lengths = np.empty(len(sources), dtype=np.int32)
+        lengths[fresh_rows] = fresh._lengths
+        kept = np.flatnonzero(sources >= 0)
+        lengths[kept] = self._lengths[sources[kept]]
+        new_of_old, copied_from, copied_to = _first_copies(sources, self.size)
+        kept_counts, rows, frequencies = self._moved_postings(new_of_old)
+        vocabulary = sorted(set(itertools.compress(self._vocabulary, kept_counts.tolist())) | set(fresh._vocabulary))
+        ids = {token: token_id for token_id, token in enumerate(vocabulary)}
+        old_ids = np.array([ids.get(token, -1) for token in self._vocabulary], dtype=np.int64)
+        counts = np.zeros(len(vocabulary), dtype=np.int64)
+        counts[old_ids[kept_counts > 0]] = kept_counts[kept_counts > 0]  # both vocabularies sorted: same order
+        fresh_postings = fresh._triples()
+        fresh_ids = np.array([ids[token] for token in fresh._vocabulary], dtype=np.int64)
+        added = [
+            Postings(fresh_ids[fresh_postings.tokens], fresh_rows[fresh_postings.rows], fresh_postings.frequencies),
+            self._copied_postings(copied_from, copied_to, old_ids),
+        ]
+        kept_rows = new_of_old[new_of_old >= 0]
+        in_order = bool(np.all(kept_rows[1:] > kept_rows[:-1]))
+        offsets, rows, frequencies = merge_postings(counts, rows, frequencies, added, in_order=in_order)
+        return LexicalIndex(vocabulary, offsets, rows, frequencies, lengths, k1=self.k1, b=self.b)
+
+    def _moved_postings(self, new_of_old: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Postings of the rows kept, renumbered: how many each token keeps, their new rows and frequencies."""
+        new_rows = new_of_old.astype(np.int32)[self._rows]  # int32: a smaller table to look up in
+        keep = new_rows >= 0
+        if len(self._vocabulary) == 0:
+            return np.zeros(0, dtype=np.int64), new_rows[keep], self._frequencies[keep]
+        kept_counts = np.add.reduceat(keep, self._offsets[:-1], dtype=np.int64)
+        return kept_counts, new_rows[keep], self._frequencies[keep]
+
+    def _copied_postings(self, copied_from: np.ndarray, copied_to: np.ndarray, old_ids: np.ndarray) -> Postings:
+        """Postings for new rows ``copied_to`` that repeat old rows ``copied_from`` (already copied once)."""
+        if len(copied_from) == 0:
+            return _no_postings()
+        wanted = np.zeros(self.size, dtype=bool)
+        wanted[copied_from] = True
+        hits = np.flatnonzero(wanted[self._rows])
+        old_rows = self._rows[hits]
+        order = np.argsort(copied_from, kind="stable")
+        copied_from, copied_to = copied_from[order], copied_to[order]
+        first = np.searchsorted(copied_from, old_rows, side="left")
+        times = np.searchsorted(copied_from, old_rows, side="right") - first
+        each = np.repeat(np.arange(len(hits)), times)
+        nth = np.arange(len(each)) - np.repeat(np.cumsum(times) - times, times)
+        tokens = np.searchsorted(self._offsets, hits, side="right") - 1
+        return Postings(old_ids[tokens[each]], copied_to[first[each] + nth], self._frequencies[hits][each])
+
+    def _triples(self) -> Postings:
+        """Every posting as a (token, row, frequency) triple, sorted by token then row."""
+        tokens = np.repeat(np.arange(len(self._vocabulary)), np.diff(self._offsets))
+        return Postings(tokens, np.asarray(self._rows, dtype=np.int64), np.asarray(self._frequencies))
+
+    # ------------------------------------------------------------------ scoring
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for ``query`` (zeros where no query word occurs)."""
-        token_ids = self._token_ids(query)
-        if self._retriever is None or not token_ids:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self._retriever.get_scores(token_ids), dtype=np.float32)
+        totals = np.zeros(self.size, dtype=np.float64)
+        for term in self._terms(query):
+            rows, values = self._contributions(term, allowed=None)
+            totals[rows] += values
+        return totals.astype(np.float32)
 
     def scores_of(self, query: str, rows: np.ndarray) -> np.ndarray:
         """BM25 scores of ``rows`` alone for ``query``: ``scores(query)[rows]`` without scoring every row.
 
-        Each query token's postings hold its rows in ascending order (bm25s keeps
-        its score matrix sorted by column, then row), so each row is found by
-        bisection; contributions are added token by token in float32, as bm25s
-        adds them, so the scores are the same to the bit.
+        Each query token's postings hold its rows in ascending order, so each row
+        is found by bisection; contributions are added token by token in the same
+        order as ``scores`` adds them, so the scores are the same to the bit.
         """
-        rows = np.asarray(rows, dtype=np.int64)
-        totals = np.zeros(len(rows), dtype=np.float32)
-        if self._retriever is None:
-            return totals
-        matrix = self._retriever.scores
-        data, indices, indptr = matrix["data"], matrix["indices"], matrix["indptr"]
-        for token_id in self._token_ids(query):
-            start, end = int(indptr[token_id]), int(indptr[token_id + 1])
-            postings = indices[start:end]
-            positions = np.searchsorted(postings, rows)
-            inside = positions < len(postings)
-            found = inside.copy()
-            found[inside] = postings[positions[inside]] == rows[inside]
-            totals[found] += data[start + positions[found]]
-        return totals
+        return self._scores_at(self._terms(query), np.asarray(rows, dtype=np.int64))
 
     def top(self, query: str, *, depth: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The ``depth`` best rows for ``query`` (among ``allowed`` ones) and their scores, best first."""
-        return top_rows(self.scores(query), depth, allowed)
+        """The ``depth`` best rows for ``query`` (among ``allowed`` ones) and their scores, best first.
 
-    def _token_ids(self, query: str) -> list[int]:
-        """The query's tokens as ids of this index's vocabulary; a repeated word counts each time, as in bm25s."""
-        if self._retriever is None:
-            return []
-        vocabulary = self._retriever.vocab_dict
-        return [int(vocabulary[token]) for token in query_tokens(query) if token in vocabulary]
+        Exactly the rows ``top_rows(self.scores(query), depth, allowed)`` gives, ties going
+        to the earlier row, but only rows that may reach the top are scored (MaxScore):
+        a few promising rows give a score ``depth`` rows reach, and the query's commonest
+        tokens, whose bounds together stay below it, only ever add to rows found through
+        the others.
+        """
+        terms = self._terms(query)
+        depth = min(depth, self.size if allowed is None else int(np.count_nonzero(allowed)))
+        if depth <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        candidates = self._candidates(terms, self._threshold(terms, depth, allowed), allowed, depth)
+        scores = self._scores_at(terms, candidates)
+        best, best_scores = top_rows(scores, depth)
+        rows = candidates[best]
+        if len(rows) < depth:  # fewer rows hold a query word than were asked for: the first others, scoring 0
+            unscored = np.ones(self.size, dtype=bool) if allowed is None else np.array(allowed, dtype=bool)
+            unscored[rows] = False
+            rows = np.concatenate([rows, np.flatnonzero(unscored)[: depth - len(rows)]])
+            best_scores = np.concatenate([best_scores, np.zeros(depth - len(best_scores), dtype=np.float32)])
+        return rows, best_scores
+
+    def _terms(self, query: str) -> list[_Term]:
+        """The query's known tokens, each once with its weight, in the order the query first names them."""
+        counts: dict[int, int] = {}
+        for token in query_tokens(query):
+            token_id = self._ids.get(token)
+            if token_id is not None:
+                counts[token_id] = counts.get(token_id, 0) + 1
+        terms = []
+        for token_id, times in counts.items():
+            start, end = int(self._offsets[token_id]), int(self._offsets[token_id + 1])
+            weight = times * idf(end - start, self.size)
+            terms.append(_Term(start, end, weight, weight * float(self._max_impacts[token_id])))
+        return terms
+
+    def _contributions(self, term: _Term, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The (allowed) rows holding ``term`` and what it adds to each one's score."""
+        rows = self._rows[term.start : term.end]
+        frequencies = self._frequencies[term.start : term.end]
+        if allowed is not None:
+            keep = allowed[rows]
+            rows, frequencies = rows[keep], frequencies[keep]
+        return rows, impacts(term.weight, frequencies, self._norms[rows])
+
+    def _scores_at(self, terms: list[_Term], rows: np.ndarray) -> np.ndarray:
+        """Scores of ``rows`` (any order, repeats allowed), added term by term as ``scores`` adds them."""
+        totals = np.zeros(len(rows), dtype=np.float64)
+        for term in terms:
+            totals += self._contributions_at(term, rows)  # adding 0.0 where a row lacks it changes nothing
+        return totals.astype(np.float32)
+
+    def _contributions_at(self, term: _Term, rows: np.ndarray) -> np.ndarray:
+        """What ``term`` adds to each of ``rows`` (0 where absent), each row found in its postings by bisection."""
+        postings = self._rows[term.start : term.end]
+        positions = np.minimum(np.searchsorted(postings, rows), len(postings) - 1)
+        found = postings[positions] == rows
+        values = np.zeros(len(rows), dtype=np.float64)
+        frequencies = self._frequencies[term.start + positions[found]]
+        values[found] = impacts(term.weight, frequencies, self._norms[rows[found]])
+        return values
+
+    def _threshold(self, terms: list[_Term], depth: int, allowed: np.ndarray | None) -> float:
+        """A score at least ``depth`` allowed rows reach, or 0 if fewer rows hold a query word.
+
+        The rows holding the rarest query words (those of highest bound, up to about
+        ``SEED_POSTINGS`` postings) are summed over those words; the ``depth`` best by that
+        sum are scored exactly, and the ``depth``-th best of those scores is the threshold.
+        """
+        by_bound = sorted(terms, key=lambda term: -term.bound)
+        postings = np.cumsum([term.end - term.start for term in by_bound])
+        enough = np.flatnonzero((postings >= depth) & (postings > SEED_POSTINGS))
+        seeds = by_bound[: int(enough[0]) + 1 if len(enough) else len(by_bound)]
+        rows, sums = self._essential_sums(seeds, -math.inf, allowed)
+        if len(rows) < depth and len(seeds) < len(terms):  # the rare words share their rows: ask every word
+            rows, sums = self._essential_sums(terms, -math.inf, allowed)
+        if len(rows) < depth:
+            return 0.0
+        best = min(len(rows), SEED_FACTOR * depth)
+        return _kth_best(self._scores_at(terms, rows[np.argpartition(-sums, best - 1)[:best]]), depth)
+
+    def _candidates(self, terms: list[_Term], threshold: float, allowed: np.ndarray | None, depth: int) -> np.ndarray:
+        """Every allowed row holding a query word whose score may reach the ``depth``-th best, ascending.
+
+        Tokens of lowest bound are left out while their bounds add up to less than
+        ``threshold``: a row holding only those cannot reach it. The rows of the other
+        (essential) tokens get their sums over those tokens; the best of them give a
+        better threshold; then the left-out tokens are looked up, highest bound first,
+        dropping at each step the rows that can no longer reach it.
+        """
+        floor = threshold * (1 - SLACK)
+        optional: list[_Term] = []
+        essential: list[_Term] = []
+        for term in sorted(terms, key=lambda term: term.bound):
+            if not essential and sum(t.bound for t in optional) + term.bound < floor:
+                optional.append(term)
+            else:
+                essential.append(term)
+        rows, partial = self._essential_sums(essential, floor - sum(t.bound for t in optional), allowed)
+        if len(rows) > depth:
+            best = np.argpartition(-partial, depth - 1)[:depth]
+            floor = max(floor, _kth_best(self._scores_at(terms, rows[best]), depth) * (1 - SLACK))
+        while True:
+            keep = partial + sum(term.bound for term in optional) >= floor
+            rows, partial = rows[keep], partial[keep]
+            if not optional:
+                return rows
+            partial = partial + self._contributions_at(optional.pop(), rows)
+
+    def _essential_sums(
+        self, essential: list[_Term], floor: float, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The allowed rows holding an essential term, ascending, and each one's sum over those terms.
+
+        A posting adding too little to reach ``floor`` even with every other term's bound
+        is left out: its row cannot reach it.
+        """
+        budget = sum(term.bound for term in essential)
+        all_rows, all_values = [], []
+        for term in essential:
+            rows, values = self._contributions(term, allowed)
+            keep = values + (budget - term.bound) >= floor
+            all_rows.append(rows[keep])
+            all_values.append(values[keep])
+        return _sums_by_row(_concatenate(all_rows, np.int64), _concatenate(all_values, np.float64))
+
+    # ------------------------------------------------------------------ contents
 
     def vocabulary(self) -> set[str]:
         """The tokens that occur in at least one row."""
-        if self._retriever is None:
-            return set()
-        return {token for token in self._retriever.vocab_dict if token}
+        return set(self._vocabulary)
+
+    # ------------------------------------------------------------------ files
 
     def save(self, directory: Path) -> None:
-        """Write the index into ``directory`` (bm25s's format, no pickle, plus its shape)."""
+        """Write the index into ``directory``: a JSON header and vocabulary, and NumPy arrays."""
         directory.mkdir(parents=True, exist_ok=True)
-        shape = {"rows": self.size, "empty_vocabulary": self._retriever is None}
-        (directory / SHAPE_FILE).write_text(json.dumps(shape) + "\n", encoding="utf-8")
-        if self._retriever is not None:
-            self._retriever.save(str(directory), allow_pickle=False, show_progress=False)
+        header = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "k1": self.k1,
+            "b": self.b,
+            "rows": self.size,
+            "tokens": len(self._vocabulary),
+            "postings": len(self._rows),
+            "total_length": int(self._lengths.sum()),
+        }
+        (directory / HEADER_FILE).write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
+        (directory / VOCABULARY_FILE).write_text(json.dumps(self._vocabulary, ensure_ascii=False), encoding="utf-8")
+        arrays = (self._offsets, self._rows, self._frequencies, self._lengths, self._max_impacts)
+        for name, array in zip(ARRAY_FILES, arrays, strict=True):
+            np.save(directory / f"{name}.npy", np.asarray(array), allow_pickle=False)
 
     @classmethod
-    def load(cls, directory: Path, *, mmap: bool | None = None) -> LexicalIndex:
-        """Load a saved index; large ones are memory-mapped unless ``mmap`` says otherwise."""
-        import bm25s
+    def load(cls, directory: Path, *, mmap: bool = True) -> LexicalIndex:
+        """Open a saved index, its arrays memory-mapped unless ``mmap`` is false.
 
-        shape = json.loads((directory / SHAPE_FILE).read_text(encoding="utf-8"))
-        size = int(shape["rows"])
-        if shape["empty_vocabulary"]:
-            return cls(None, size)
-        if mmap is None:
-            mmap = size >= MMAP_ROWS
-        retriever = bm25s.BM25.load(str(directory), mmap=mmap, allow_pickle=False, show_progress=False)
-        return cls(retriever, size)
+        A missing, damaged or foreign file raises ``OSError``, ``ValueError`` or ``KeyError``.
+        """
+        header = json.loads((directory / HEADER_FILE).read_text(encoding="utf-8"))
+        if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{directory} holds no {FORMAT_NAME} index of version {FORMAT_VERSION}")
+        vocabulary = json.loads((directory / VOCABULARY_FILE).read_text(encoding="utf-8"))
+        # np.asarray: plain arrays over the mapped memory (np.memmap's slicing costs microseconds a call)
+        arrays = {
+            name: np.asarray(np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False))
+            for name in ARRAY_FILES
+        }
+        check_saved(header, vocabulary, arrays)
+        return cls(
+            vocabulary,
+            arrays["offsets"],
+            arrays["rows"],
+            arrays["frequencies"],
+            arrays["lengths"],
+            k1=float(header["k1"]),
+            b=float(header["b"]),
+            max_impacts=arrays["max_impacts"],
+        )
+
+
+def check_saved(header: dict[str, Any], vocabulary: object, arrays: dict[str, np.ndarray]) -> None:
+    """Raise ``ValueError`` unless the saved parts fit together (sizes, types, order); reads no postings."""
+    offsets, lengths = arrays["offsets"], arrays["lengths"]
+    tokens = len(vocabulary) if isinstance(vocabulary, list) else -1
+    problems = {
+        "the vocabulary is not a sorted list of distinct strings": not (
+            isinstance(vocabulary, list)
+            and all(isinstance(token, str) for token in vocabulary)
+            and all(a < b for a, b in itertools.pairwise(vocabulary))
+        ),
+        "an array has the wrong type": (
+            offsets.dtype != np.int64
+            or arrays["rows"].dtype != np.int32
+            or arrays["frequencies"].dtype not in (np.uint16, np.uint32)
+            or lengths.dtype != np.int32
+            or arrays["max_impacts"].dtype != np.float64
+        ),
+        "the array sizes disagree": (
+            offsets.shape != (tokens + 1,)
+            or arrays["max_impacts"].shape != (tokens,)
+            or arrays["rows"].shape != (header["postings"],)
+            or arrays["frequencies"].shape != (header["postings"],)
+            or lengths.shape != (header["rows"],)
+            or tokens != header["tokens"]
+        ),
+        "the offsets are not those of the postings": (
+            len(offsets) == 0
+            or offsets[0] != 0
+            or offsets[-1] != header["postings"]
+            or bool((np.diff(offsets) <= 0).any())
+        ),
+        "the row lengths do not add up": int(lengths.sum()) != header["total_length"],
+    }
+    for problem, found in problems.items():
+        if found:
+            raise ValueError(f"damaged BM25 index: {problem}")
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def idf(document_frequency: int, rows: int) -> float:
+    """Lucene's idf: ln(1 + (N - df + 0.5) / (df + 0.5)), always positive."""
+    return math.log(1 + (rows - document_frequency + 0.5) / (document_frequency + 0.5))
+
+
+def length_norms(lengths: np.ndarray, *, k1: float, b: float) -> np.ndarray:
+    """k1 * (1 - b + b * dl / avgdl) of each row, in float64."""
+    total = int(lengths.sum())
+    average = total / len(lengths) if total else 1.0  # no tokens: no norm is ever used
+    return k1 * (1 - b + b * np.asarray(lengths, dtype=np.float64) / average)
+
+
+def impacts(weight: float, frequencies: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """The contributions ``weight * tf / (tf + norm)`` in float64: the one formula every path scores with."""
+    tf = np.asarray(frequencies, dtype=np.float64)
+    contributions: np.ndarray = weight * tf / (tf + norms)
+    return contributions
+
+
+def largest_impacts(offsets: np.ndarray, rows: np.ndarray, frequencies: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """Each token's largest tf / (tf + norm), a few million postings at a time."""
+    tokens = len(offsets) - 1
+    largest = np.zeros(tokens, dtype=np.float64)
+    first = 0
+    while first < tokens:
+        last = max(first + 1, int(np.searchsorted(offsets, offsets[first] + IMPACT_BLOCK, side="right")) - 1)
+        start, end = int(offsets[first]), int(offsets[last])
+        values = impacts(1.0, frequencies[start:end], norms[rows[start:end]])
+        largest[first:last] = np.maximum.reduceat(values, np.asarray(offsets[first:last]) - start)
+        first = last
+    return largest
+
+
+def _kth_best(scores: np.ndarray, k: int) -> float:
+    return float(np.partition(scores, len(scores) - k)[len(scores) - k])
+
+
+def _sums_by_row(rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows, ascending, and the sum of the values of each."""
+    if len(rows) == 0:
+        return rows, values
+    # Sorting (row, position) keys packed in one int64 is several times faster than an argsort.
+    keys = np.sort((rows.astype(np.int64) << 32) | np.arange(len(rows), dtype=np.int64))
+    rows, values = keys >> 32, values[keys & 0xFFFFFFFF]
+    starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
+    return rows[starts], np.add.reduceat(values, starts)
+
+
+# ---------------------------------------------------------------- building
+
+
+def tokenized_postings(texts: list[str], vocabulary: dict[str, int], first_row: int) -> tuple[Postings, np.ndarray]:
+    """The postings of ``texts`` (rows from ``first_row``) and their lengths.
+
+    Token ids are those of ``vocabulary``, which gains the tokens it lacked.
+    """
+    ids, local = _bm25s_tokenize(texts, return_ids=True)
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    to_global = np.zeros(len(local), dtype=np.int64)
+    for token, local_id in local.items():
+        to_global[local_id] = vocabulary.setdefault(token, len(vocabulary))
+    rows = np.repeat(np.arange(len(ids), dtype=np.int64), lengths)
+    # One key per (token, row) pair: sorting them groups the postings and counts each frequency.
+    width = max(len(ids), 1)
+    keys, frequencies = np.unique(to_global[flat] * width + rows, return_counts=True)
+    return Postings(keys // width, keys % width + first_row, frequencies), lengths.astype(np.int32)
+
+
+def assemble(
+    chunks: list[Postings], vocabulary: dict[str, int]
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """The sorted vocabulary, offsets, rows and frequencies of postings made chunk by chunk.
+
+    Each chunk is sorted by token then row and holds later rows than the one before,
+    so each token's postings of a chunk are copied after those of the chunks before:
+    a counting sort, in linear time.
+    """
+    tokens = sorted(vocabulary)
+    final_id = np.zeros(len(vocabulary), dtype=np.int64)
+    final_id[np.fromiter((vocabulary[token] for token in tokens), dtype=np.int64, count=len(tokens))] = np.arange(
+        len(tokens)
+    )
+    counts = [np.bincount(chunk.tokens, minlength=len(tokens)) for chunk in chunks]
+    totals = np.zeros(len(tokens), dtype=np.int64)
+    totals[final_id] = sum(counts, np.zeros(len(tokens), dtype=np.int64))
+    offsets = _offsets(totals)
+    rows = np.zeros(offsets[-1], dtype=np.int32)
+    largest = max((int(chunk.frequencies.max()) for chunk in chunks if len(chunk.frequencies)), default=0)
+    frequencies = np.zeros(offsets[-1], dtype=frequency_dtype(np.array([largest])))
+    cursor = offsets[:-1][final_id]  # by provisional id: where its next postings go
+    for chunk, count in zip(chunks, counts, strict=True):
+        first_in_chunk = np.cumsum(count) - count
+        destination = cursor[chunk.tokens] + np.arange(len(chunk.tokens)) - first_in_chunk[chunk.tokens]
+        rows[destination] = chunk.rows
+        frequencies[destination] = chunk.frequencies
+        cursor += count
+    return tokens, offsets, rows, frequencies
+
+
+def sort_postings(postings: Postings, rows: int) -> Postings:
+    """``postings`` sorted by token, then row."""
+    order = np.argsort(postings.tokens.astype(np.int64) * max(rows, 1) + postings.rows)
+    return Postings(postings.tokens[order], postings.rows[order], postings.frequencies[order])
+
+
+def insert_postings(
+    offsets: np.ndarray, rows: np.ndarray, frequencies: np.ndarray, extra: Postings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets, rows and frequencies with ``extra`` (sorted, on rows not yet there) merged in, each at its place."""
+    positions = np.zeros(len(extra.rows), dtype=np.int64)
+    starts = np.flatnonzero(np.diff(extra.tokens, prepend=-1)).tolist()  # where each token's run begins
+    for start, end in itertools.pairwise([*starts, len(extra.rows)]):
+        token = int(extra.tokens[start])
+        low, high = int(offsets[token]), int(offsets[token + 1])
+        positions[start:end] = low + np.searchsorted(rows[low:high], extra.rows[start:end])
+    added = np.bincount(extra.tokens, minlength=len(offsets) - 1)
+    frequencies = frequencies.astype(np.result_type(frequencies, extra.frequencies), copy=False)
+    return (
+        offsets + np.concatenate([[0], np.cumsum(added)]),
+        np.insert(rows, positions, extra.rows),
+        np.insert(frequencies, positions, extra.frequencies),
+    )
+
+
+def merge_postings(
+    counts: np.ndarray, rows: np.ndarray, frequencies: np.ndarray, added: list[Postings], *, in_order: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets, rows (int32) and frequencies of kept postings (``counts`` per token) with ``added`` ones.
+
+    Kept rows that kept their order need only the added postings put in place; otherwise
+    every posting is sorted again.
+    """
+    rows_after = int(max([int(rows.max(initial=-1)), *(int(part.rows.max(initial=-1)) for part in added)])) + 1
+    extra = sort_postings(_concatenate_postings(added), rows_after)
+    if in_order:
+        offsets, rows, frequencies = insert_postings(_offsets(counts), rows, frequencies, extra)
+    else:
+        moved = Postings(np.repeat(np.arange(len(counts)), counts), rows, frequencies)
+        merged = sort_postings(_concatenate_postings([moved, extra]), rows_after)
+        offsets = _offsets(np.bincount(merged.tokens, minlength=len(counts)))
+        rows, frequencies = merged.rows, merged.frequencies
+    return offsets, rows.astype(np.int32, copy=False), frequencies.astype(frequency_dtype(frequencies), copy=False)
+
+
+def frequency_dtype(frequencies: np.ndarray) -> type[np.unsignedinteger[Any]]:
+    """The narrowest type for these term frequencies (uint16 holds any but a freak text's)."""
+    largest = int(frequencies.max()) if len(frequencies) else 0
+    return np.uint16 if largest <= np.iinfo(np.uint16).max else np.uint32
+
+
+def _first_copies(sources: np.ndarray, old_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each old row's first new row (-1 if none), and the further (old row, new row) copies."""
+    kept = np.flatnonzero(sources >= 0)
+    distinct, first = np.unique(sources[kept], return_index=True)
+    new_of_old = np.full(old_rows, -1, dtype=np.int64)
+    new_of_old[distinct] = kept[first]
+    later = np.ones(len(kept), dtype=bool)
+    later[first] = False
+    return new_of_old, sources[kept[later]], kept[later]
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(counts, dtype=np.int64)])
+
+
+def _concatenate(arrays: list[np.ndarray], dtype: type[np.generic]) -> np.ndarray:
+    return np.concatenate([np.zeros(0, dtype=dtype), *arrays]).astype(dtype, copy=False)
+
+
+def _no_postings() -> Postings:
+    return Postings(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint16))
+
+
+def _concatenate_postings(parts: list[Postings]) -> Postings:
+    return Postings(
+        _concatenate([part.tokens for part in parts], np.int64),
+        _concatenate([part.rows for part in parts], np.int64),
+        np.concatenate([part.frequencies for part in parts]),
+    )
 
 
 def top_rows(scores: np.ndarray, depth: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -236,7 +236,10 @@ class LocalIndex:
         stats = dataclasses.replace(stats, reused=stats.reused + len(set(hashes)) - len({hashes[r] for r in fresh}))
         vectors = self._vectors.updated(slots, fresh, fresh_vectors)
         lexical_texts = [lexical_text(p, settings) for p in passages]
-        lexical = LexicalIndex.build(lexical_texts)
+        lexical_sources = _sources(old.lexical, [text_hash(text) for text in lexical_texts])
+        lexical = self._lexical.updated(
+            lexical_sources, [lexical_texts[row] for row in np.flatnonzero(lexical_sources < 0)]
+        )
         passage_texts = [p.text for p in passages]
         sentence_sources = self._sentences.sources_for(passage_texts)
         embedded_sentences: list[int] = []
