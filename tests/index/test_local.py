@@ -658,6 +658,21 @@ def test_a_large_index_grows_its_graph_and_skips_removed_passages(encoder: FakeE
 
 
 @pytest.mark.usefixtures("graph_sized")
+def test_a_loaded_graph_whose_vectors_stay_in_the_file_grows_in_place(tmp_path: Path, encoder: FakeEncoder) -> None:
+    import faiss
+
+    documents = make_documents(60)
+    build(documents[:50], encoder).save(tmp_path)
+    loaded = LocalIndex.load(tmp_path)  # memory-mapped: FAISS cannot grow it, only a copy
+    new = updated(loaded, documents[3:], encoder)
+    assert isinstance(new._vectors._index, faiss.IndexHNSW) and new._vectors.total > len(new.passages)
+    for passage in passages_of(documents[50:]):
+        assert new.dense_candidates(unit(passage.text), depth=1, where=None).ids == (passage.passage_id,)
+    new.save(tmp_path)
+    assert LocalIndex.load(tmp_path).passages == new.passages
+
+
+@pytest.mark.usefixtures("graph_sized")
 def test_asking_for_a_removed_passage_finds_the_best_remaining_ones(encoder: FakeEncoder) -> None:
     documents = make_documents(60)
     index = updated(build(documents, encoder), documents[3:], encoder)

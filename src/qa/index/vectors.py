@@ -119,7 +119,9 @@ def read_faiss(path: Path) -> faiss.Index:
 
     if not path.is_file():
         raise FileNotFoundError(f"{path.name} is missing")
-    index = faiss.read_index(str(path))
+    # The vectors (codes) stay in the file, mapped: loading is instant and a search touches
+    # only the pages it reads. The file of a generation never changes once written.
+    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
     _tune_for_queries(index)
     return index
 
@@ -201,7 +203,9 @@ class VectorIndex:
         if _extends_in_place(self._index, passages=len(slots), dead=dead, total=self._index.ntotal + len(fresh)):
             import faiss
 
-            index = faiss.clone_index(self._index)
+            # Not clone_index: a copy of a memory-mapped index still views the file, and FAISS
+            # aborts the process (not an exception) when asked to grow a view.
+            index = faiss.deserialize_index(faiss.serialize_index(self._index))
             slots[fresh] = np.arange(index.ntotal, index.ntotal + len(fresh))
             if len(fresh):
                 with _openmp_threads(usable_cpus()):
