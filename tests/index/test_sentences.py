@@ -97,3 +97,16 @@ def test_an_update_given_the_wrong_number_of_fresh_texts_is_refused() -> None:
     table = SentenceVectors.build(TEXTS[:2], CountingEmbed(), dimension=256)
     with pytest.raises(ValueError, match="fresh"):
         table.updated(np.array([0, -1]), [], CountingEmbed())
+
+
+def test_rows_made_a_few_at_a_time_give_the_same_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    texts = [*TEXTS, *(f"Passage {n} speaks. Of item {n}!" for n in range(9))]
+    whole = SentenceVectors.build(texts, CountingEmbed(), dimension=256)
+    monkeypatch.setattr("qa.index.sentences.ROW_CHUNK", 2)
+    monkeypatch.setattr("qa.index.sentences.EMBED_CHUNK", 3)
+    old = SentenceVectors.build(texts[:7], CountingEmbed(), dimension=256)
+    pieces = old.updated(np.array([*range(7), *[-1] * (len(texts) - 7)]), texts[7:], CountingEmbed())
+    pieces.save(tmp_path)
+    for table in (pieces, SentenceVectors.load(tmp_path)):
+        for name in ("offsets", "spans", "codes", "scales", "text_hashes"):
+            assert np.array_equal(getattr(table, name), getattr(whole, name)), name

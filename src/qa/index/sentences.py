@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -31,6 +35,9 @@ SENTENCES_FORMAT = 1
 HEADER_FILE = "qa-sentences.json"
 # Sentences embedded per call of ``embed`` while building: bounds the float32 vectors held at once.
 EMBED_CHUNK = 8192
+# Passages whose sentences are made (copied or embedded) at a time while building.
+ROW_CHUNK = 4096
+COPY_BUFFER = 16 * 2**20
 Embed = Callable[[list[str]], np.ndarray]
 """Sentences to unit vectors with the index's model."""
 
@@ -65,13 +72,25 @@ class SentenceVectors:
     """The sentence vectors of an index's passages, in row order."""
 
     def __init__(
-        self, offsets: np.ndarray, spans: np.ndarray, codes: np.ndarray, scales: np.ndarray, text_hashes: np.ndarray
+        self,
+        offsets: np.ndarray,
+        spans: np.ndarray,
+        codes: np.ndarray,
+        scales: np.ndarray,
+        text_hashes: np.ndarray,
+        *,
+        scratch: IO[bytes] | None = None,
     ) -> None:
         self.offsets = offsets
         self.spans = spans
         self.codes = codes
         self.scales = scales
         self.text_hashes = text_hashes
+        # The temporary file an update wrote the codes to (``codes`` maps it, with a handle of its
+        # own), closed, and so deleted, with the table.
+        self._scratch = scratch
+        if scratch is not None:
+            weakref.finalize(self, scratch.close)
 
     @property
     def size(self) -> int:
@@ -105,44 +124,70 @@ class SentenceVectors:
         """A new table whose row ``i`` copies old row ``sources[i]``, or, where that is -1, holds the next fresh text.
 
         Only the fresh texts' sentences are embedded, ``EMBED_CHUNK`` at a time. ``dimension``
-        is the vectors' (this table's when not given: an empty table has none yet).
+        is the vectors' (this table's when not given: an empty table has none yet). Rows are
+        made ``ROW_CHUNK`` at a time and their codes written to a scratch file as they come, so
+        a million passages never hold their four million sentences in memory at once.
         """
         sources = np.asarray(sources, dtype=np.int64)
         fresh_rows = np.flatnonzero(sources < 0)
         if len(fresh_rows) != len(fresh_texts):
             raise ValueError(f"{len(fresh_rows)} rows are fresh but {len(fresh_texts)} fresh texts were given")
+        width = dimension or self.codes.shape[1]
+        fresh_of_row = np.full(len(sources), -1, dtype=np.int64)
+        fresh_of_row[fresh_rows] = np.arange(len(fresh_rows))
+        scratch = tempfile.TemporaryFile()  # noqa: SIM115 (kept open: the table's codes live in it)
+        counts, spans, scales = [], [], []
+        for start in range(0, len(sources), ROW_CHUNK):
+            block = self._block(
+                sources[start : start + ROW_CHUNK],
+                [fresh_texts[i] for i in fresh_of_row[start : start + ROW_CHUNK] if i >= 0],
+                embed,
+                width,
+            )
+            counts.append(block.counts)
+            spans.append(block.spans)
+            scales.append(block.scales)
+            scratch.write(block.codes.tobytes())
+        hashes = np.zeros((len(sources), 16), dtype=np.uint8)  # not NumPy's "S16": it drops trailing zero bytes
+        kept = sources >= 0
+        hashes[kept] = self.text_hashes[sources[kept]]
+        if len(fresh_rows):
+            digests = b"".join(passage_text_hash(text) for text in fresh_texts)
+            hashes[fresh_rows] = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 16)
+        all_counts = np.concatenate([np.zeros(0, dtype=np.int64), *counts])
+        offsets = np.concatenate([[0], np.cumsum(all_counts)]).astype(np.int64)
+        total = int(offsets[-1])
+        codes = _scratch_codes(scratch, total, width)
+        all_spans = np.concatenate([np.zeros((0, 2), dtype=np.int32), *spans])
+        all_scales = np.concatenate([np.zeros(0, dtype=np.float32), *scales])
+        return SentenceVectors(offsets, all_spans, codes, all_scales, hashes, scratch=scratch)
+
+    def _block(self, sources: np.ndarray, fresh_texts: list[str], embed: Embed, width: int) -> _Block:
+        """The sentences of consecutive rows: copied where ``sources`` names an old row, else split and embedded."""
+        kept = sources >= 0
         fresh_spans = [split_sentences(text) for text in fresh_texts]
         counts = np.zeros(len(sources), dtype=np.int64)
-        kept = sources >= 0
         counts[kept] = np.diff(self.offsets)[sources[kept]]
-        counts[fresh_rows] = [len(spans) for spans in fresh_spans]
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        total = int(offsets[-1])
+        counts[~kept] = [len(found) for found in fresh_spans]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        total = int(counts.sum())
         spans = np.zeros((total, 2), dtype=np.int32)
-        codes = np.zeros((total, dimension or self.codes.shape[1]), dtype=np.int8)
+        codes = np.zeros((total, width), dtype=np.int8)
         scales = np.zeros(total, dtype=np.float32)
-        # Not NumPy's "S16": it drops trailing zero bytes, and a hash may end in one.
-        hashes = np.zeros((len(sources), 16), dtype=np.uint8)
-        # Kept passages: one gather of all their sentences (old and new positions, sentence by sentence).
         old_positions = _positions(self.offsets[sources[kept]], counts[kept])
-        new_positions = _positions(offsets[:-1][kept], counts[kept])
         if len(old_positions):
+            new_positions = _positions(starts[kept], counts[kept])
             spans[new_positions] = self.spans[old_positions]
             codes[new_positions] = self.codes[old_positions]
             scales[new_positions] = self.scales[old_positions]
-        hashes[kept] = self.text_hashes[sources[kept]]
-        if len(fresh_rows):
-            hashes[fresh_rows] = np.frombuffer(
-                b"".join(passage_text_hash(text) for text in fresh_texts), dtype=np.uint8
-            ).reshape(-1, 16)
-        fresh_positions = _positions(offsets[:-1][fresh_rows], counts[fresh_rows])
+        fresh_positions = _positions(starts[~kept], counts[~kept])
         if len(fresh_positions):
-            spans[fresh_positions] = np.array([span for row in fresh_spans for span in row], dtype=np.int32)
-        sentences = [text[s:e] for text, row in zip(fresh_texts, fresh_spans, strict=True) for s, e in row]
-        for start in range(0, len(sentences), EMBED_CHUNK):
-            chunk = fresh_positions[start : start + EMBED_CHUNK]
-            codes[chunk], scales[chunk] = quantize(embed(sentences[start : start + EMBED_CHUNK]))
-        return SentenceVectors(offsets, spans, codes, scales, hashes)
+            spans[fresh_positions] = np.array([span for found in fresh_spans for span in found], dtype=np.int32)
+        sentences = [text[s:e] for text, found in zip(fresh_texts, fresh_spans, strict=True) for s, e in found]
+        for first in range(0, len(sentences), EMBED_CHUNK):
+            chunk = fresh_positions[first : first + EMBED_CHUNK]
+            codes[chunk], scales[chunk] = quantize(embed(sentences[first : first + EMBED_CHUNK]))
+        return _Block(counts, spans, codes, scales)
 
     def sources_for(self, texts: Sequence[str]) -> np.ndarray:
         """For each passage text, a row of this table holding the same text, else -1."""
@@ -172,8 +217,15 @@ class SentenceVectors:
             "dimension": int(self.codes.shape[1]),
         }
         (directory / HEADER_FILE).write_text(json.dumps(header) + "\n", encoding="utf-8")
-        for name in ("offsets", "spans", "codes", "scales", "text_hashes"):
+        for name in ("offsets", "spans", "scales", "text_hashes"):
             np.save(directory / f"{name}.npy", getattr(self, name), allow_pickle=False)
+        with (directory / "codes.npy").open("wb") as target:
+            if self._scratch is None:
+                np.save(target, np.asarray(self.codes), allow_pickle=False)
+            else:  # copied file to file: the codes are never read into memory
+                np.lib.format.write_array_header_1_0(target, np.lib.format.header_data_from_array_1_0(self.codes))
+                self._scratch.seek(0)
+                shutil.copyfileobj(self._scratch, target, COPY_BUFFER)
 
     @classmethod
     def load(cls, directory: Path) -> SentenceVectors:
@@ -199,6 +251,24 @@ class SentenceVectors:
         if not shapes_agree:
             raise ValueError(f"sentence vector files disagree with their header ({passages} passages, {sentences})")
         return table
+
+
+@dataclass(frozen=True)
+class _Block:
+    """The sentences of some consecutive rows: how many each row has, and their spans, codes and scales."""
+
+    counts: np.ndarray
+    spans: np.ndarray
+    codes: np.ndarray
+    scales: np.ndarray
+
+
+def _scratch_codes(scratch: IO[bytes], sentences: int, width: int) -> np.ndarray:
+    """The codes written to ``scratch``, mapped read-only: they stay on disk, out of the process's memory."""
+    scratch.flush()
+    if sentences == 0 or width == 0:
+        return np.zeros((sentences, width), dtype=np.int8)
+    return np.memmap(scratch, dtype=np.int8, mode="r", shape=(sentences, width))
 
 
 def _positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
