@@ -222,42 +222,34 @@ class LocalIndex:
         """
         self.check_model(encoder.name)
         old = self._keys()
-        texts = [embedding_text(p, settings) for p in passages]
-        hashes = [text_hash(text) for text in texts]
+        hashes = [text_hash(embedding_text(p, settings)) for p in passages]
         slots = self._reusable_slots(old.embedded, hashes)
         fresh = np.flatnonzero(slots < 0)
         fresh_vectors, stats = embed_texts(
-            [texts[row] for row in fresh],
+            [embedding_text(passages[row], settings) for row in fresh],
             encoder,
             known=self._stored_vectors(old.embedded, {hashes[row] for row in fresh}),
             cache=cache,
             progress=progress,
         )
         stats = dataclasses.replace(stats, reused=stats.reused + len(set(hashes)) - len({hashes[r] for r in fresh}))
+        # Sentences first, while the passages' fresh vectors can serve one-sentence passages; then
+        # the vectors go into FAISS and are let go before BM25 is built: the three never peak at once.
+        dimension = fresh_vectors.shape[1] if len(fresh) else self._vectors.dimension
+        just_embedded = dict(zip((hashes[row] for row in fresh), fresh_vectors, strict=True))
+        sentences, sentences_embedded = self._updated_sentences(
+            passages, encoder=encoder, cache=cache, known=just_embedded, dimension=dimension
+        )
+        del just_embedded
         vectors = self._vectors.updated(slots, fresh, fresh_vectors)
+        del fresh_vectors
         lexical_texts = [lexical_text(p, settings) for p in passages]
         lexical_sources = _sources(old.lexical, [text_hash(text) for text in lexical_texts])
         lexical = self._lexical.updated(
             lexical_sources, [lexical_texts[row] for row in np.flatnonzero(lexical_sources < 0)]
         )
-        passage_texts = [p.text for p in passages]
-        sentence_sources = self._sentences.sources_for(passage_texts)
-        embedded_sentences: list[int] = []
-        # A one-sentence passage is its own sentence: its vector was just made.
-        just_embedded = dict(zip((hashes[row] for row in fresh), fresh_vectors, strict=True))
-
-        def embed_sentences(texts: list[str]) -> np.ndarray:
-            vectors, sentence_stats = embed_texts(texts, encoder, known=just_embedded, cache=cache, progress=False)
-            embedded_sentences.append(sentence_stats.embedded)
-            return vectors
-
-        sentences = self._sentences.updated(
-            sentence_sources,
-            [passage_texts[row] for row in np.flatnonzero(sentence_sources < 0)],
-            embed_sentences,
-            dimension=vectors.dimension if passages else 0,
-        )
-        stats = dataclasses.replace(stats, sentences_embedded=sum(embedded_sentences))
+        del lexical_texts
+        stats = dataclasses.replace(stats, sentences_embedded=sentences_embedded)
         manifest = dataclasses.replace(
             self.manifest,
             dimension=vectors.dimension if passages else 0,
@@ -278,6 +270,28 @@ class LocalIndex:
         )
         index.embed_stats = stats
         return index
+
+    def _updated_sentences(
+        self,
+        passages: list[Passage],
+        *,
+        encoder: Encoder,
+        cache: EmbeddingCache | None,
+        known: dict[str, np.ndarray],
+        dimension: int,
+    ) -> tuple[SentenceVectors, int]:
+        """The sentence vectors of ``passages``, copying those of texts this index holds; and how many were embedded."""
+        texts = [p.text for p in passages]
+        sources = self._sentences.sources_for(texts)
+        embedded: list[int] = []
+
+        def embed_sentences(sentences: list[str]) -> np.ndarray:
+            vectors, stats = embed_texts(sentences, encoder, known=known, cache=cache, progress=False)
+            embedded.append(stats.embedded)
+            return vectors
+
+        fresh_texts = [texts[row] for row in np.flatnonzero(sources < 0)]
+        return self._sentences.updated(sources, fresh_texts, embed_sentences, dimension=dimension), sum(embedded)
 
     def _keys(self) -> _PassageKeys:
         """The hashes of each stored passage's embedded and BM25 texts: what an update may reuse."""

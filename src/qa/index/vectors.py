@@ -213,6 +213,8 @@ class VectorIndex:
             _tune_for_queries(index)
             return VectorIndex(index, slots)
         kept = np.flatnonzero(slots >= 0)
+        if not len(kept) and np.array_equal(fresh, np.arange(len(slots))):
+            return VectorIndex.build(fresh_vectors)  # every row new and in order: no second copy of a million
         dimension = fresh_vectors.shape[1] if len(fresh) else self._index.d
         matrix = np.zeros((len(slots), dimension), dtype=np.float32)
         if len(kept):
