@@ -80,7 +80,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--model", help="sentence-transformers model name or folder (default: the index's, else all-MiniLM-L6-v2)"
     )
     parser.add_argument(
-        "--backend", choices=BACKENDS, help="how the encoder runs (default: $QA_BACKEND, else openvino-bf16)"
+        "--backend", choices=BACKENDS, help="how the encoder runs (default: $QA_BACKEND, else openvino-bf16-streams)"
     )
     parser.add_argument(
         "--reader",

@@ -1,9 +1,9 @@
 """Encoder backends on SciFact: passages/s, one-query latency, agreement with torch fp32, nDCG@10.
 
     .venv/bin/python benchmarks/encoder.py [../shared/benchmarks/scifact] [--passages 1000] [--rounds 3]
-                                           [--quality] [--int8] [--threads N]
+                                           [--quality] [--int8] [--ablation] [--threads N]
 
-Every backend of ``qa.embed.encoder`` (torch, openvino-fp32, openvino-bf16) embeds the first
+Every backend of ``qa.embed.encoder`` (torch, openvino-fp32, openvino-bf16, openvino-bf16-streams) embeds the first
 ``--passages`` abstracts (title + " " + text, as ``qa eval --beir`` indexes them) in calls of
 ``qa.index.embeddings.EMBED_BATCH_SIZE`` texts, as ``qa index`` makes them, after a warm-up. The backends
 take turns for ``--rounds`` rounds and each keeps its best round, so that a burst of load from
@@ -17,7 +17,12 @@ scores exact dot-product retrieval with ``qa.evaluation.metrics`` (nDCG@10 of th
 with dynamic int8 quantization (fused graph, per-channel weights; needs ``onnxruntime`` and
 ``onnx``) and OpenVINO with NNCF's static int8 quantization calibrated on 300 abstracts from
 the end of the corpus (needs ``nncf``); both run the same tokenizer and pooling as the
-OpenVINO backends. ``pip install -e '.[encoder-bench]'`` installs them.
+OpenVINO backends. ``pip install -e '.[encoder-bench]'`` installs them. The NNCF model also
+runs as ``openvino-int8-streams``, the way ``openvino-bf16-streams`` runs its model (batches of 8
+on two streams, fixed shapes), bf16 for what is not int8.
+
+``--ablation`` adds ``openvino-bf16-streams`` without its fixed shapes (every batch on the
+dynamic model), to tell the gain of the streams and small batches from that of fixed shapes.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from qa.cpus import usable_cpus  # noqa: E402
 from qa.embed.encoder import (  # noqa: E402
     OPENVINO_BF16,
     OPENVINO_FP32,
+    OPENVINO_STREAMS,
     TORCH,
     SentenceTransformerEncoder,
 )
@@ -50,6 +56,7 @@ from qa.embed.openvino import (  # noqa: E402
     OPENVINO_XML,
     ExportedModel,
     ExportManifest,
+    StreamedRunner,
     export_is_current,
     export_openvino,
     source_fingerprint,
@@ -63,6 +70,7 @@ DEFAULT_DATASET = REPO.parent / "shared" / "benchmarks" / "scifact"
 LATENCY_QUERIES = 50
 CALIBRATION_TEXTS = 300
 RUN_DEPTH = 100
+INT8_XML = "int8_model.xml"
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -86,6 +94,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
     parser.add_argument("--quality", action="store_true", help="also nDCG@10 of dense retrieval on the split")
     parser.add_argument("--int8", action="store_true", help="also ONNX Runtime and OpenVINO int8 candidates")
+    parser.add_argument("--ablation", action="store_true", help="also openvino-bf16-streams without fixed shapes")
     args = parser.parse_args()
 
     dataset = load_beir(args.dataset, split=args.split)
@@ -97,7 +106,10 @@ def main() -> None:
     )
 
     with tempfile.TemporaryDirectory(prefix="qa-encoder-bench-") as scratch:
-        candidates = [load_backend(backend, args.threads) for backend in (TORCH, OPENVINO_FP32, OPENVINO_BF16)]
+        backends = (TORCH, OPENVINO_FP32, OPENVINO_BF16, OPENVINO_STREAMS)
+        candidates = [load_backend(backend, args.threads) for backend in backends]
+        if args.ablation:
+            candidates.append(streams_without_fixed_shapes(args.threads or usable_cpus()))
         if args.int8:
             candidates += int8_candidates(Path(scratch), documents[-CALIBRATION_TEXTS:], args.threads or usable_cpus())
         for candidate in candidates:
@@ -128,12 +140,27 @@ def load_backend(backend: str, threads: int | None) -> Candidate:
     return Candidate(backend, encoder.encode, seconds, "; ".join(notes))
 
 
+def streams_without_fixed_shapes(threads: int) -> Candidate:
+    """``openvino-bf16-streams`` with every batch on the dynamic model."""
+    folder = export_dir(DEFAULT_MODEL)
+    start = time.perf_counter()
+    runner = StreamedRunner(folder / OPENVINO_XML, precision="bf16", threads=threads, fixed_shapes=False)
+    model = ExportedModel(folder, None, runner=runner)
+    model.encode(["warm up"])
+    seconds = time.perf_counter() - start
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return model.encode(texts)
+
+    return Candidate("openvino-bf16-streams-dynamic", embed, seconds, "ablation: no fixed shapes")
+
+
 def int8_candidates(folder: Path, calibration: list[str], threads: int) -> list[Candidate]:
     """ONNX Runtime and OpenVINO int8 versions of the default model, made in ``folder``."""
     source = Path(resolve_model_location(DEFAULT_MODEL))
     export_openvino(source, folder, fingerprint="benchmark", keep_onnx=True)
     candidates = []
-    for make in (onnx_int8, openvino_int8):
+    for make in (onnx_int8, openvino_int8, openvino_int8_streams):
         start = time.perf_counter()
         try:
             model = make(folder, calibration, threads)
@@ -147,7 +174,8 @@ def int8_candidates(folder: Path, calibration: list[str], threads: int) -> list[
         def embed(texts: list[str], model: ExportedModel = model) -> np.ndarray:
             return model.encode(texts, batch_size=EMBED_BATCH_SIZE)
 
-        candidates.append(Candidate(name, embed, seconds, "not shipped; load includes quantization"))
+        note = "not shipped; load includes quantization" if make is not openvino_int8_streams else "not shipped"
+        candidates.append(Candidate(name, embed, seconds, note))
     return candidates
 
 
@@ -205,6 +233,7 @@ def openvino_int8(folder: Path, calibration: list[str], threads: int) -> Exporte
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(samples),
     )
+    ov.save_model(quantized, str(folder / INT8_XML), compress_to_fp16=False)
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
     compiled = core.compile_model(quantized, "CPU", config)
 
@@ -212,6 +241,15 @@ def openvino_int8(folder: Path, calibration: list[str], threads: int) -> Exporte
         return np.asarray(compiled.create_infer_request().infer(feeds)[0])
 
     return ExportedModel(folder, infer)
+
+
+def openvino_int8_streams(folder: Path, calibration: list[str], threads: int) -> ExportedModel:
+    """The model of ``openvino_int8`` (already made in ``folder``), run as ``openvino-bf16-streams`` runs its own."""
+    if not (folder / INT8_XML).is_file():
+        raise ImportError("openvino_int8 made no model")
+    max_width = ExportManifest.read(folder).max_length
+    runner = StreamedRunner(folder / INT8_XML, precision="bf16", threads=threads, max_width=max_width)
+    return ExportedModel(folder, None, runner=runner)
 
 
 def timed_embedding(embed: Embed, texts: list[str]) -> tuple[float, np.ndarray]:

@@ -35,7 +35,7 @@ DEFAULT_INDEX = Path("index")
 MODEL_HELP = (
     "sentence-transformers model name or folder (default: $QA_MODEL, else the index's model, else all-MiniLM-L6-v2)"
 )
-BACKEND_HELP = "how the encoder runs (default: $QA_BACKEND, else openvino-bf16)"
+BACKEND_HELP = "how the encoder runs (default: $QA_BACKEND, else openvino-bf16-streams)"
 
 
 def _say(text: str) -> None:

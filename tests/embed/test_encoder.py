@@ -22,11 +22,13 @@ from qa.embed.encoder import (
     DEFAULT_BACKEND,
     OPENVINO_BF16,
     OPENVINO_FP32,
+    OPENVINO_STREAMS,
     TORCH,
     BackendFallbackWarning,
     SentenceTransformerEncoder,
 )
 from qa.embed.models import DEFAULT_MODEL, MODEL_CACHE_ENV_VAR, export_dir, resolve_model_location
+from qa.embed.openvino import OPENVINO_XML, STREAM_BATCH, ExportedModel, StreamedRunner
 from qa.errors import QAError
 from qa.index.local import LocalIndex
 
@@ -247,13 +249,14 @@ def test_second_load_reuses_the_export(exported: Path, monkeypatch: pytest.Monke
         raise AssertionError("exported again")
 
     monkeypatch.setattr("qa.embed.openvino.export_openvino", must_not_export)
-    encoder = SentenceTransformerEncoder(backend=OPENVINO_BF16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", BackendFallbackWarning)
-        vectors = encoder.encode(SENTENCES)
-    assert encoder.active_backend == OPENVINO_BF16
-    assert vectors.shape == (len(SENTENCES), 384)
-    assert vectors.dtype == np.float32
+    for backend in (OPENVINO_BF16, OPENVINO_STREAMS):  # one export serves both
+        encoder = SentenceTransformerEncoder(backend=backend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", BackendFallbackWarning)
+            vectors = encoder.encode(SENTENCES)
+        assert encoder.active_backend == backend
+        assert vectors.shape == (len(SENTENCES), 384)
+        assert vectors.dtype == np.float32
     assert (exported / "qa-export.json").stat().st_mtime_ns == made
     assert sorted(p.name for p in exported.parent.iterdir()) == [exported.name]  # no leftover scratch folder
     assert not any(Path(exported).resolve().is_relative_to(Path(p)) for p in site.getsitepackages())
@@ -295,6 +298,91 @@ def test_threads_share_the_openvino_model_safely(exported: Path) -> None:
 
     rng = np.random.default_rng(0)
     threads = [threading.Thread(target=encode_all, args=(list(rng.permutation(len(batches))),)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures[:2]
+
+
+# ---------------------------------------------------------------- openvino-bf16-streams
+
+# Texts of many lengths: more than one full batch of STREAM_BATCH, and a partial one.
+VARIED = [" ".join([sentence] * repeat) for repeat in (1, 2, 3, 5, 8, 13, 40) for sentence in SENTENCES[:3]]
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    cosines: np.ndarray = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return cosines
+
+
+@pytest.mark.slow
+def test_streamed_backend_gives_the_vectors_of_torch_and_bf16(exported: Path) -> None:
+    assert len(VARIED) > 2 * STREAM_BATCH
+    reference = SentenceTransformerEncoder(backend=TORCH).encode(VARIED)
+    bf16 = SentenceTransformerEncoder(backend=OPENVINO_BF16).encode(VARIED)
+    encoder = SentenceTransformerEncoder(backend=OPENVINO_STREAMS, threads=2)  # two streams, two batches in flight
+    vectors = encoder.encode(VARIED)
+    assert encoder.active_backend == OPENVINO_STREAMS
+    assert vectors.shape == reference.shape
+    # Measured on SciFact (benchmarks/encoder.py): mean 0.99998, least 0.99997, as openvino-bf16.
+    assert _cosines(vectors, reference).min() > 0.9995
+    assert _cosines(vectors, bf16).min() > 0.9999
+    # Padding to a fixed width, batches of 8 and one text alone: the same vectors.
+    alone = np.concatenate([encoder.encode([text]) for text in VARIED])
+    assert np.allclose(alone, vectors, atol=2e-3)
+    assert encoder.encode([]).shape == (0, 384)
+
+
+@pytest.mark.slow
+def test_streamed_runner_compiles_each_fixed_shape_once(exported: Path) -> None:
+    runner = StreamedRunner(exported / OPENVINO_XML, precision="bf16", threads=2)
+    model = ExportedModel(exported, None, runner=runner)
+    assert runner.width(STREAM_BATCH, 70) == 128  # a full batch: the next multiple of 64 tokens
+    assert runner.width(STREAM_BATCH, 256) == 256
+    assert runner.width(STREAM_BATCH - 1, 70) == 70  # a partial batch: the dynamic model, no padding
+    first = model.encode(VARIED)
+    shapes = runner.fixed_shapes
+    assert shapes and all(rows == STREAM_BATCH for rows, _ in shapes)
+    assert np.array_equal(model.encode(VARIED), first)  # the same shapes again: nothing compiled, same vectors
+    assert runner.fixed_shapes == shapes
+
+    dynamic = StreamedRunner(exported / OPENVINO_XML, precision="bf16", threads=2, fixed_shapes=False)
+    assert dynamic.width(STREAM_BATCH, 70) == 70
+    assert np.allclose(ExportedModel(exported, None, runner=dynamic).encode(VARIED), first, atol=2e-3)
+    assert dynamic.fixed_shapes == []
+
+
+@pytest.mark.slow
+def test_streamed_runner_survives_a_caller_that_stops_early(exported: Path) -> None:
+    runner = StreamedRunner(exported / OPENVINO_XML, precision="bf16", threads=2)
+    ids = np.full((STREAM_BATCH, 16), 1000, dtype=np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    outputs = runner.run(iter([feeds] * 5))
+    first = next(outputs)
+    outputs.close()  # two batches still in flight: waited for, their requests kept
+    again = list(runner.run(iter([feeds] * 3)))
+    assert len(again) == 3
+    assert all(np.array_equal(output, first) for output in again)
+
+
+@pytest.mark.slow
+def test_threads_share_the_streamed_model_safely(exported: Path) -> None:
+    encoder = SentenceTransformerEncoder(backend=OPENVINO_STREAMS, threads=2)
+    texts = [f"{sentence} ({number})" for number in range(12) for sentence in VARIED[:6]]
+    batches = [texts[start : start + 1 + start % 19] for start in range(0, len(texts), 3)]  # partial and full batches
+    expected = [encoder.encode(batch) for batch in batches]
+    failures: list[BaseException] = []
+
+    def encode_all(order: list[int]) -> None:
+        try:
+            for i in order:
+                assert np.array_equal(encoder.encode(batches[i]), expected[i]), batches[i]
+        except BaseException as error:  # reported by the assertion below
+            failures.append(error)
+
+    rng = np.random.default_rng(0)
+    threads = [threading.Thread(target=encode_all, args=(list(rng.permutation(len(batches))),)) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -34,7 +34,7 @@ from qa.search.modes import Mode
 # their pace during rebuilds (benchmarks/load.py --rebuild; README, "Many users at once").
 REBUILD_BATCH = 8
 QUESTION_PRIORITY_SECONDS = 0.1
-# Passages a rebuild embeds per second with the bundled model (openvino-bf16) in batches of
+# Passages a rebuild embeds per second with the bundled model (openvino-bf16, before the streams default) in batches of
 # REBUILD_BATCH: 84/s measured on this machine (2 cores) over the bundled corpus's passages,
 # 76/s in batches of 32. Says how long a rebuild takes (the Corpus tab asks before a long one).
 REBUILD_PASSAGES_PER_SECOND = 80.0
