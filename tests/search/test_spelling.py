@@ -21,6 +21,7 @@ from qa.search.spelling import (
     corrections,
     dictionary,
     question_corrections,
+    ready_vocabulary,
     store_vocabulary,
     suggested_question,
 )
@@ -173,3 +174,16 @@ def test_the_models_word_pieces_tell_words_from_typos() -> None:
     assert is_word("whole") and is_word("Bread")
     assert not is_word("retrun") and not is_word("defecters")
     assert dictionary(FakeEncoder()) is None  # no tokenizer: every close word is corrected
+
+
+def test_a_large_index_corrects_only_once_its_vocabulary_was_read(
+    encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qa.search.spelling.SPELLING_WAIT_LIMIT", 2)  # this index counts as large
+    index = build(encoder)
+    question = "What did Kim Yojong order?"
+    assert ready_vocabulary(index) is None  # a question does not read every passage of a large index
+    assert ask(index, question, encoder=encoder, abstention=NAMES).suggestion == ""
+    store_vocabulary(index)  # as the app does in the background
+    assert ready_vocabulary(index) is store_vocabulary(index)
+    assert ask(index, question, encoder=encoder, abstention=NAMES).suggestion == "What did Kim Yo Jong order?"

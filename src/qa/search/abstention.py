@@ -13,7 +13,7 @@ from qa.index.lexical import tokenize
 from qa.index.store import PassageStore
 from qa.records import Hit
 from qa.search.evidence import evidence_score
-from qa.search.spelling import store_vocabulary
+from qa.search.spelling import ready_vocabulary
 
 NOT_IN_CORPUS = "These articles do not answer that question. The nearest passages are listed below."
 EMPTY_INDEX = "The index holds no articles yet: add some, then ask again."
@@ -125,8 +125,9 @@ def unknown_names(store: PassageStore, question: str) -> list[str]:
         tokens = [token for tokens in tokenize([word]) for token in tokens]
         if store.known_terms(tokens) == frozenset(tokens):
             continue
-        vocabulary = store_vocabulary(store)
-        if word in vocabulary or vocabulary.closest(word) is not None:
+        # A large index's spelling may not be read yet (``ready_vocabulary``): then only BM25's words count.
+        vocabulary = ready_vocabulary(store)
+        if vocabulary is not None and (word in vocabulary or vocabulary.closest(word) is not None):
             continue
         unknown.append(word)
     return unknown

@@ -101,6 +101,8 @@ def build_vocabulary(texts: Iterable[str]) -> Vocabulary:
     return Vocabulary(counts, spelled)
 
 
+# Up to this many passages a question reads the vocabulary itself (a few seconds, once per index).
+SPELLING_WAIT_LIMIT = 20_000
 _CACHE: weakref.WeakKeyDictionary[object, Vocabulary] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 
@@ -119,6 +121,20 @@ def store_vocabulary(store: PassageStore) -> Vocabulary:
     with _CACHE_LOCK:
         _CACHE[store] = vocabulary
     return vocabulary
+
+
+def ready_vocabulary(store: PassageStore) -> Vocabulary | None:
+    """The store's vocabulary if it is read already or quick to read (``SPELLING_WAIT_LIMIT``), else None.
+
+    Reading it means reading every passage: seconds at 20,000 passages, minutes at a million.
+    A question never waits that long: above the limit, words are corrected once something
+    else has read it (the app does, in the background, as it starts).
+    """
+    with _CACHE_LOCK:
+        found = _CACHE.get(store)
+    if found is not None or store.summary().passages > SPELLING_WAIT_LIMIT:
+        return found
+    return store_vocabulary(store)
 
 
 @dataclass(frozen=True)
@@ -162,8 +178,11 @@ def question_corrections(
     knows as a word of the language ("whole", which the corpus lacks but
     "while" is one edit from) is left as written.
     """
+    vocabulary = ready_vocabulary(store)
+    if vocabulary is None:
+        return []
     found = []
-    for correction in corrections(question, store_vocabulary(store)):
+    for correction in corrections(question, vocabulary):
         written = question[correction.start : correction.end]
         tokens = tokenize([written])[0]
         if not tokens or store.known_terms(tokens) == frozenset(tokens):

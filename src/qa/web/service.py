@@ -26,6 +26,7 @@ from qa.records import Document, SearchResult
 from qa.search.ask import ask
 from qa.search.evidence import SentenceMemory
 from qa.search.modes import Mode
+from qa.search.spelling import SPELLING_WAIT_LIMIT, store_vocabulary
 
 # While questions are answered, a rebuild embeds this many passages per encoder call, each
 # call after a pause in questions (or after QUESTION_PRIORITY_SECONDS of waiting for one).
@@ -146,6 +147,8 @@ class AnswerService:
             fresh = open_index(self.index_dir)
             self._index = fresh  # one assignment: questions in flight keep the old index
             self.report = report
+            if report.passages > SPELLING_WAIT_LIMIT:  # minutes to read: in the background, not on a question
+                threading.Thread(target=store_vocabulary, args=(fresh,), name="spelling", daemon=True).start()
             return report
         finally:
             self._rebuild_lock.release()
