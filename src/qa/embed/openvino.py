@@ -404,7 +404,8 @@ class StreamedRunner:
     next multiple of ``width_step`` tokens runs a model compiled for that fixed shape (made
     on first use, about 0.3 s each), which is faster than the dynamic one
     (``benchmarks/encoder.py``). Other batches (the last of a call, a query) run the dynamic
-    model. Safe across threads: every call takes idle requests of its own.
+    model, compiled for latency (one stream on every thread), as a question needs. Safe across
+    threads: every call takes idle requests of its own.
     """
 
     def __init__(
@@ -430,7 +431,10 @@ class StreamedRunner:
             "INFERENCE_NUM_THREADS": threads,
         }
         self._model = core.read_model(str(model_file))
-        self._compiled: dict[int | None, Any] = {None: core.compile_model(self._model, "CPU", self._config)}
+        # The dynamic model runs what is not a full batch: above all a question, one text that
+        # should have every thread (one stream) rather than one of the streams' threads.
+        latency = {**self._config, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        self._compiled: dict[int | None, Any] = {None: core.compile_model(self._model, "CPU", latency)}
         self._idle: dict[int | None, queue.SimpleQueue[Any]] = {None: queue.SimpleQueue()}
         self._lock = threading.Lock()
 

@@ -56,6 +56,9 @@ IMPACT_BLOCK = 4_000_000
 # Pruning keeps every row whose upper bound comes within this fraction of the threshold,
 # far more than float32 rounding of the final scores (6e-8) and float64 error in the bounds.
 SLACK = 1e-6
+# Up to this many rows every row is scored and the best picked: one pass over the query's postings
+# and one partition of the scores cost less than MaxScore's bookkeeping (benchmarks/bm25_topk.py).
+EXHAUSTIVE_ROWS = 200_000
 # Postings of the rarest query words summed to find rows good enough to set the first threshold.
 SEED_POSTINGS = 20_000
 # Of those rows, this many times the depth asked for are scored exactly: a threshold nearer the
@@ -242,8 +245,9 @@ class LexicalIndex:
     def top(self, query: str, *, depth: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The ``depth`` best rows for ``query`` (among ``allowed`` ones) and their scores, best first.
 
-        Exactly the rows ``top_rows(self.scores(query), depth, allowed)`` gives, ties going
-        to the earlier row, but only rows that may reach the top are scored (MaxScore):
+        Exactly the rows ``top_rows(self.scores(query), depth, allowed)`` gives (which is how
+        an index of up to ``EXHAUSTIVE_ROWS`` finds them), ties going to the earlier row; a
+        larger index scores only rows that may reach the top (MaxScore):
         a few promising rows give a score ``depth`` rows reach, and the query's commonest
         tokens, whose bounds together stay below it, only ever add to rows found through
         the others.
@@ -252,6 +256,8 @@ class LexicalIndex:
         depth = min(depth, self.size if allowed is None else int(np.count_nonzero(allowed)))
         if depth <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if self.size <= EXHAUSTIVE_ROWS:
+            return top_rows(self.scores(query), depth, allowed)
         candidates = self._candidates(terms, self._threshold(terms, depth, allowed), allowed, depth)
         scores = self._scores_at(terms, candidates)
         best, best_scores = top_rows(scores, depth)
