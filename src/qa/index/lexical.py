@@ -39,6 +39,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from qa.index.postings import (
+    Postings,
+    assemble,
+    concatenated,
+    first_copies,
+    merge_postings,
+    no_postings,
+)
+
 # Robertson/Lucene defaults; SciFact's train split measured no better setting worth the change.
 DEFAULT_K1 = 1.5
 DEFAULT_B = 0.75
@@ -95,14 +104,6 @@ def query_tokens(query: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-class Postings(NamedTuple):
-    """(token, row, frequency) triples, sorted by token then row; tokens are ids of some vocabulary."""
-
-    tokens: np.ndarray
-    rows: np.ndarray
-    frequencies: np.ndarray
-
-
 class _Term(NamedTuple):
     """One distinct query token as this index scores it."""
 
@@ -132,7 +133,7 @@ class LexicalIndex:
         self.b = b
         self._vocabulary = vocabulary
         self._ids = {token: token_id for token_id, token in enumerate(vocabulary)}
-        self._offsets = offsets
+        self.offsets_of = offsets
         self._rows = rows
         self._frequencies = frequencies
         self._lengths = lengths
@@ -153,7 +154,7 @@ class LexicalIndex:
             chunks.append(postings)
             lengths.append(chunk_lengths)
         tokens, offsets, rows, frequencies = assemble(chunks, vocabulary)
-        return cls(tokens, offsets, rows, frequencies, _concatenate(lengths, np.int32), k1=k1, b=b)
+        return cls(tokens, offsets, rows, frequencies, concatenated(lengths, np.int32), k1=k1, b=b)
 
     def updated(self, sources: np.ndarray, fresh_texts: Sequence[str]) -> LexicalIndex:
         """A new index whose row i holds old row ``sources[i]``, or where that is -1 the next of ``fresh_texts``.
@@ -174,7 +175,7 @@ class LexicalIndex:
         lengths[fresh_rows] = fresh._lengths
         kept = np.flatnonzero(sources >= 0)
         lengths[kept] = self._lengths[sources[kept]]
-        new_of_old, copied_from, copied_to = _first_copies(sources, self.size)
+        new_of_old, copied_from, copied_to = first_copies(sources, self.size)
         kept_counts, rows, frequencies = self._moved_postings(new_of_old)
         vocabulary = sorted(set(itertools.compress(self._vocabulary, kept_counts.tolist())) | set(fresh._vocabulary))
         ids = {token: token_id for token_id, token in enumerate(vocabulary)}
@@ -198,13 +199,13 @@ class LexicalIndex:
         keep = new_rows >= 0
         if len(self._vocabulary) == 0:
             return np.zeros(0, dtype=np.int64), new_rows[keep], self._frequencies[keep]
-        kept_counts = np.add.reduceat(keep, self._offsets[:-1], dtype=np.int64)
+        kept_counts = np.add.reduceat(keep, self.offsets_of[:-1], dtype=np.int64)
         return kept_counts, new_rows[keep], self._frequencies[keep]
 
     def _copied_postings(self, copied_from: np.ndarray, copied_to: np.ndarray, old_ids: np.ndarray) -> Postings:
         """Postings for new rows ``copied_to`` that repeat old rows ``copied_from`` (already copied once)."""
         if len(copied_from) == 0:
-            return _no_postings()
+            return no_postings()
         wanted = np.zeros(self.size, dtype=bool)
         wanted[copied_from] = True
         hits = np.flatnonzero(wanted[self._rows])
@@ -215,12 +216,12 @@ class LexicalIndex:
         times = np.searchsorted(copied_from, old_rows, side="right") - first
         each = np.repeat(np.arange(len(hits)), times)
         nth = np.arange(len(each)) - np.repeat(np.cumsum(times) - times, times)
-        tokens = np.searchsorted(self._offsets, hits, side="right") - 1
+        tokens = np.searchsorted(self.offsets_of, hits, side="right") - 1
         return Postings(old_ids[tokens[each]], copied_to[first[each] + nth], self._frequencies[hits][each])
 
     def _triples(self) -> Postings:
         """Every posting as a (token, row, frequency) triple, sorted by token then row."""
-        tokens = np.repeat(np.arange(len(self._vocabulary)), np.diff(self._offsets))
+        tokens = np.repeat(np.arange(len(self._vocabulary)), np.diff(self.offsets_of))
         return Postings(tokens, np.asarray(self._rows, dtype=np.int64), np.asarray(self._frequencies))
 
     # ------------------------------------------------------------------ scoring
@@ -278,7 +279,7 @@ class LexicalIndex:
                 counts[token_id] = counts.get(token_id, 0) + 1
         terms = []
         for token_id, times in counts.items():
-            start, end = int(self._offsets[token_id]), int(self._offsets[token_id + 1])
+            start, end = int(self.offsets_of[token_id]), int(self.offsets_of[token_id + 1])
             weight = times * idf(end - start, self.size)
             terms.append(_Term(start, end, weight, weight * float(self._max_impacts[token_id])))
         return terms
@@ -371,7 +372,7 @@ class LexicalIndex:
             keep = values + (budget - term.bound) >= floor
             all_rows.append(rows[keep])
             all_values.append(values[keep])
-        return _sums_by_row(_concatenate(all_rows, np.int64), _concatenate(all_values, np.float64))
+        return _sums_by_row(concatenated(all_rows, np.int64), concatenated(all_values, np.float64))
 
     # ------------------------------------------------------------------ contents
 
@@ -396,7 +397,7 @@ class LexicalIndex:
         }
         (directory / HEADER_FILE).write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
         (directory / VOCABULARY_FILE).write_text(json.dumps(self._vocabulary, ensure_ascii=False), encoding="utf-8")
-        arrays = (self._offsets, self._rows, self._frequencies, self._lengths, self._max_impacts)
+        arrays = (self.offsets_of, self._rows, self._frequencies, self._lengths, self._max_impacts)
         for name, array in zip(ARRAY_FILES, arrays, strict=True):
             np.save(directory / f"{name}.npy", np.asarray(array), allow_pickle=False)
 
@@ -536,119 +537,6 @@ def tokenized_postings(texts: list[str], vocabulary: dict[str, int], first_row: 
     width = max(len(ids), 1)
     keys, frequencies = np.unique(to_global[flat] * width + rows, return_counts=True)
     return Postings(keys // width, keys % width + first_row, frequencies), lengths.astype(np.int32)
-
-
-def assemble(
-    chunks: list[Postings], vocabulary: dict[str, int]
-) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """The sorted vocabulary, offsets, rows and frequencies of postings made chunk by chunk.
-
-    Each chunk is sorted by token then row and holds later rows than the one before,
-    so each token's postings of a chunk are copied after those of the chunks before:
-    a counting sort, in linear time.
-    """
-    tokens = sorted(vocabulary)
-    final_id = np.zeros(len(vocabulary), dtype=np.int64)
-    final_id[np.fromiter((vocabulary[token] for token in tokens), dtype=np.int64, count=len(tokens))] = np.arange(
-        len(tokens)
-    )
-    counts = [np.bincount(chunk.tokens, minlength=len(tokens)) for chunk in chunks]
-    totals = np.zeros(len(tokens), dtype=np.int64)
-    totals[final_id] = sum(counts, np.zeros(len(tokens), dtype=np.int64))
-    offsets = _offsets(totals)
-    rows = np.zeros(offsets[-1], dtype=np.int32)
-    largest = max((int(chunk.frequencies.max()) for chunk in chunks if len(chunk.frequencies)), default=0)
-    frequencies = np.zeros(offsets[-1], dtype=frequency_dtype(np.array([largest])))
-    cursor = offsets[:-1][final_id]  # by provisional id: where its next postings go
-    for chunk, count in zip(chunks, counts, strict=True):
-        first_in_chunk = np.cumsum(count) - count
-        destination = cursor[chunk.tokens] + np.arange(len(chunk.tokens)) - first_in_chunk[chunk.tokens]
-        rows[destination] = chunk.rows
-        frequencies[destination] = chunk.frequencies
-        cursor += count
-    return tokens, offsets, rows, frequencies
-
-
-def sort_postings(postings: Postings, rows: int) -> Postings:
-    """``postings`` sorted by token, then row."""
-    order = np.argsort(postings.tokens.astype(np.int64) * max(rows, 1) + postings.rows)
-    return Postings(postings.tokens[order], postings.rows[order], postings.frequencies[order])
-
-
-def insert_postings(
-    offsets: np.ndarray, rows: np.ndarray, frequencies: np.ndarray, extra: Postings
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Offsets, rows and frequencies with ``extra`` (sorted, on rows not yet there) merged in, each at its place."""
-    positions = np.zeros(len(extra.rows), dtype=np.int64)
-    starts = np.flatnonzero(np.diff(extra.tokens, prepend=-1)).tolist()  # where each token's run begins
-    for start, end in itertools.pairwise([*starts, len(extra.rows)]):
-        token = int(extra.tokens[start])
-        low, high = int(offsets[token]), int(offsets[token + 1])
-        positions[start:end] = low + np.searchsorted(rows[low:high], extra.rows[start:end])
-    added = np.bincount(extra.tokens, minlength=len(offsets) - 1)
-    frequencies = frequencies.astype(np.result_type(frequencies, extra.frequencies), copy=False)
-    return (
-        offsets + np.concatenate([[0], np.cumsum(added)]),
-        np.insert(rows, positions, extra.rows),
-        np.insert(frequencies, positions, extra.frequencies),
-    )
-
-
-def merge_postings(
-    counts: np.ndarray, rows: np.ndarray, frequencies: np.ndarray, added: list[Postings], *, in_order: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Offsets, rows (int32) and frequencies of kept postings (``counts`` per token) with ``added`` ones.
-
-    Kept rows that kept their order need only the added postings put in place; otherwise
-    every posting is sorted again.
-    """
-    rows_after = int(max([int(rows.max(initial=-1)), *(int(part.rows.max(initial=-1)) for part in added)])) + 1
-    extra = sort_postings(_concatenate_postings(added), rows_after)
-    if in_order:
-        offsets, rows, frequencies = insert_postings(_offsets(counts), rows, frequencies, extra)
-    else:
-        moved = Postings(np.repeat(np.arange(len(counts)), counts), rows, frequencies)
-        merged = sort_postings(_concatenate_postings([moved, extra]), rows_after)
-        offsets = _offsets(np.bincount(merged.tokens, minlength=len(counts)))
-        rows, frequencies = merged.rows, merged.frequencies
-    return offsets, rows.astype(np.int32, copy=False), frequencies.astype(frequency_dtype(frequencies), copy=False)
-
-
-def frequency_dtype(frequencies: np.ndarray) -> type[np.unsignedinteger[Any]]:
-    """The narrowest type for these term frequencies (uint16 holds any but a freak text's)."""
-    largest = int(frequencies.max()) if len(frequencies) else 0
-    return np.uint16 if largest <= np.iinfo(np.uint16).max else np.uint32
-
-
-def _first_copies(sources: np.ndarray, old_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each old row's first new row (-1 if none), and the further (old row, new row) copies."""
-    kept = np.flatnonzero(sources >= 0)
-    distinct, first = np.unique(sources[kept], return_index=True)
-    new_of_old = np.full(old_rows, -1, dtype=np.int64)
-    new_of_old[distinct] = kept[first]
-    later = np.ones(len(kept), dtype=bool)
-    later[first] = False
-    return new_of_old, sources[kept[later]], kept[later]
-
-
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(counts, dtype=np.int64)])
-
-
-def _concatenate(arrays: list[np.ndarray], dtype: type[np.generic]) -> np.ndarray:
-    return np.concatenate([np.zeros(0, dtype=dtype), *arrays]).astype(dtype, copy=False)
-
-
-def _no_postings() -> Postings:
-    return Postings(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint16))
-
-
-def _concatenate_postings(parts: list[Postings]) -> Postings:
-    return Postings(
-        _concatenate([part.tokens for part in parts], np.int64),
-        _concatenate([part.rows for part in parts], np.int64),
-        np.concatenate([part.frequencies for part in parts]),
-    )
 
 
 def top_rows(scores: np.ndarray, depth: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
