@@ -171,6 +171,8 @@ class LexicalIndex:
                 f"or a source row is not below {self.size}"
             )
         fresh = LexicalIndex.build(fresh_texts, k1=self.k1, b=self.b)
+        if len(fresh_rows) == len(sources):  # nothing kept (a first build): the merge would only copy it
+            return fresh
         lengths = np.empty(len(sources), dtype=np.int32)
         lengths[fresh_rows] = fresh._lengths
         kept = np.flatnonzero(sources >= 0)
