@@ -65,6 +65,7 @@ from typing import IO, Any
 import bench
 import numpy as np
 from bench import QUERY_RUNS, folder_size_mb, peak_memory_mb, percentile_ms, scifact_questions
+from peer_txtai import COLUMNS as TXTAI_COLUMNS
 from peer_txtai import DEFAULT_DATASET, DEPTH, REPO, WARM_UP_QUERY, Search, System, machine, qa_commit, quality
 
 from qa.embed.encoder import SentenceTransformerEncoder, normalize
@@ -446,17 +447,7 @@ def one_shot(arguments: list[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------- report
 
 
-COLUMNS = (
-    ("system", "{}"),
-    ("ndcg@10", "{:.4f}"),
-    ("recall@10", "{:.4f}"),
-    ("mrr@10", "{:.4f}"),
-    ("index_seconds", "{:.1f}"),
-    ("docs_per_second", "{:.1f}"),
-    ("query_p50_ms", "{:.1f}"),
-    ("query_p95_ms", "{:.1f}"),
-    ("peak_memory_mb", "{:.0f}"),
-)
+COLUMNS = (*TXTAI_COLUMNS, ("peak_memory_mb", "{:.0f}"))  # peer_txtai's table, with each process's peak
 SCALE_ROWS = (
     "index_seconds",
     "table_seconds",

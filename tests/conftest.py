@@ -115,6 +115,19 @@ class FakeModelEncoder(FakeEncoder):
         return None
 
 
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """The bundled corpus indexed with the bundled model, once per test run: ``(index, encoder)``, to read only."""
+    from qa.embed.encoder import SentenceTransformerEncoder
+    from qa.index.build import index_corpus, open_index, settings_for
+
+    index_dir = tmp_path_factory.mktemp("real-index")
+    encoder = SentenceTransformerEncoder("sentence-transformers/all-MiniLM-L6-v2")
+    settings, count_tokens = settings_for(encoder)
+    index_corpus(CORPUS, index_dir, encoder=encoder, settings=settings, count_tokens=count_tokens)
+    return open_index(index_dir), encoder
+
+
 @pytest.fixture
 def encoder() -> FakeEncoder:
     return FakeEncoder()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS
 from qa.records import result_to_dict
 from qa.search.answer import POINT_PREFIX
 
@@ -15,18 +13,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def asked(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from qa.embed.encoder import SentenceTransformerEncoder
-    from qa.index.build import index_corpus, open_index, settings_for
+def asked(real_index):  # type: ignore[no-untyped-def]
     from qa.reader.model import Reader
     from qa.search.ask import ask
     from qa.search.evidence import SentenceMemory
 
-    index_dir = tmp_path_factory.mktemp("index")
-    encoder = SentenceTransformerEncoder("sentence-transformers/all-MiniLM-L6-v2")
-    settings, count_tokens = settings_for(encoder)
-    index_corpus(CORPUS, index_dir, encoder=encoder, settings=settings, count_tokens=count_tokens)
-    store = open_index(Path(index_dir))
+    store, encoder = real_index
     memory = SentenceMemory()
     reader = Reader()
 

@@ -3,7 +3,7 @@
 Every build writes a new generation of files beside the old one; only the
 manifest's rename commits it, so an interrupted build (even by SIGKILL) leaves
 the previous index whole. Nothing is pickled: JSON Lines here, and each
-component's own format (FAISS, NumPy without pickle, bm25s's arrays).
+component's own format (FAISS, NumPy without pickle, SQLite).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -22,15 +21,7 @@ from typing import Any
 from qa.errors import QAError, os_error_fix
 from qa.index.lock import forget_generation, recorded_generations
 from qa.index.manifest import MANIFEST_NAME, files_under, former_generation_files, generation_files
-from qa.records import Document, Passage
-
-# Fields every passage of a document repeats: one shared string each instead of one per passage.
-_SHARED_FIELDS = ("doc_id", "source", "title", "outlet", "author", "date", "url")
-
-
-def passage_from_json(data: dict[str, Any]) -> Passage:
-    """A passage from its JSON object, sharing one string per document for the repeated fields."""
-    return Passage(**{**data, **{name: sys.intern(data[name]) for name in _SHARED_FIELDS}})
+from qa.records import Document
 
 
 def document_to_json(document: Document) -> dict[str, Any]:
