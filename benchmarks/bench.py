@@ -75,10 +75,10 @@ def latencies(index: Any, encoder: Any, questions: list[str]) -> dict[str, float
     from qa.search.duplicates import fold_duplicates
     from qa.search.evidence import SentenceMemory
     from qa.search.query import embed_query
-    from qa.search.retrieval import candidate_hits
+    from qa.search.retrieval import ranked_hits
 
     def search(question: str) -> object:
-        hits = candidate_hits(index, embed_query(encoder, question), question, mode="hybrid", where=None)
+        hits = ranked_hits(index, embed_query(encoder, question), question, mode="hybrid", where=None)
         return fold_duplicates(hits, limit=5)
 
     sentences = SentenceMemory()  # as the app and `qa eval` keep it across questions

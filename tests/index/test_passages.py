@@ -126,3 +126,21 @@ def test_threads_share_one_table(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert not failures
+
+
+def test_rows_looked_up_by_id_agree_with_the_table_before_and_after_its_memory_is_cleared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import qa.index.passages as passages_module
+
+    monkeypatch.setattr(passages_module, "_REMEMBERED_ROWS", 5)
+    passages = made_up_passages(40)
+    table = PassageTable.build(passages)
+    truth = {passage.passage_id: row for row, passage in enumerate(passages)}
+    for rows in ([3, 1, 2], list(range(10, 30)), [39, 0]):  # the second overflows the memory, which starts over
+        ids = table.ids_at(rows)
+        assert ids == [passages[row].passage_id for row in rows]
+        some = [*ids[::-1], passages[5].passage_id]  # remembered and not
+        assert table.rows_of(some).tolist() == [truth[passage_id] for passage_id in some]
+    with pytest.raises(KeyError):
+        table.rows_of(["no such id"])

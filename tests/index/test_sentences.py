@@ -110,3 +110,16 @@ def test_rows_made_a_few_at_a_time_give_the_same_table(monkeypatch: pytest.Monke
     for table in (pieces, SentenceVectors.load(tmp_path)):
         for name in ("offsets", "spans", "codes", "scales", "text_hashes"):
             assert np.array_equal(getattr(table, name), getattr(whole, name)), name
+
+
+def test_sentences_of_rows_in_any_order_with_repeats_match_each_row_read_alone() -> None:
+    table = SentenceVectors.build(TEXTS, CountingEmbed(), dimension=256)
+    rows = [4, 0, 3, 2, 0, 1]  # an empty passage, repeats, out of order
+    together = table.of_rows(rows)
+    for row, found in zip(rows, together, strict=True):
+        start, end = int(table.offsets[row]), int(table.offsets[row + 1])
+        alone = np.asarray(table.codes[start:end], dtype=np.float32) * table.scales[start:end, None]
+        alone /= np.maximum(np.linalg.norm(alone, axis=1, keepdims=True), 1e-12)
+        assert found.spans == tuple(split_sentences(TEXTS[row]))
+        np.testing.assert_allclose(found.vectors, alone, rtol=0, atol=1e-6)
+    assert table.of_rows([]) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -184,3 +185,31 @@ def test_a_limit_bounds_how_many_hits_are_scanned() -> None:
     folded = fold_duplicates(hits, limit=3)
     assert [hit.passage.source for hit in folded] == ["0.txt", "1.txt", "2.txt"]
     assert hits.drawn <= 2 * 3 + 1  # looked at 2 * limit hits, and at most drew one more to stop
+
+
+def reference_jaccard(a: str, b: str) -> float:
+    """Jaccard similarity of the word 5-gram sets, as the words themselves (no hashing, no shortcut)."""
+
+    def grams(text: str) -> set[tuple[str, ...]]:
+        found = re.findall(r"\w+", text.lower())
+        return {tuple(found[i : i + 5]) for i in range(max(1, len(found) - 4))}
+
+    first, second = grams(a), grams(b)
+    return len(first & second) / len(first | second)
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(20, 60), st.integers(0, 12)), min_size=1, max_size=12))
+def test_folding_agrees_with_exact_jaccard_of_the_word_five_grams(layout: list[tuple[int, int, int]]) -> None:
+    # Texts of four bases, cut to assorted lengths and with a few words changed: some pairs sit near 0.8.
+    texts = []
+    for base, length, edits in layout:
+        text = words(300 + base, length)
+        for position in range(0, edits * 3, 3):
+            text[position % length] = "zebra"
+        texts.append(" ".join(text))
+    hits = hits_of([passage(text, f"s{n}.txt") for n, text in enumerate(texts)])
+    kept: list[int] = []
+    for n in range(len(texts)):
+        if not any(reference_jaccard(texts[n], texts[m]) >= 0.8 for m in kept):
+            kept.append(n)
+    assert [hit.passage.source for hit in fold_duplicates(hits)] == [f"s{n}.txt" for n in kept]

@@ -22,7 +22,14 @@ from qa.records import Document, Hit, Passage
 from qa.search.duplicates import fold_duplicates
 from qa.search.modes import Mode
 from qa.search.query import embed_query, lexical_query
-from qa.search.retrieval import candidate_hits, retrieve
+from qa.search.retrieval import (
+    CANDIDATE_DEPTH,
+    PASSAGES_AT_A_TIME,
+    bm25_meanwhile,
+    candidate_hits,
+    ranked_hits,
+    retrieve,
+)
 
 # ---------------------------------------------------------------- retrieval over a small index
 
@@ -455,3 +462,80 @@ def test_hybrid_search_embeds_only_the_question_and_takes_evidence_from_stored_s
         assert hit.evidence.score == pytest.approx(float(exact.max()), abs=0.01)
         best = sentences[int(np.argmax(exact))]
         assert best in hit.evidence.text or np.sort(exact)[-2] > exact.max() - 0.02  # int8 may swap a near tie
+
+
+class CountingStore:
+    """A store that passes every call to ``index`` and records the ids of the passages fetched."""
+
+    def __init__(self, index: LocalIndex) -> None:
+        self.index = index
+        self.fetched: list[str] = []
+        self.model = index.model
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.index, name)
+
+    def passages_by_id(self, ids: Sequence[str]) -> list[Passage]:
+        self.fetched.extend(ids)
+        return self.index.passages_by_id(ids)
+
+
+def test_ranked_hits_fetch_passages_only_as_far_as_they_are_drawn() -> None:
+    encoder = FakeEncoder()
+    index = build(random_documents(11, count=120), encoder)
+    question = "Why did the defector cross the river bridge?"
+    vector, text = embed_query(encoder, question), lexical_query(question)
+    every = candidate_hits(index, vector, text, mode="hybrid", where=None)
+    assert len(every) > PASSAGES_AT_A_TIME  # more candidates than one fetch
+    store = CountingStore(index)
+    folded = fold_duplicates(ranked_hits(store, vector, text, mode="hybrid", where=None), limit=5)  # type: ignore[arg-type]
+    assert folded == fold_duplicates(every, limit=5)
+    assert store.fetched == [hit.passage.passage_id for hit in every[:PASSAGES_AT_A_TIME]]
+    store.fetched.clear()
+    assert list(ranked_hits(store, vector, text, mode="hybrid", where=None)) == every  # type: ignore[arg-type]
+    assert store.fetched == [hit.passage.passage_id for hit in every]
+
+
+def test_bm25_found_in_a_second_thread_is_the_stores_own_answer() -> None:
+    encoder = FakeEncoder()
+    index = build(random_documents(12), encoder)
+    where = FILTERS[1]
+    lexical, vector = bm25_meanwhile(index, "army border", where=where, work=lambda: embed_query(encoder, "army"))
+    direct = index.bm25_candidates("army border", depth=CANDIDATE_DEPTH, where=where)
+    assert lexical.ids == direct.ids
+    np.testing.assert_array_equal(lexical.scores, direct.scores)
+    np.testing.assert_array_equal(vector, embed_query(encoder, "army"))
+    assert retrieve(index, "army border", encoder=encoder, where=where) == retrieve(
+        index, "army border", encoder=encoder, where=where, query_vector=embed_query(encoder, "army border")
+    )
+
+
+class BrokenBM25Store(CountingStore):
+    def bm25_candidates(self, text: str, *, depth: int, where: SearchFilter | None) -> Candidates:
+        raise QAError("the BM25 files are unreadable")
+
+
+def test_an_error_in_the_bm25_thread_reaches_the_caller_after_the_work_is_done() -> None:
+    encoder = FakeEncoder()
+    store = BrokenBM25Store(build(random_documents(13, count=10), encoder))
+    done: list[bool] = []
+    with pytest.raises(QAError, match="unreadable"):
+        bm25_meanwhile(store, "army", where=None, work=lambda: done.append(True))  # type: ignore[arg-type]
+    assert done == [True]
+    with pytest.raises(QAError, match="unreadable"):
+        retrieve(store, "army border", encoder=encoder)  # type: ignore[arg-type]
+
+
+def test_evidence_takes_the_stored_sentence_spans_without_splitting_passages_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoder = FakeEncoder()
+    index = build(random_documents(14), encoder)
+    expected = retrieve(index, "army border river", encoder=encoder, k=5)
+    import qa.search.evidence as evidence_module
+
+    def refuse(text: str) -> list[tuple[int, int]]:
+        raise AssertionError("a passage was split into sentences at question time")
+
+    monkeypatch.setattr(evidence_module, "split_sentences", refuse)
+    assert retrieve(index, "army border river", encoder=encoder, k=5) == expected

@@ -39,6 +39,8 @@ _COLUMNS = ", ".join(f'"{name}"' for name in _FIELDS)
 _CHUNK = 900
 # Rows read at a time when iterating over every passage.
 _PAGE = 10_000
+# Rows remembered by id: a question looks up by id the candidates it was just given as rows.
+_REMEMBERED_ROWS = 50_000
 
 
 def _fill(connection: sqlite3.Connection, passages: Iterable[Passage]) -> int:
@@ -75,6 +77,7 @@ class PassageTable(Sequence[Passage]):
         self._connection = connection
         self._size = size
         self._lock = threading.Lock()
+        self._row_of: dict[str, int] = {}
 
     @classmethod
     def open(cls, path: Path) -> PassageTable:
@@ -191,14 +194,26 @@ class PassageTable(Sequence[Passage]):
         Raises:
             KeyError: An id is not in the table.
         """
-        found = dict(self._query_chunks("SELECT passage_id, row FROM passages WHERE passage_id IN ({})", list(ids)))
+        with self._lock:
+            found = {passage_id: self._row_of[passage_id] for passage_id in ids if passage_id in self._row_of}
+        missing = [passage_id for passage_id in ids if passage_id not in found]
+        if missing:
+            found.update(self._query_chunks("SELECT passage_id, row FROM passages WHERE passage_id IN ({})", missing))
         return np.fromiter((found[passage_id] for passage_id in ids), dtype=np.int64, count=len(ids))
 
     def ids_at(self, rows: Sequence[int]) -> list[str]:
         """The ids of the passages at these rows, in the same order."""
         wanted = [int(row) for row in rows]
         found = dict(self._query_chunks("SELECT row, passage_id FROM passages WHERE row IN ({})", wanted))
-        return [found[row] for row in wanted]
+        ids = [found[row] for row in wanted]
+        self._remember_rows(zip(ids, wanted, strict=True))
+        return ids
+
+    def _remember_rows(self, pairs: Iterable[tuple[str, int]]) -> None:
+        with self._lock:
+            if len(self._row_of) > _REMEMBERED_ROWS:
+                self._row_of.clear()
+            self._row_of.update(pairs)
 
     def counts_by_document(self) -> dict[str, int]:
         """How many passages each document has."""

@@ -21,11 +21,11 @@ from qa.search.answer import asks_for_several_points, compose_answer
 from qa.search.evidence import SentenceMemory, attach_evidence, sentence_embedder
 from qa.search.filters import check_filter, nothing_matches
 from qa.search.modes import Mode, parse_mode
-from qa.search.query import embed_turns
+from qa.search.query import embed_turns, lexical_query
 from qa.search.question import EmptyQuestionError, normalize_question
 from qa.search.reading import READ_DEPTH, best_answer
 from qa.search.rerank import FOLLOW_UP_DEPTH, FOLLOW_UP_WEIGHT, rerank_follow_up
-from qa.search.retrieval import retrieve
+from qa.search.retrieval import bm25_meanwhile, retrieve
 from qa.search.spelling import dictionary, question_corrections, suggested_question
 
 
@@ -73,7 +73,13 @@ def ask(
     # the vectors: the question is asked in the corpus's spelling, and the reply says so.
     corrected = question_corrections(store, asked, is_word=dictionary(encoder))
     question = suggested_question(asked, corrected) if corrected else asked
-    query_vector, turn_vectors = embed_turns(encoder, question, history)
+    lexical = None
+    if mode == "hybrid":
+        lexical, (query_vector, turn_vectors) = bm25_meanwhile(
+            store, lexical_query(question, history), where=where, work=lambda: embed_turns(encoder, question, history)
+        )
+    else:
+        query_vector, turn_vectors = embed_turns(encoder, question, history)
     follow_up = bool(history) and mode == "hybrid" and FOLLOW_UP_WEIGHT > 0
     hits = retrieve(
         store,
@@ -87,16 +93,17 @@ def ask(
         sentences=sentences,
         reader=reader,
         read_depth=read_depth,
+        lexical=lexical,
     )
     if not hits:
         return SearchResult(query=asked, hits=(), answerable=False, answer=_no_hits_reply(store, where))
     embed = sentence_embedder(store, hits, fallback=functools.partial(sentences.embed, encoder=encoder))
     if mode != "hybrid":
-        hits = attach_evidence(hits, query_vector, embed)
+        hits = attach_evidence(hits, query_vector, embed, spans_of=embed.spans_of)
     if follow_up:
         # The new aspect leads among the passages on the conversation's subject.
         top = hits[:FOLLOW_UP_DEPTH]
-        aspect, answered = (attach_evidence(top, vector, embed) for vector in turn_vectors[:2])
+        aspect, answered = (attach_evidence(top, vector, embed, spans_of=embed.spans_of) for vector in turn_vectors[:2])
         hits = rerank_follow_up(hits, aspect, answered, depth=FOLLOW_UP_DEPTH)[:k]
     # A question far from every passage gets no spelling advice: "bake" is one edit from "make".
     suggestion = question if corrected and is_close_enough(hits, abstention) else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 from qa.records import Hit
 
@@ -16,24 +16,25 @@ from qa.records import Hit
 DUPLICATE_JACCARD = 0.8
 
 
-def _shingles(text: str, size: int = 5) -> frozenset[tuple[str, ...]]:
+def _shingles(text: str, size: int = 5) -> frozenset[int]:
+    # Hashes of the word 5-grams: set operations on ints are several times faster than on tuples.
     words = re.findall(r"\w+", text.lower())
-    return frozenset(tuple(words[i : i + size]) for i in range(max(1, len(words) - size + 1)))
+    return frozenset(hash(tuple(words[i : i + size])) for i in range(max(1, len(words) - size + 1)))
 
 
-def fold_duplicates(hits: Sequence[Hit], *, limit: int | None = None) -> list[Hit]:
+def fold_duplicates(hits: Iterable[Hit], *, limit: int | None = None) -> list[Hit]:
     """Keep the best-ranked of near-identical passages, noting the others' sources in ``also_in``.
 
     With a ``limit``, the scan stops once ``limit`` distinct hits are kept and at
     least twice that many were looked at, so the cost does not grow with the
     candidate list.
     """
-    kept: list[tuple[Hit, frozenset[tuple[str, ...]], list[str]]] = []
+    kept: list[tuple[Hit, frozenset[int], list[str]]] = []
     for scanned, hit in enumerate(hits):
         if limit is not None and len(kept) >= limit and scanned >= 2 * limit:
             break
         signature = _shingles(hit.passage.text)
-        copy_of = next((entry for entry in kept if _jaccard(signature, entry[1]) >= DUPLICATE_JACCARD), None)
+        copy_of = next((entry for entry in kept if _are_copies(signature, entry[1])), None)
         if copy_of is not None:
             if hit.passage.source not in copy_of[2]:
                 copy_of[2].append(hit.passage.source)
@@ -42,8 +43,15 @@ def fold_duplicates(hits: Sequence[Hit], *, limit: int | None = None) -> list[Hi
     return [_with_sources(hit, sources[1:], rank) for rank, (hit, _, sources) in enumerate(kept, start=1)]
 
 
-def _jaccard(a: frozenset[tuple[str, ...]], b: frozenset[tuple[str, ...]]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
+def _are_copies(a: frozenset[int], b: frozenset[int]) -> bool:
+    """Whether the Jaccard similarity of two shingle sets reaches ``DUPLICATE_JACCARD``."""
+    if not (a or b):
+        return True
+    smaller, larger = sorted((len(a), len(b)))
+    if smaller < DUPLICATE_JACCARD * larger:  # Jaccard is at most smaller / larger: no need to intersect
+        return False
+    shared = len(a & b)
+    return shared / (len(a) + len(b) - shared) >= DUPLICATE_JACCARD
 
 
 def _with_sources(hit: Hit, others: list[str], rank: int) -> Hit:

@@ -18,7 +18,7 @@ import numpy as np
 from qa.embed.encoder import Encoder, normalize
 from qa.index.store import PassageStore
 from qa.ingest.split import split_sentences
-from qa.records import Evidence, Hit
+from qa.records import Evidence, Hit, Passage
 
 # A second sentence joins the evidence when it scores nearly as well as the best one.
 EVIDENCE_PAIR_MARGIN = 0.05
@@ -69,32 +69,62 @@ class SentenceMemory:
 
 Embed = Callable[[list[str]], np.ndarray]
 """Sentences to unit vectors with the index's model."""
+Spans = Sequence[tuple[int, int]]
 
 
-def sentence_embedder(store: PassageStore, hits: Sequence[Hit], *, fallback: Embed) -> Embed:
-    """Unit vectors of sentences: the stored ones of the hits' sentences, ``fallback`` for any other text."""
+class HitSentences:
+    """The sentences of some hits' passages: their spans and unit vectors as stored when indexed.
+
+    Called with texts, it gives their unit vectors (an ``Embed``): the stored ones,
+    and ``fallback``'s for any text that is not a stored sentence.
+    """
+
+    def __init__(self, spans: dict[str, Spans], known: dict[str, np.ndarray], *, fallback: Embed) -> None:
+        self._spans = spans
+        self._known = known
+        self._fallback = fallback
+
+    def spans_of(self, passage: Passage) -> Spans:
+        """The passage's sentence spans: stored ones, split afresh only for a passage not among the hits."""
+        stored = self._spans.get(passage.passage_id)
+        return split_sentences(passage.text) if stored is None else stored
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        """One unit vector per text: stored, remembered, or embedded now by ``fallback``."""
+        missing = [text for text in dict.fromkeys(texts) if text not in self._known]
+        if missing:
+            self._known.update(zip(missing, self._fallback(missing), strict=True))
+        return np.stack([self._known[text] for text in texts]) if texts else self._fallback([])
+
+
+def sentence_embedder(store: PassageStore, hits: Sequence[Hit], *, fallback: Embed) -> HitSentences:
+    """The hits' stored sentences; ``fallback`` embeds any other text."""
+    spans: dict[str, Spans] = {}
     known: dict[str, np.ndarray] = {}
     found = store.sentences_of([hit.passage.passage_id for hit in hits])
     for hit, sentences in zip(hits, found, strict=True):
+        spans[hit.passage.passage_id] = sentences.spans
         known.update(zip(sentences.texts(hit.passage.text), sentences.vectors, strict=True))
+    return HitSentences(spans, known, fallback=fallback)
 
-    def embed(texts: list[str]) -> np.ndarray:
-        missing = [text for text in dict.fromkeys(texts) if text not in known]
-        if missing:
-            known.update(zip(missing, fallback(missing), strict=True))
-        return np.stack([known[text] for text in texts]) if texts else fallback([])
 
-    return embed
+def _split(passage: Passage) -> Spans:
+    return split_sentences(passage.text)
 
 
 def attach_evidence(
-    hits: Sequence[Hit], query_vector: np.ndarray, embed: Callable[[list[str]], np.ndarray]
+    hits: Sequence[Hit],
+    query_vector: np.ndarray,
+    embed: Callable[[list[str]], np.ndarray],
+    *,
+    spans_of: Callable[[Passage], Spans] = _split,
 ) -> list[Hit]:
     """Give each hit the sentence (or two adjacent ones) of its passage closest to the question.
 
-    ``embed`` turns sentences into unit vectors with the index's model.
+    ``embed`` turns sentences into unit vectors with the index's model; ``spans_of``
+    gives a passage's sentences (``HitSentences.spans_of``: as stored, not split again).
     """
-    spans = [split_sentences(hit.passage.text) for hit in hits]
+    spans = [spans_of(hit.passage) for hit in hits]
     sentences = [hit.passage.text[s:e] for hit, hit_spans in zip(hits, spans, strict=True) for s, e in hit_spans]
     if not sentences:
         return list(hits)

@@ -9,7 +9,9 @@ and hybrid search re-ranks its ``RERANK_DEPTH`` best by their evidence.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,8 +29,12 @@ from qa.search.query import embed_query, lexical_query
 from qa.search.reading import READ_DEPTH, read_hits, rerank_by_reader
 from qa.search.rerank import RERANK_DEPTH, rerank_by_evidence
 
+_Result = TypeVar("_Result")
 # How many candidates each retriever proposes before fusion.
 CANDIDATE_DEPTH = 100
+# Passages fetched from the store at a time as ranked hits are drawn: folding for re-ranking
+# looks at 2 * RERANK_DEPTH of them, so one fetch usually does.
+PASSAGES_AT_A_TIME = 50
 
 
 def retrieve(
@@ -44,6 +50,7 @@ def retrieve(
     sentences: SentenceMemory | None = None,
     reader: PassageReader | None = None,
     read_depth: int = READ_DEPTH,
+    lexical: Candidates | None = None,
 ) -> list[Hit]:
     """The ``k`` passages of ``store`` that best match ``question``, best first.
 
@@ -65,6 +72,8 @@ def retrieve(
         reader: In hybrid mode, reads the ``READ_DEPTH`` best and re-ranks them with its
             score (``qa.search.reading``); ``None`` leaves the order to fusion and evidence.
         read_depth: How many of the best candidates the reader reads.
+        lexical: The BM25 candidates for ``lexical_query(question, history)`` under
+            ``where``, if the caller found them already (``bm25_meanwhile``).
 
     Raises:
         QAError: The question is empty, the mode unknown or the encoder not the index's model.
@@ -75,17 +84,22 @@ def retrieve(
     check_model(store.model, encoder.name)
     if k <= 0:
         return []
-    if mode != "bm25" and query_vector is None:
+    query_text = lexical_query(question, history)
+    if mode == "hybrid" and query_vector is None and lexical is None:
+        lexical, query_vector = bm25_meanwhile(
+            store, query_text, where=where, work=lambda: embed_query(encoder, question, history)
+        )
+    elif mode != "bm25" and query_vector is None:
         query_vector = embed_query(encoder, question, history)
-    hits = candidate_hits(store, query_vector, lexical_query(question, history), mode=mode, where=where)
+    ranked = ranked_hits(store, query_vector, query_text, mode=mode, where=where, lexical=lexical)
     if mode != "hybrid":
-        return fold_duplicates(hits, limit=k)
+        return fold_duplicates(ranked, limit=k)
     assert query_vector is not None
-    hits = fold_duplicates(hits, limit=max(k, RERANK_DEPTH, read_depth if reader else 0))
+    hits = fold_duplicates(ranked, limit=max(k, RERANK_DEPTH, read_depth if reader else 0))
     if sentences is None:
         sentences = SentenceMemory()
     embed = sentence_embedder(store, hits, fallback=functools.partial(sentences.embed, encoder=encoder))
-    hits = rerank_by_evidence(attach_evidence(hits, query_vector, embed))
+    hits = rerank_by_evidence(attach_evidence(hits, query_vector, embed, spans_of=embed.spans_of))
     if reader is not None:
         # A follow-up ("And what about their families?") is read after the question before it, its subject.
         asked = " ".join([*history[-1:], question])
@@ -102,6 +116,35 @@ def retrieve(
     return hits[:k]
 
 
+def bm25_meanwhile(
+    store: PassageStore, query_text: str, *, where: SearchFilter | None, work: Callable[[], _Result]
+) -> tuple[Candidates, _Result]:
+    """The store's BM25 candidates for ``query_text``, found in a second thread while ``work()`` runs here.
+
+    Embedding the question waits on the model's own threads with the interpreter
+    released, so BM25 (a few milliseconds at a million passages) costs no extra time.
+    An error in either is raised here, after both are done.
+    """
+    found: list[Candidates] = []
+    failed: list[BaseException] = []
+
+    def lexical() -> None:
+        try:
+            found.append(store.bm25_candidates(query_text, depth=CANDIDATE_DEPTH, where=where))
+        except BaseException as error:  # handed to the caller's thread below
+            failed.append(error)
+
+    thread = threading.Thread(target=lexical, name="qa-bm25", daemon=True)
+    thread.start()
+    try:
+        result = work()
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
+    return found[0], result
+
+
 def candidate_hits(
     store: PassageStore, query_vector: np.ndarray | None, query_text: str, *, mode: Mode, where: SearchFilter | None
 ) -> list[Hit]:
@@ -110,32 +153,53 @@ def candidate_hits(
     A candidate gets a dense score whenever there is a query vector, and a BM25
     score unless the mode is dense.
     """
+    return list(ranked_hits(store, query_vector, query_text, mode=mode, where=where))
+
+
+def ranked_hits(
+    store: PassageStore,
+    query_vector: np.ndarray | None,
+    query_text: str,
+    *,
+    mode: Mode,
+    where: SearchFilter | None,
+    lexical: Candidates | None = None,
+) -> Iterator[Hit]:
+    """``candidate_hits`` one at a time, best first: passages are fetched only as far as the hits are drawn.
+
+    Folding looks at the first few dozen of some two hundred candidates; the rest
+    are never read from the store. ``lexical``: the BM25 candidates, if already
+    found (``bm25_meanwhile``).
+    """
     dense = None
     if mode != "bm25":
         assert query_vector is not None
         dense = store.dense_candidates(query_vector, depth=CANDIDATE_DEPTH, where=where)
-    lexical = store.bm25_candidates(query_text, depth=CANDIDATE_DEPTH, where=where) if mode != "dense" else None
+    if mode != "dense" and lexical is None:
+        lexical = store.bm25_candidates(query_text, depth=CANDIDATE_DEPTH, where=where)
+    elif mode == "dense":
+        lexical = None
     ids = list(dict.fromkeys(passage_id for found in (dense, lexical) if found for passage_id in found.ids))
     if not ids:
-        return []
+        return
     dense_scores = store.dense_scores(query_vector, ids) if query_vector is not None else None
     bm25_scores = store.bm25_scores(query_text, ids) if mode != "dense" else None
     fused = _ranked_by(mode, dense_scores, bm25_scores)
     order = sorted(range(len(ids)), key=lambda i: (-fused[i], i))
-    passages = store.passages_by_id([ids[i] for i in order])
     dense_ranks, bm25_ranks = _ranks(dense), _ranks(lexical)
-    return [
-        Hit(
-            rank=rank,
-            score=float(fused[i]),
-            passage=passage,
-            dense_rank=dense_ranks.get(ids[i]),
-            dense_score=_score_at(dense_scores, i),
-            bm25_rank=bm25_ranks.get(ids[i]),
-            bm25_score=_score_at(bm25_scores, i),
-        )
-        for rank, (i, passage) in enumerate(zip(order, passages, strict=True), start=1)
-    ]
+    for first in range(0, len(order), PASSAGES_AT_A_TIME):
+        chunk = order[first : first + PASSAGES_AT_A_TIME]
+        passages = store.passages_by_id([ids[i] for i in chunk])
+        for rank, (i, passage) in enumerate(zip(chunk, passages, strict=True), start=first + 1):
+            yield Hit(
+                rank=rank,
+                score=float(fused[i]),
+                passage=passage,
+                dense_rank=dense_ranks.get(ids[i]),
+                dense_score=_score_at(dense_scores, i),
+                bm25_rank=bm25_ranks.get(ids[i]),
+                bm25_score=_score_at(bm25_scores, i),
+            )
 
 
 def _ranked_by(mode: Mode, dense: np.ndarray | None, bm25: np.ndarray | None) -> np.ndarray:
