@@ -44,4 +44,5 @@ $(STAMP): pyproject.toml
 	@echo "qa: set-up done."
 
 clean:
-	rm -rf $(VENV) index/manifest.json index/*.jsonl index/*.faiss index/*.sqlite
+	rm -rf $(VENV) index/manifest.json index/corpus-stamps.json index/qa-index.lock index/embeddings.sqlite \
+		index/documents-* index/passages-* index/vectors-* index/slots-* index/bm25-* index/sentences-*

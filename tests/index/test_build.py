@@ -31,7 +31,7 @@ from qa.index.build import (
 from qa.index.embeddings import CACHE_NAME
 from qa.index.local import LocalIndex
 from qa.index.lock import LOCK_NAME
-from qa.index.manifest import MANIFEST_NAME, IndexSettings, read_manifest
+from qa.index.manifest import MANIFEST_NAME, STAMPS_NAME, IndexSettings, read_manifest
 from qa.ingest.clean import CleanedText
 from qa.ingest.corpus import SkippedFileWarning
 from qa.ingest.split import split_passages
@@ -225,7 +225,8 @@ def cache_rows(index_dir: Path) -> int:
 
 def stray_files(index_dir: Path) -> set[str]:
     manifest = read_manifest(index_dir)
-    return {p.name for p in index_dir.iterdir()} - {*manifest.files.values(), MANIFEST_NAME, CACHE_NAME, LOCK_NAME}
+    ours = {*manifest.files.values(), MANIFEST_NAME, CACHE_NAME, LOCK_NAME, STAMPS_NAME}
+    return {p.name for p in index_dir.iterdir()} - ours
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -636,3 +637,53 @@ def test_a_corpus_left_with_boilerplate_only_is_refused_and_the_index_kept(
         run(corpus, tmp_path / "index", RefusingEncoder())
     assert read_manifest(tmp_path / "index") == before
     assert [d.source for d in open_index(tmp_path / "index").documents] == ["border.txt"]
+
+
+def test_an_unchanged_corpus_is_listed_not_read_and_its_stamps_are_not_rewritten(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for path in corpus_copy.iterdir():  # edited long ago, not just now (see RACY_SECONDS)
+        past = path.stat().st_mtime - 60
+        os.utime(path, (past, past))
+    index_dir = tmp_path / "index"
+    run(corpus_copy, index_dir, encoder)
+    stamps = index_dir / STAMPS_NAME
+    recorded = stamps.read_bytes()
+    read: list[str] = []
+    import qa.ingest.corpus
+
+    real = qa.ingest.corpus.file_checksum
+
+    def file_checksum(path: Path, sidecar: Path | None = None) -> str:
+        read.append(path.name)
+        return real(path, sidecar)
+
+    monkeypatch.setattr("qa.ingest.corpus.file_checksum", file_checksum)
+    assert run(corpus_copy, index_dir, RefusingEncoder()).unchanged
+    assert read == []
+    assert stamps.read_bytes() == recorded
+
+    (corpus_copy / KOREA_TIMES).write_text(NEW_ARTICLE, encoding="utf-8")
+    report = run(corpus_copy, index_dir, encoder)
+    assert (report.changed, read) == (1, [KOREA_TIMES])
+    assert KOREA_TIMES.encode() in stamps.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["missing", "not JSON", "another version"])
+def test_stamps_that_cannot_be_used_mean_every_file_is_read(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder, damage: str
+) -> None:
+    from qa.index.stamps import read_stamps
+
+    index_dir = tmp_path / "index"
+    run(corpus_copy, index_dir, encoder)
+    stamps = index_dir / STAMPS_NAME
+    if damage == "missing":
+        stamps.unlink()
+    elif damage == "not JSON":
+        stamps.write_text("{truncated", encoding="utf-8")
+    else:
+        stamps.write_text(stamps.read_text(encoding="utf-8").replace('"version":1', '"version":99'), encoding="utf-8")
+    assert read_stamps(index_dir) is None
+    assert run(corpus_copy, index_dir, RefusingEncoder()).unchanged
+    assert read_stamps(index_dir) is not None  # recorded again

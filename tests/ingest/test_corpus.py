@@ -424,3 +424,91 @@ def test_links_inside_the_corpus_are_followed_and_no_file_is_read_twice(tmp_path
         "skipped relative.md: the same file as z/other.md",
         "skipped y/link.txt: the same file as z/real.txt",
     ]
+
+
+def aged(path: Path, seconds: float = 60) -> None:
+    """Give ``path`` a modification time ``seconds`` ago: older than any listing's racy window."""
+    past = path.stat().st_mtime - seconds
+    os.utime(path, (past, past))
+
+
+class CountingChecksums:
+    """``file_checksum`` that records which files it read."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import qa.ingest.corpus
+
+        self.real = qa.ingest.corpus.file_checksum
+        self.read: list[str] = []
+        monkeypatch.setattr("qa.ingest.corpus.file_checksum", self)
+
+    def __call__(self, path: Path, sidecar: Path | None = None) -> str:
+        self.read.append(path.name)
+        return self.real(path, sidecar)
+
+
+def stamped_listing(corpus: Path) -> tuple[list[Any], Any]:
+    import time
+
+    from qa.ingest.corpus import corpus_stamps
+
+    taken = time.time_ns()
+    files = find_corpus_files(corpus)
+    return files, corpus_stamps(corpus, files, taken_ns=taken)
+
+
+def test_files_whose_stamps_hold_are_not_read_again_and_keep_their_checksums(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, text in (("a.txt", PROSE), ("b.txt", PROSE_DEEP), ("c.md", PROSE_AFTER)):
+        (tmp_path / name).write_text(text)
+        aged(tmp_path / name)
+    (tmp_path / "c.meta.json").write_text(json.dumps({"outlet": "Gazette"}))
+    aged(tmp_path / "c.meta.json")
+    files, stamps = stamped_listing(tmp_path)
+    counting = CountingChecksums(monkeypatch)
+    again = find_corpus_files(tmp_path, stamps=stamps)
+    assert counting.read == []
+    assert again == files
+    assert stamps.serve_for(stamped_listing(tmp_path)[1])
+
+
+@pytest.mark.parametrize("change", ["same size, new time", "new inode", "sidecar", "new file", "racy"])
+def test_a_changed_stamp_reads_that_file_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    (tmp_path / "a.txt").write_text(PROSE)
+    (tmp_path / "b.txt").write_text(PROSE_DEEP)
+    for name in ("a.txt", "b.txt"):
+        aged(tmp_path / name)
+    _, stamps = stamped_listing(tmp_path)
+    b = tmp_path / "b.txt"
+    if change == "same size, new time":
+        b.write_text(PROSE_DEEP.replace("Lakes", "LAKES"))  # the same length: only the time shows it
+    elif change == "new inode":  # an editor's save: a new file renamed over the old, its time kept
+        status = b.stat()
+        (tmp_path / "b.new").write_text(PROSE_DEEP.replace("Lakes", "Ponds"))
+        os.utime(tmp_path / "b.new", ns=(status.st_atime_ns, status.st_mtime_ns))
+        os.replace(tmp_path / "b.new", b)
+    elif change == "sidecar":
+        (tmp_path / "b.meta.json").write_text(json.dumps({"outlet": "Herald"}))
+    elif change == "new file":
+        (tmp_path / "b2.txt").write_text(PROSE)
+    elif change == "racy":  # stamped within the racy window: a second edit may not show in the time
+        b.write_text(PROSE_DEEP.replace("Lakes", "LAKES"))
+        _, stamps = stamped_listing(tmp_path)
+    counting = CountingChecksums(monkeypatch)
+    again = find_corpus_files(tmp_path, stamps=stamps)
+    assert "a.txt" not in counting.read
+    assert counting.read == (["b2.txt"] if change == "new file" else ["b.txt"])
+    assert corpus_fingerprint(again) == corpus_fingerprint(find_corpus_files(tmp_path))  # as if read afresh
+    assert not stamps.serve_for(stamped_listing(tmp_path)[1])
+
+
+def test_stamps_of_another_corpus_folder_are_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.txt").write_text(PROSE if folder == "one" else PROSE_DEEP)
+        aged(tmp_path / folder / "a.txt")
+    _, stamps = stamped_listing(tmp_path / "one")
+    counting = CountingChecksums(monkeypatch)
+    find_corpus_files(tmp_path / "two", stamps=stamps)
+    assert counting.read == ["a.txt"]

@@ -24,7 +24,16 @@ from qa.index.files import remove_stale_files
 from qa.index.local import LocalIndex
 from qa.index.lock import index_lock
 from qa.index.manifest import IndexSettings, Manifest, check_files, read_manifest
-from qa.ingest.corpus import SUPPORTED_SUFFIXES, CorpusFile, corpus_fingerprint, find_corpus_files, load_document
+from qa.index.stamps import read_stamps, write_stamps
+from qa.ingest.corpus import (
+    SUPPORTED_SUFFIXES,
+    CorpusFile,
+    CorpusStamps,
+    corpus_fingerprint,
+    corpus_stamps,
+    find_corpus_files,
+    load_document,
+)
 from qa.ingest.folders import SkippedFileWarning
 from qa.ingest.split import approximate_token_count, split_passages
 from qa.records import Document, Passage
@@ -115,8 +124,9 @@ def index_corpus(
             index is left as it was (an empty index answers nothing).
     """
     with index_lock(index_dir, wait=wait, on_wait=on_wait):
-        started = time.perf_counter()
-        files = find_corpus_files(corpus_dir, follow_links=follow_links)
+        started, listed_ns = time.perf_counter(), time.time_ns()
+        recorded = read_stamps(index_dir)
+        files = find_corpus_files(corpus_dir, follow_links=follow_links, stamps=recorded)
 
         def prepare(previous: LocalIndex) -> tuple[list[Document], list[Passage], list[Document]]:
             if not allow_mass_removal:
@@ -127,7 +137,7 @@ def index_corpus(
                 raise empty_corpus_error(corpus_dir, files)
             return prepared
 
-        return _build_locked(
+        report = _build_locked(
             index_dir,
             started=started,
             fingerprint=corpus_fingerprint(files),
@@ -138,6 +148,18 @@ def index_corpus(
             rebuild=rebuild,
             progress=progress,
         )
+        _record_stamps(index_dir, corpus_stamps(corpus_dir, files, taken_ns=listed_ns), recorded)
+        return report
+
+
+def _record_stamps(index_dir: Path, stamps: CorpusStamps, recorded: CorpusStamps | None) -> None:
+    """Keep the stamps of the files just indexed, unless those recorded already give every checksum."""
+    if recorded is not None and recorded.serve_for(stamps):
+        return
+    try:
+        write_stamps(index_dir, stamps)
+    except OSError:  # a cache: without it the next build reads every file, as it did before stamps
+        return
 
 
 def index_documents(

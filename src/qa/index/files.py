@@ -20,7 +20,7 @@ from typing import Any
 
 from qa.errors import QAError, os_error_fix
 from qa.index.lock import forget_generation, recorded_generations
-from qa.index.manifest import MANIFEST_NAME, files_under, former_generation_files, generation_files
+from qa.index.manifest import MANIFEST_NAME, STAMPS_NAME, files_under, former_generation_files, generation_files
 from qa.records import Document
 
 
@@ -132,7 +132,7 @@ def remove_stale_files(index_dir: Path, *, keep: set[str]) -> None:
         if keep.intersection(names):
             continue
         if record.pid is not None:
-            names += [temporary_name(name, record.pid) for name in [*names, MANIFEST_NAME]]
+            names += [temporary_name(name, record.pid) for name in [*names, MANIFEST_NAME, STAMPS_NAME]]
         names += former_generation_files(record.generation)
         left = [name for name in names if not remove(index_dir / name)]
         if left:

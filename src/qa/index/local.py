@@ -11,6 +11,7 @@ On disk (``index/``)::
     bm25-<generation>/            the BM25 index (qa.index.lexical)
     sentences-<generation>/       every passage's sentence vectors, int8 (qa.index.sentences)
     embeddings.sqlite             embedding cache keyed by (model, text hash)
+    corpus-stamps.json            the corpus files' stamps and checksums (qa.index.stamps)
     qa-index.lock                 the build lock, and the journal of the generations builds started
 
 ``LocalIndex`` stores and fetches (``qa.index.store.PassageStore``); what to

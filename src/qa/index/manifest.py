@@ -24,6 +24,8 @@ from qa.errors import REBUILD, IndexCorruptError, IndexMismatchError, IndexNotFo
 # vectors stored (sentences-*/); qa's own BM25 format (bm25-*/).
 FORMAT_VERSION = 4
 MANIFEST_NAME = "manifest.json"
+# The corpus files' stamps (qa.index.stamps): a cache beside the generations, not part of one.
+STAMPS_NAME = "corpus-stamps.json"
 MANIFEST_CHECKSUM = "manifest_sha256"
 # Up to this many bytes of index files, loading (and an unchanged `qa index`) checks every
 # file's SHA-256; above it, sizes only (see check_files). SHA-256 runs at 1.4 GB/s here

@@ -15,10 +15,13 @@ stay inside the corpus folder, and no file is read twice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 import re
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
@@ -37,6 +40,9 @@ HTML_SUFFIXES = (".html", ".htm")
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES + HTML_SUFFIXES
 SIDECAR_SUFFIX = ".meta.json"
 METADATA_FIELDS = ("title", "outlet", "author", "date", "url")
+# A file changed this close before its stamp was taken is read again on the next listing: its
+# time stamp may not show a second change within the file system's resolution.
+RACY_SECONDS = 2
 # The longest value a sidecar field may hold. No headline, name or address comes near
 # these; a longer value is a mistake (an article pasted into "title") and is ignored.
 METADATA_MAX_CHARS = {"title": 500, "outlet": 200, "author": 300, "date": 40, "url": 2048}
@@ -48,16 +54,74 @@ _AnyPath = TypeVar("_AnyPath", bound=PurePath)
 
 
 @dataclass(frozen=True)
+class FileStamp:
+    """What a file and its sidecar looked like when their checksum was taken.
+
+    While a file keeps its stamp (size, modification time and inode, and its
+    sidecar's size and time), its checksum is taken as unchanged, as ``git`` and
+    ``make`` take it: an unchanged corpus is listed, not read again.
+    """
+
+    size: int
+    mtime_ns: int
+    inode: int
+    sidecar_size: int  # -1: no sidecar
+    sidecar_mtime_ns: int
+    checksum: str
+
+    def same_file(self, other: FileStamp) -> bool:
+        """Whether ``other`` was taken of the same, unchanged file and sidecar (checksums aside)."""
+        return (self.size, self.mtime_ns, self.inode, self.sidecar_size, self.sidecar_mtime_ns) == (
+            other.size,
+            other.mtime_ns,
+            other.inode,
+            other.sidecar_size,
+            other.sidecar_mtime_ns,
+        )
+
+
+@dataclass(frozen=True)
+class CorpusStamps:
+    """The stamps of a corpus's files, taken by one listing that began at ``taken_ns`` (``time.time_ns``)."""
+
+    corpus: str  # the corpus folder, resolved: stamps of another folder say nothing of this one
+    taken_ns: int
+    files: Mapping[str, FileStamp]
+
+    def checksum(self, source: str, stamp: FileStamp) -> str | None:
+        """The recorded checksum of ``source`` if ``stamp`` shows it unchanged since, else ``None``.
+
+        A file changed within ``RACY_SECONDS`` before the recording listing may have
+        changed again within its time stamp's resolution after being read: it is read again.
+        """
+        recorded = self.files.get(source)
+        if recorded is None or not recorded.same_file(stamp):
+            return None
+        newest = max(stamp.mtime_ns, stamp.sidecar_mtime_ns)
+        return recorded.checksum if newest < self.taken_ns - RACY_SECONDS * 10**9 else None
+
+    def serve_for(self, current: CorpusStamps) -> bool:
+        """Whether these stamps give every checksum of ``current``'s listing, so recording it would add nothing."""
+        return (
+            self.corpus == current.corpus
+            and self.files.keys() == current.files.keys()
+            and all(self.checksum(source, stamp) == stamp.checksum for source, stamp in current.files.items())
+        )
+
+
+@dataclass(frozen=True)
 class CorpusFile:
     """A corpus file found on disk, before it is read and cleaned.
 
-    ``sidecar`` is its metadata file, if it has one that may be read.
+    ``sidecar`` is its metadata file, if it has one that may be read; ``stamp``
+    what the file looked like when ``checksum`` was taken.
     """
 
     path: Path
     source: str
     checksum: str
     sidecar: Path | None = None
+    stamp: FileStamp | None = None
 
     @property
     def doc_id(self) -> str:
@@ -77,7 +141,9 @@ class HtmlExtractionError(QAError):
     """trafilatura cannot read a page: nested too deep for lxml, or it failed on it."""
 
 
-def find_corpus_files(corpus_dir: Path, *, follow_links: bool = False) -> list[CorpusFile]:
+def find_corpus_files(
+    corpus_dir: Path, *, follow_links: bool = False, stamps: CorpusStamps | None = None
+) -> list[CorpusFile]:
     """List supported files under ``corpus_dir`` (recursively, hidden ones skipped), sorted by path.
 
     A folder that cannot be listed, a file that cannot be read, a dangling
@@ -85,6 +151,8 @@ def find_corpus_files(corpus_dir: Path, *, follow_links: bool = False) -> list[C
     ``follow_links``) are skipped with a ``SkippedFileWarning`` naming them.
     Links inside the corpus are followed; a file reached twice (by a link and
     by its own name, or as two hard links) is listed once, by its own name.
+    A file whose stamp is unchanged since ``stamps`` were taken keeps its
+    recorded checksum; the others are read and hashed.
 
     Raises:
         QAError: ``corpus_dir`` is not a folder, or cannot be listed: an
@@ -92,19 +160,49 @@ def find_corpus_files(corpus_dir: Path, *, follow_links: bool = False) -> list[C
     """
     if not corpus_dir.is_dir():
         raise QAError(f"corpus folder not found: {corpus_dir}")
+    if stamps is not None and stamps.corpus != str(corpus_dir.resolve()):
+        stamps = None
     walk = CorpusWalk(corpus_dir, suffixes=SUPPORTED_SUFFIXES, follow_links=follow_links)
     files = []
     for path, source in walk.files():
-        # A sidecar that is a link is read on the terms of any other file.
-        beside = sidecar_path(path)
-        readable = walk.may_read(beside, str(sidecar_path(PurePosixPath(source)))) and beside.is_file()
-        sidecar = beside if readable else None
+        sidecar = _sidecar_of(walk, path, source)
         try:
-            files.append(CorpusFile(path, source, file_checksum(path, sidecar), sidecar))
+            stamp = _stamp(walk.status.get(source) or os.stat(path), sidecar)
+            known = stamps.checksum(source, stamp) if stamps is not None else None
+            checksum = known or file_checksum(path, sidecar)
+            files.append(CorpusFile(path, source, checksum, sidecar, dataclasses.replace(stamp, checksum=checksum)))
         except OSError as error:  # no permission, or gone since the folder was listed
             message = f"skipped {source}: {error.strerror or error}"
             warnings.warn(message, SkippedFileWarning, stacklevel=2)
     return files
+
+
+def _sidecar_of(walk: CorpusWalk, path: Path, source: str) -> Path | None:
+    """The file's sidecar, if one was listed beside it and may be read."""
+    sidecar_source = str(sidecar_path(PurePosixPath(source)))
+    if sidecar_source not in walk.listed:
+        return None
+    beside = sidecar_path(path)  # a sidecar that is a link is read on the terms of any other file
+    return beside if walk.may_read(beside, sidecar_source) and beside.is_file() else None
+
+
+def _stamp(status: os.stat_result, sidecar: Path | None) -> FileStamp:
+    """The file's stamp (its checksum left blank), from its status and its sidecar's."""
+    sidecar_status = sidecar.stat() if sidecar is not None else None
+    return FileStamp(
+        size=status.st_size,
+        mtime_ns=status.st_mtime_ns,
+        inode=status.st_ino,
+        sidecar_size=sidecar_status.st_size if sidecar_status else -1,
+        sidecar_mtime_ns=sidecar_status.st_mtime_ns if sidecar_status else 0,
+        checksum="",
+    )
+
+
+def corpus_stamps(corpus_dir: Path, files: Iterable[CorpusFile], *, taken_ns: int) -> CorpusStamps:
+    """The stamps of ``files``, listed from ``corpus_dir`` by a listing that began at ``taken_ns``."""
+    stamps = {corpus_file.source: corpus_file.stamp for corpus_file in files if corpus_file.stamp is not None}
+    return CorpusStamps(str(corpus_dir.resolve()), taken_ns, stamps)
 
 
 def corpus_fingerprint(files: list[CorpusFile]) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import deque
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from qa.errors import QAError
 
@@ -47,6 +47,11 @@ class CorpusWalk:
         self.root = corpus_dir.resolve()
         self.suffixes = suffixes
         self.follow_links = follow_links
+        # The source of every visible name listed (files of any kind): a sidecar that is not
+        # listed need not be looked for, one file system call saved per file.
+        self.listed: set[str] = set()
+        # Each found file's status (``os.stat``, links followed), taken once while listing.
+        self.status: dict[str, os.stat_result] = {}
 
     def files(self) -> list[tuple[Path, str]]:
         """``(path, source)`` of each file with one of the suffixes, each file once, sorted by path."""
@@ -65,12 +70,15 @@ class CorpusWalk:
                     continue
                 seen_folders[identity] = prefix
             for entry in self._entries(folder, prefix):
-                path, source = folder / entry.name, prefix + entry.name
+                source = prefix + entry.name
+                self.listed.add(source)
                 is_folder, link = _is_dir(entry), entry.is_symlink()
-                supported = Path(entry.name).suffix.lower() in self.suffixes
+                # os.path, not pathlib: this runs for every name of the corpus (a million at scale).
+                supported = os.path.splitext(entry.name)[1].lower() in self.suffixes
                 # A dangling link is named whatever its name: it may be a folder that is gone.
-                if not (is_folder or supported or (link and not path.exists())):
+                if not (is_folder or supported or (link and not os.path.exists(entry.path))):
                     continue
+                path = folder / entry.name
                 if link and not self.may_follow(path, source):
                     continue
                 if is_folder:
@@ -120,23 +128,30 @@ class CorpusWalk:
         """Each file once, by its own name where it has one (not a link's), sorted by path."""
         kept: dict[tuple[int, int] | str, str] = {}
         files = []
-        for path, source, _link in sorted(found, key=lambda item: (item[2], PurePosixPath(item[1]).parts)):
-            identity = _identity(path) or source
+        for path, source, _link in sorted(found, key=lambda item: (item[2], item[1].split("/"))):
+            status = _status(path)
+            if status is not None:
+                self.status[source] = status
+            identity = (status.st_dev, status.st_ino) if status is not None and status.st_ino else source
             if identity in kept:
                 _skip(f"skipped {source}: the same file as {kept[identity]}")
                 continue
             kept[identity] = source
             files.append((path, source))
-        return sorted(files, key=lambda item: PurePosixPath(item[1]).parts)
+        return sorted(files, key=lambda item: item[1].split("/"))
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
     """Device and inode of what ``path`` leads to; ``None`` when unknown (some file systems report inode 0)."""
+    status = _status(path)
+    return (status.st_dev, status.st_ino) if status is not None and status.st_ino else None
+
+
+def _status(path: Path) -> os.stat_result | None:
     try:
-        status = path.stat()
+        return os.stat(path)
     except OSError:
         return None
-    return (status.st_dev, status.st_ino) if status.st_ino else None
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
