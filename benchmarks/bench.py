@@ -74,11 +74,10 @@ def latencies(index: Any, encoder: Any, questions: list[str]) -> dict[str, float
     from qa.search.ask import ask
     from qa.search.duplicates import fold_duplicates
     from qa.search.evidence import SentenceMemory
-    from qa.search.query import embed_query
-    from qa.search.retrieval import ranked_hits
+    from qa.search.retrieval import first_stage
 
     def search(question: str) -> object:
-        hits = ranked_hits(index, embed_query(encoder, question), question, mode="hybrid", where=None)
+        hits, _ = first_stage(index, question, encoder=encoder)
         return fold_duplicates(hits, limit=5)
 
     sentences = SentenceMemory()  # as the app and `qa eval` keep it across questions

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import faiss
 
 # Exact search up to this many passages, HNSW above: see benchmarks/bench.py.
-EXACT_SEARCH_LIMIT = 100_000
+EXACT_SEARCH_LIMIT = 50_000
 # The graph: float16 codes, 32 links a node, 160 candidates while linking. At a million
 # synthetic passages (benchmarks/bench.py) recall@10 against exact search at efSearch 256 / 512 is
 # 0.980 / 0.993 (0.8 / 1.2 ms a query). 8-bit codes with 80 candidates while linking, at 0.4 GB

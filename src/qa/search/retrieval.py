@@ -84,14 +84,16 @@ def retrieve(
     check_model(store.model, encoder.name)
     if k <= 0:
         return []
-    query_text = lexical_query(question, history)
-    if mode == "hybrid" and query_vector is None and lexical is None:
-        lexical, query_vector = bm25_meanwhile(
-            store, query_text, where=where, work=lambda: embed_query(encoder, question, history)
-        )
-    elif mode != "bm25" and query_vector is None:
-        query_vector = embed_query(encoder, question, history)
-    ranked = ranked_hits(store, query_vector, query_text, mode=mode, where=where, lexical=lexical)
+    ranked, query_vector = first_stage(
+        store,
+        question,
+        encoder=encoder,
+        mode=mode,
+        history=history,
+        where=where,
+        query_vector=query_vector,
+        lexical=lexical,
+    )
     if mode != "hybrid":
         return fold_duplicates(ranked, limit=k)
     assert query_vector is not None
@@ -114,6 +116,32 @@ def retrieve(
         )
         hits = rerank_by_reader(read)
     return hits[:k]
+
+
+def first_stage(
+    store: PassageStore,
+    question: str,
+    *,
+    encoder: Encoder,
+    mode: Mode = "hybrid",
+    history: Sequence[str] = (),
+    where: SearchFilter | None = None,
+    query_vector: np.ndarray | None = None,
+    lexical: Candidates | None = None,
+) -> tuple[Iterator[Hit], np.ndarray | None]:
+    """The question's ranked candidates (``ranked_hits``), and its vector (``None`` in BM25 mode).
+
+    In hybrid mode BM25 runs while the question is embedded (``bm25_meanwhile``).
+    ``query_vector`` and ``lexical``: what the caller has already found.
+    """
+    query_text = lexical_query(question, history)
+    if mode == "hybrid" and query_vector is None and lexical is None:
+        lexical, query_vector = bm25_meanwhile(
+            store, query_text, where=where, work=lambda: embed_query(encoder, question, history)
+        )
+    elif mode != "bm25" and query_vector is None:
+        query_vector = embed_query(encoder, question, history)
+    return ranked_hits(store, query_vector, query_text, mode=mode, where=where, lexical=lexical), query_vector
 
 
 def bm25_meanwhile(
