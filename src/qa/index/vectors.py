@@ -26,11 +26,12 @@ if TYPE_CHECKING:
 EXACT_SEARCH_LIMIT = 50_000
 # The graph: float16 codes, 32 links a node, 160 candidates while linking. At a million
 # synthetic passages (benchmarks/bench.py) recall@10 against exact search at efSearch 256 / 512 is
-# 0.980 / 0.993 (0.8 / 1.2 ms a query). 8-bit codes with 80 candidates while linking, at 0.4 GB
-# less, reached only 0.92 / 0.94: the 8-bit codes alone cap it at 0.97.
+# 0.980 / 0.993 on one build and 512 / 768 / 1024 gave 0.982 / 0.989 / 0.992 on another (graphs
+# built in parallel differ): 768 keeps it above 0.98 with room. 8-bit codes with 80 candidates
+# while linking, at 0.4 GB less, reached only 0.92 / 0.94: the 8-bit codes alone cap it at 0.97.
 HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 160
-HNSW_EF_SEARCH = 512
+HNSW_EF_SEARCH = 768
 # An HNSW graph with more dead slots than this is rebuilt: tombstones cost search time and memory.
 MAX_DEAD_FRACTION = 0.2
 
