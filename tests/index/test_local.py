@@ -770,3 +770,30 @@ def test_building_a_graph_leaves_the_thread_count_as_it_was() -> None:
     faiss.omp_set_num_threads(1)
     build_vector_index(normalize(np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)))
     assert faiss.omp_get_max_threads() == 1
+
+
+@pytest.mark.parametrize("title_in_dense", [False, True])
+def test_an_update_that_only_retitles_a_document_redoes_what_reads_the_title(
+    encoder: FakeEncoder, title_in_dense: bool
+) -> None:
+    settings = IndexSettings(max_tokens=128, min_words=1, title_in_dense=title_in_dense, title_in_bm25=True)
+    documents = [dataclasses.replace(d, title=f"Headline {n}") for n, d in enumerate(make_documents(4))]
+    index = LocalIndex.empty(encoder.name, settings).update(
+        documents, passages_of(documents), encoder=encoder, settings=settings
+    )
+    encoder.calls.clear()
+    documents[2] = dataclasses.replace(documents[2], title="Zebra crossing")  # a sidecar's new title
+    passages = passages_of(documents)
+    new = index.update(documents, passages, encoder=encoder, settings=settings)
+    retitled = {embedding_text(p, settings) for p in passages if p.doc_id == documents[2].doc_id}
+    assert set(encoder.encoded) == (retitled if title_in_dense else set())
+    fresh = LocalIndex.empty(encoder.name, settings)
+    fresh = fresh.update(documents, passages, encoder=FakeEncoder(), settings=settings)
+    for text in ("zebra crossing", "headline army"):
+        np.testing.assert_array_equal(new._lexical.scores(text), fresh._lexical.scores(text))
+    np.testing.assert_allclose(held_vectors(new), held_vectors(fresh), atol=1e-6)
+
+
+def held_vectors(index: LocalIndex) -> np.ndarray:
+    """The vectors the index holds, row by row."""
+    return np.asarray(index._vectors.vectors_of(np.arange(len(index.passages))))

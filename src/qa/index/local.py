@@ -63,7 +63,7 @@ from qa.index.manifest import (
     read_manifest,
 )
 from qa.index.passages import PassageTable
-from qa.index.sentences import PassageSentences, SentenceVectors
+from qa.index.sentences import PassageSentences, SentenceVectors, passage_text_hash
 from qa.index.store import Candidates, SearchFilter, StoreSummary, check_model
 from qa.index.vectors import VectorIndex, read_faiss, valid_slots
 from qa.records import Document, Passage
@@ -223,33 +223,38 @@ class LocalIndex:
         """
         self.check_model(encoder.name)
         old = self._keys()
-        hashes = [text_hash(embedding_text(p, settings)) for p in passages]
-        slots = self._reusable_slots(old.embedded, hashes)
+        text_hashes = [passage_text_hash(p.text) for p in passages]  # once, for every use below
+        titles = [p.title for p in passages]
+        keys = _keys_of(text_hashes, titles, with_title=settings.title_in_dense)
+        slots = self._reusable_slots(old.embedded, keys)
         fresh = np.flatnonzero(slots < 0)
+        fresh_texts = [embedding_text(passages[row], settings) for row in fresh]
+        fresh_hashes = [text_hash(text) for text in fresh_texts]  # the embedding cache's keys
+        wanted = {keys[row]: cache_key for row, cache_key in zip(fresh.tolist(), fresh_hashes, strict=True)}
         fresh_vectors, stats = embed_texts(
-            [embedding_text(passages[row], settings) for row in fresh],
+            fresh_texts,
             encoder,
-            known=self._stored_vectors(old.embedded, {hashes[row] for row in fresh}),
+            known=self._stored_vectors(old.embedded, wanted),
             cache=cache,
             progress=progress,
         )
-        stats = dataclasses.replace(stats, reused=stats.reused + len(set(hashes)) - len({hashes[r] for r in fresh}))
+        stats = dataclasses.replace(stats, reused=stats.reused + len(set(keys)) - len({keys[r] for r in fresh}))
         # Sentences first, while the passages' fresh vectors can serve one-sentence passages; then
         # the vectors go into FAISS and are let go before BM25 is built: the three never peak at once.
         dimension = fresh_vectors.shape[1] if len(fresh) else self._vectors.dimension
-        just_embedded = dict(zip((hashes[row] for row in fresh), fresh_vectors, strict=True))
+        just_embedded = dict(zip(fresh_hashes, fresh_vectors, strict=True))
+        del fresh_texts, fresh_hashes
         sentences, sentences_embedded = self._updated_sentences(
-            passages, encoder=encoder, cache=cache, known=just_embedded, dimension=dimension
+            passages, text_hashes, encoder=encoder, cache=cache, known=just_embedded, dimension=dimension
         )
         del just_embedded
         vectors = self._vectors.updated(slots, fresh, fresh_vectors)
         del fresh_vectors
-        lexical_texts = [lexical_text(p, settings) for p in passages]
-        lexical_sources = _sources(old.lexical, [text_hash(text) for text in lexical_texts])
+        lexical_sources = _sources(old.lexical, _keys_of(text_hashes, titles, with_title=settings.title_in_bm25))
+        del text_hashes, titles
         lexical = self._lexical.updated(
-            lexical_sources, [lexical_texts[row] for row in np.flatnonzero(lexical_sources < 0)]
+            lexical_sources, [lexical_text(passages[row], settings) for row in np.flatnonzero(lexical_sources < 0)]
         )
-        del lexical_texts
         stats = dataclasses.replace(stats, sentences_embedded=sentences_embedded)
         manifest = dataclasses.replace(
             self.manifest,
@@ -275,6 +280,7 @@ class LocalIndex:
     def _updated_sentences(
         self,
         passages: list[Passage],
+        text_hashes: list[bytes],
         *,
         encoder: Encoder,
         cache: EmbeddingCache | None,
@@ -283,7 +289,7 @@ class LocalIndex:
     ) -> tuple[SentenceVectors, int]:
         """The sentence vectors of ``passages``, copying those of texts this index holds; and how many were embedded."""
         texts = [p.text for p in passages]
-        sources = self._sentences.sources_for(texts)
+        sources = self._sentences.sources_of(text_hashes)
         embedded: list[int] = []
 
         def embed_sentences(sentences: list[str]) -> np.ndarray:
@@ -295,31 +301,39 @@ class LocalIndex:
         return self._sentences.updated(sources, fresh_texts, embed_sentences, dimension=dimension), sum(embedded)
 
     def _keys(self) -> _PassageKeys:
-        """The hashes of each stored passage's embedded and BM25 texts: what an update may reuse."""
-        settings = self.manifest.settings
-        keys = _PassageKeys([], [])
-        for passage in self.passages:
-            keys.embedded.append(text_hash(embedding_text(passage, settings)))
-            keys.lexical.append(text_hash(lexical_text(passage, settings)))
-        return keys
+        """Keys of each stored passage's embedded and BM25 texts: what an update may reuse.
 
-    def _reusable_slots(self, old_hashes: list[str], hashes: list[str]) -> np.ndarray:
+        A key is the passage text's hash, stored with its sentences (nothing to hash
+        again), and its title where the settings put the title into that text.
+        """
+        settings = self.manifest.settings
+        hashes = [bytes(row) for row in np.asarray(self._sentences.text_hashes)]
+        titles = self.passages.titles()
+        return _PassageKeys(
+            _keys_of(hashes, titles, with_title=settings.title_in_dense),
+            _keys_of(hashes, titles, with_title=settings.title_in_bm25),
+        )
+
+    def _reusable_slots(self, old_keys: list[_TextKey], keys: list[_TextKey]) -> np.ndarray:
         """For each new passage, the slot of an old passage with the same embedded text, else -1.
 
         Each old slot goes to one new passage at most, so every passage keeps a vector of its own.
         """
-        free: dict[str, list[int]] = {}
-        for slot, old_hash in zip(self._vectors.slots.tolist(), old_hashes, strict=True):
-            free.setdefault(old_hash, []).append(slot)
-        slots = np.full(len(hashes), -1, dtype=np.int64)
-        for row, new_hash in enumerate(hashes):
-            if free.get(new_hash):
-                slots[row] = free[new_hash].pop()
+        free: dict[_TextKey, list[int]] = {}
+        for slot, old_key in zip(self._vectors.slots.tolist(), old_keys, strict=True):
+            free.setdefault(old_key, []).append(slot)
+        slots = np.full(len(keys), -1, dtype=np.int64)
+        for row, key in enumerate(keys):
+            if free.get(key):
+                slots[row] = free[key].pop()
         return slots
 
-    def _stored_vectors(self, old_hashes: list[str], wanted: set[str]) -> dict[str, np.ndarray]:
-        """Vectors this index holds for texts with these hashes (a repeated text needs a second slot)."""
-        rows = {h: row for row, h in enumerate(old_hashes) if h in wanted}
+    def _stored_vectors(self, old_keys: list[_TextKey], wanted: dict[_TextKey, str]) -> dict[str, np.ndarray]:
+        """Vectors this index holds for the ``wanted`` texts, by their embedding-cache hash.
+
+        A repeated text needs a second slot: its vector is copied, not embedded again.
+        """
+        rows = {wanted[key]: row for row, key in enumerate(old_keys) if key in wanted}
         if not rows:
             return {}
         matrix = self._vectors.vectors_of(np.fromiter(rows.values(), dtype=np.int64, count=len(rows)))
@@ -433,13 +447,24 @@ class LocalIndex:
 
 @dataclasses.dataclass(frozen=True)
 class _PassageKeys:
-    """Hashes of each stored passage's texts, row by row: the embedded text and the BM25 text."""
+    """Keys of each stored passage's texts, row by row: the embedded text and the BM25 text."""
 
-    embedded: list[str]
-    lexical: list[str]
+    embedded: list[_TextKey]
+    lexical: list[_TextKey]
 
 
-def _sources(old_hashes: list[str], hashes: list[str]) -> np.ndarray:
-    """For each new text, a row of an old one with the same hash (rows may serve several), else -1."""
-    row_of = {text: row for row, text in enumerate(old_hashes)}
-    return np.fromiter((row_of.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes))
+# A text by its passage text's hash and the title put before it ("" when none is).
+_TextKey = tuple[bytes, str]
+
+
+def _keys_of(text_hashes: list[bytes], titles: list[str], *, with_title: bool) -> list[_TextKey]:
+    """Each text's key: two passages have one key exactly when ``_with_title`` gives them one text."""
+    if not with_title:
+        return [(text, "") for text in text_hashes]
+    return list(zip(text_hashes, titles, strict=True))
+
+
+def _sources(old_keys: list[_TextKey], keys: list[_TextKey]) -> np.ndarray:
+    """For each new text, a row of an old one with the same key (rows may serve several), else -1."""
+    row_of = {key: row for row, key in enumerate(old_keys)}
+    return np.fromiter((row_of.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))

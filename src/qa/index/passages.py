@@ -215,6 +215,10 @@ class PassageTable(Sequence[Passage]):
                 self._row_of.clear()
             self._row_of.update(pairs)
 
+    def titles(self) -> list[str]:
+        """Every passage's title, in row order."""
+        return [title for (title,) in self._query("SELECT title FROM passages ORDER BY row", [])]
+
     def counts_by_document(self) -> dict[str, int]:
         """How many passages each document has."""
         return dict(self._query("SELECT doc_id, count(*) FROM passages GROUP BY doc_id", []))

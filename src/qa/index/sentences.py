@@ -192,10 +192,12 @@ class SentenceVectors:
 
     def sources_for(self, texts: Sequence[str]) -> np.ndarray:
         """For each passage text, a row of this table holding the same text, else -1."""
+        return self.sources_of([passage_text_hash(text) for text in texts])
+
+    def sources_of(self, text_hashes: Sequence[bytes]) -> np.ndarray:
+        """For each passage text's hash (``passage_text_hash``), a row of this table holding that text, else -1."""
         row_of = {bytes(key): row for row, key in enumerate(np.asarray(self.text_hashes))}
-        return np.fromiter(
-            (row_of.get(passage_text_hash(text), -1) for text in texts), dtype=np.int64, count=len(texts)
-        )
+        return np.fromiter((row_of.get(key, -1) for key in text_hashes), dtype=np.int64, count=len(text_hashes))
 
     def of_rows(self, rows: Sequence[int]) -> list[PassageSentences]:
         """The sentences of the passages at these rows, with their vectors back in float32."""
