@@ -7,9 +7,10 @@ positions in document and paragraph order, the rows of the vector and BM25 index
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -63,8 +64,7 @@ def _type(name: str) -> str:
     return "INTEGER" if name in ("paragraph", "start", "end") else "TEXT"
 
 
-def _values(passage: Passage) -> tuple[Any, ...]:
-    return tuple(getattr(passage, name) for name in _FIELDS)
+_values: Callable[[Passage], tuple[Any, ...]] = operator.attrgetter(*_FIELDS)  # one C call a passage
 
 
 class PassageTable(Sequence[Passage]):
