@@ -658,12 +658,17 @@ def test_a_large_index_grows_its_graph_and_skips_removed_passages(encoder: FakeE
 
 
 @pytest.mark.usefixtures("graph_sized")
-def test_a_loaded_graph_whose_vectors_stay_in_the_file_grows_in_place(tmp_path: Path, encoder: FakeEncoder) -> None:
+@pytest.mark.parametrize("file", ["kept", "gone"])
+def test_a_loaded_graph_whose_vectors_stay_in_the_file_grows_in_place(
+    tmp_path: Path, encoder: FakeEncoder, file: str
+) -> None:
     import faiss
 
     documents = make_documents(60)
     build(documents[:50], encoder).save(tmp_path)
     loaded = LocalIndex.load(tmp_path)  # memory-mapped: FAISS cannot grow it, only a copy
+    if file == "gone":  # the copy is made from the mapped pages instead of the file
+        (tmp_path / loaded.manifest.files["vectors"]).unlink()
     new = updated(loaded, documents[3:], encoder)
     assert isinstance(new._vectors._index, faiss.IndexHNSW) and new._vectors.total > len(new.passages)
     for passage in passages_of(documents[50:]):

@@ -438,7 +438,7 @@ class LocalIndex:
         return cls(
             documents,
             passages,
-            vectors=VectorIndex(vectors, slots),
+            vectors=VectorIndex(vectors, slots, source=index_dir / manifest.files["vectors"]),
             lexical=lexical,
             sentences=sentences,
             manifest=manifest,

@@ -134,8 +134,9 @@ class VectorIndex:
     holds are tombstones, skipped by every search.
     """
 
-    def __init__(self, index: faiss.Index, slots: np.ndarray | None = None) -> None:
+    def __init__(self, index: faiss.Index, slots: np.ndarray | None = None, *, source: Path | None = None) -> None:
         self._index = index
+        self._source = source  # the file ``index`` is memory-mapped from, if it is
         self.slots = np.arange(index.ntotal, dtype=np.int64) if slots is None else slots.astype(np.int64)
         self._rows = _rows_of_slots(self.slots, index.ntotal)
         self._live: Any = None  # FAISS selector skipping dead slots, made on first use
@@ -202,11 +203,7 @@ class VectorIndex:
         slots = slots.copy()
         dead = self._index.ntotal - int((slots >= 0).sum())
         if _extends_in_place(self._index, passages=len(slots), dead=dead, total=self._index.ntotal + len(fresh)):
-            import faiss
-
-            # Not clone_index: a copy of a memory-mapped index still views the file, and FAISS
-            # aborts the process (not an exception) when asked to grow a view.
-            index = faiss.deserialize_index(faiss.serialize_index(self._index))
+            index = self._growable_copy()
             slots[fresh] = np.arange(index.ntotal, index.ntotal + len(fresh))
             if len(fresh):
                 with _openmp_threads(usable_cpus()):
@@ -223,6 +220,26 @@ class VectorIndex:
         if len(fresh):
             matrix[fresh] = fresh_vectors
         return VectorIndex.build(matrix)
+
+    def _growable_copy(self) -> faiss.Index:
+        """A copy of the FAISS index in memory, which may grow while ``self`` keeps answering.
+
+        Not ``clone_index``: a copy of a memory-mapped index still views the file, and FAISS
+        aborts the process (not an exception) when asked to grow a view. A mapped index is
+        read again from its file (a generation's file never changes): one copy, where
+        serialising would hold the whole index twice more.
+        """
+        import faiss
+
+        if self._source is not None:
+            try:
+                copy = faiss.read_index(str(self._source))
+            except (RuntimeError, OSError):  # the file is gone: copy what is mapped instead
+                pass
+            else:
+                if copy.ntotal == self._index.ntotal:
+                    return copy
+        return faiss.deserialize_index(faiss.serialize_index(self._index))
 
     def save(self, vectors_path: Path, slots_path: Path) -> None:
         """Write the FAISS index and the slots (NumPy, no pickle) to these paths."""
