@@ -131,17 +131,24 @@ def first_stage(
 ) -> tuple[Iterator[Hit], np.ndarray | None]:
     """The question's ranked candidates (``ranked_hits``), and its vector (``None`` in BM25 mode).
 
-    In hybrid mode BM25 runs while the question is embedded (``bm25_meanwhile``).
-    ``query_vector`` and ``lexical``: what the caller has already found.
+    In hybrid mode BM25 runs while the question is embedded and its nearest vectors
+    are found (``bm25_meanwhile``). ``query_vector`` and ``lexical``: what the caller
+    has already found.
     """
     query_text = lexical_query(question, history)
+    dense = None
     if mode == "hybrid" and query_vector is None and lexical is None:
-        lexical, query_vector = bm25_meanwhile(
-            store, query_text, where=where, work=lambda: embed_query(encoder, question, history)
-        )
+
+        def nearest() -> tuple[np.ndarray, Candidates]:
+            vector = embed_query(encoder, question, history)
+            return vector, store.dense_candidates(vector, depth=CANDIDATE_DEPTH, where=where)
+
+        lexical, (vector, dense) = bm25_meanwhile(store, query_text, where=where, work=nearest)
+        query_vector = vector
     elif mode != "bm25" and query_vector is None:
         query_vector = embed_query(encoder, question, history)
-    return ranked_hits(store, query_vector, query_text, mode=mode, where=where, lexical=lexical), query_vector
+    ranked = ranked_hits(store, query_vector, query_text, mode=mode, where=where, dense=dense, lexical=lexical)
+    return ranked, query_vector
 
 
 def bm25_meanwhile(
@@ -191,16 +198,18 @@ def ranked_hits(
     *,
     mode: Mode,
     where: SearchFilter | None,
+    dense: Candidates | None = None,
     lexical: Candidates | None = None,
 ) -> Iterator[Hit]:
     """``candidate_hits`` one at a time, best first: passages are fetched only as far as the hits are drawn.
 
     Folding looks at the first few dozen of some two hundred candidates; the rest
-    are never read from the store. ``lexical``: the BM25 candidates, if already
-    found (``bm25_meanwhile``).
+    are never read from the store. ``dense`` and ``lexical``: the retrievers'
+    candidates, if already found (``first_stage``).
     """
-    dense = None
-    if mode != "bm25":
+    if mode == "bm25":
+        dense = None
+    elif dense is None:
         assert query_vector is not None
         dense = store.dense_candidates(query_vector, depth=CANDIDATE_DEPTH, where=where)
     if mode != "dense" and lexical is None:
