@@ -123,7 +123,7 @@ def run_seed(workdir: Path) -> dict[str, Any]:
         **latencies(index, encoder, corpus_questions()),
         **cold_start(index_dir),
         "index_unchanged_s": index_unchanged_seconds(index_dir),
-        "app_ready_s": app_ready_seconds(index_dir),
+        "app_ready_s": min(app_ready_seconds(index_dir) for _ in range(3)),  # one start varies by half a second
     }
 
 

@@ -15,7 +15,6 @@ stay inside the corpus folder, and no file is read twice.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -167,10 +166,13 @@ def find_corpus_files(
     for path, source in walk.files():
         sidecar = _sidecar_of(walk, path, source)
         try:
-            stamp = _stamp(walk.status.get(source) or os.stat(path), sidecar)
+            status = walk.status.get(source) or os.stat(path)
+            sidecar_status = sidecar.stat() if sidecar is not None else None
+            stamp = _stamp(status, sidecar_status)
             known = stamps.checksum(source, stamp) if stamps is not None else None
             checksum = known or file_checksum(path, sidecar)
-            files.append(CorpusFile(path, source, checksum, sidecar, dataclasses.replace(stamp, checksum=checksum)))
+            stamp = _stamp(status, sidecar_status, checksum=checksum)
+            files.append(CorpusFile(path, source, checksum, sidecar, stamp))
         except OSError as error:  # no permission, or gone since the folder was listed
             message = f"skipped {source}: {error.strerror or error}"
             warnings.warn(message, SkippedFileWarning, stacklevel=2)
@@ -179,23 +181,22 @@ def find_corpus_files(
 
 def _sidecar_of(walk: CorpusWalk, path: Path, source: str) -> Path | None:
     """The file's sidecar, if one was listed beside it and may be read."""
-    sidecar_source = str(sidecar_path(PurePosixPath(source)))
+    sidecar_source = os.path.splitext(source)[0] + SIDECAR_SUFFIX  # as sidecar_path, without pathlib's cost
     if sidecar_source not in walk.listed:
         return None
     beside = sidecar_path(path)  # a sidecar that is a link is read on the terms of any other file
     return beside if walk.may_read(beside, sidecar_source) and beside.is_file() else None
 
 
-def _stamp(status: os.stat_result, sidecar: Path | None) -> FileStamp:
-    """The file's stamp (its checksum left blank), from its status and its sidecar's."""
-    sidecar_status = sidecar.stat() if sidecar is not None else None
+def _stamp(status: os.stat_result, sidecar_status: os.stat_result | None, *, checksum: str = "") -> FileStamp:
+    """The file's stamp, from its status and its sidecar's."""
     return FileStamp(
         size=status.st_size,
         mtime_ns=status.st_mtime_ns,
         inode=status.st_ino,
         sidecar_size=sidecar_status.st_size if sidecar_status else -1,
         sidecar_mtime_ns=sidecar_status.st_mtime_ns if sidecar_status else 0,
-        checksum="",
+        checksum=checksum,
     )
 
 

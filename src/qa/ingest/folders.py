@@ -74,7 +74,7 @@ class CorpusWalk:
                 self.listed.add(source)
                 is_folder, link = _is_dir(entry), entry.is_symlink()
                 # os.path, not pathlib: this runs for every name of the corpus (a million at scale).
-                supported = os.path.splitext(entry.name)[1].lower() in self.suffixes
+                supported = _suffix(entry.name) in self.suffixes
                 # A dangling link is named whatever its name: it may be a folder that is gone.
                 if not (is_folder or supported or (link and not os.path.exists(entry.path))):
                     continue
@@ -129,7 +129,7 @@ class CorpusWalk:
         kept: dict[tuple[int, int] | str, str] = {}
         files = []
         for path, source, _link in sorted(found, key=lambda item: (item[2], item[1].split("/"))):
-            status = _status(path)
+            status = _status(str(path))
             if status is not None:
                 self.status[source] = status
             identity = (status.st_dev, status.st_ino) if status is not None and status.st_ino else source
@@ -147,7 +147,13 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (status.st_dev, status.st_ino) if status is not None and status.st_ino else None
 
 
-def _status(path: Path) -> os.stat_result | None:
+def _suffix(name: str) -> str:
+    """The name's suffix in lower case, as ``Path(name).suffix`` gives it for a visible file name."""
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > 0 else ""
+
+
+def _status(path: Path | str) -> os.stat_result | None:
     try:
         return os.stat(path)
     except OSError:

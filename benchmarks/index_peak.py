@@ -1,0 +1,86 @@
+"""The peak memory of a whole `qa index` build of a large corpus folder, in a fresh process.
+
+`bench.py` builds its synthetic million from passages it already holds, so its peak includes
+that corpus and the stand-in encoder's vectors. Here the build is `qa index`'s own path
+(`index_corpus`: list, read, clean and split every file, embed, build FAISS, BM25, the sentence
+vectors and the passage table, save) on a folder of files, with one stand-in: an encoder that
+gives each text a fixed random vector (the real model would take hours here), so what is
+measured is qa's memory, not a model's.
+
+    .venv/bin/python benchmarks/index_peak.py --files 100000 --folder /tmp/corpus100k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import DEFAULT_NAME, _random, peak_memory_mb
+
+WORDS = [
+    f"{stem}{ending}" for stem in ("defect", "border", "river", "market", "famil", "soldier") for ending in "abcdefghij"
+]
+
+
+class RandomVectors:
+    """A stand-in encoder: a fixed random vector per text (from its hash), nothing held."""
+
+    name = DEFAULT_NAME
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.stack([_random(text) for text in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
+
+
+def write_corpus(folder: Path, files: int, *, paragraphs: int = 10, seed: int = 0) -> None:
+    """``files`` articles of ``paragraphs`` paragraphs (three sentences of about 30 words each)."""
+    rng = random.Random(seed)
+    for number in range(files):
+        path = folder / f"{number // 10_000:03d}" / f"article{number}.txt"
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "\n\n".join(
+            " ".join(" ".join(rng.choices(WORDS, k=30)).capitalize() + "." for _ in range(3)) for _ in range(paragraphs)
+        )
+        path.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--folder", type=Path, required=True, help="the corpus folder (written if missing)")
+    args = parser.parse_args()
+    write_corpus(args.folder, args.files)
+    from qa.index.build import MIN_WORDS, SPLIT_VERSION, index_corpus
+    from qa.index.manifest import IndexSettings
+
+    settings = IndexSettings(max_tokens=254, min_words=MIN_WORDS, pipeline_version=SPLIT_VERSION)
+    with tempfile.TemporaryDirectory() as workdir:
+        Path("/proc/self/clear_refs").write_text("5", encoding="utf-8")  # VmHWM from here
+        before = peak_memory_mb()
+        started = time.perf_counter()
+        report = index_corpus(args.folder, Path(workdir) / "index", encoder=RandomVectors(), settings=settings)
+        print(
+            json.dumps(
+                {
+                    "files": args.files,
+                    "passages": report.passages,
+                    "sentences_embedded": report.sentences_embedded,
+                    "build_seconds": round(time.perf_counter() - started, 1),
+                    "memory_before_mb": before,
+                    "build_peak_mb": peak_memory_mb(),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
