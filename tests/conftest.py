@@ -307,3 +307,12 @@ WRONG_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 }
 # Characters that can drive a terminal (escape sequences, controls, bidirectional overrides and isolates).
 TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Any:
+    """A real OpenAI-compatible chat-completions server on 127.0.0.1 (``tests/llm_server.py``), for the session."""
+    from llm_server import serving
+
+    with serving() as server:
+        yield server
