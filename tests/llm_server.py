@@ -9,6 +9,7 @@ Every request is kept (``requests``) so that tests can read exactly what was sen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -85,10 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def do_POST(self) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
             self._answer()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout): nothing to do
 
     def _answer(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")

@@ -72,7 +72,7 @@ def test_every_fault_is_one_line_naming_the_server(llm_server: Any, fault: str, 
 
 def test_a_server_that_is_down_is_named() -> None:
     url = closed_port_url()
-    with pytest.raises(LLMUnavailableError, match="cannot reach the language model server at http://127.0.0.1"):
+    with pytest.raises(LLMUnavailableError, match=r"cannot reach the language model server at http://127\.0\.0\.1"):
         ChatModel(LLMConfig(url, "good", timeout=2)).complete(MESSAGES)
 
 
@@ -118,4 +118,3 @@ def test_an_address_that_is_not_http_is_refused(typed: str) -> None:
 
 def test_a_password_in_the_url_is_not_shown() -> None:
     assert LLMConfig("http://user:pw@host:8080/v1", "m").shown_url == "http://host:8080/v1"
-

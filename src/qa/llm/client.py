@@ -174,22 +174,11 @@ class ChatModel:
 
     def _failure(self, error: Exception) -> LLMError:
         """One line for what went wrong, in this tool's words, the server's own words quoted, never the key."""
-        api = self._openai
+        if isinstance(error, self._openai.APIConnectionError):
+            return self._connection_failure(error)
         where = self.config.shown_url
-        if isinstance(error, api.APITimeoutError):
-            return LLMUnavailableError(
-                f"the language model at {where} did not answer within {self.config.timeout:g} s",
-                fix="try again, or a smaller or faster model",
-            )
-        if isinstance(error, api.APIConnectionError) and type(error.__cause__).__name__ not in {"NoneType", "ConnectError"}:
-            return LLMResponseError(
-                f"the connection to the language model server at {where} broke before its answer was complete"
-            )
-        if isinstance(error, api.APIConnectionError):
-            return LLMUnavailableError(
-                f"cannot reach the language model server at {where}", fix="start the server, or check --llm"
-            )
         detail = self._detail(error)
+        api = self._openai
         if isinstance(error, api.NotFoundError):
             return LLMResponseError(
                 f"the server at {where} does not know the model {self.config.model!r} (HTTP 404{detail})",
@@ -203,6 +192,22 @@ class ChatModel:
         if isinstance(error, api.APIStatusError):
             return LLMResponseError(f"the language model server at {where} answered HTTP {error.status_code}{detail}")
         return LLMResponseError(f"the language model server at {where} failed{detail}")
+
+    def _connection_failure(self, error: Exception) -> LLMError:
+        """No answer in time, nobody listening, or a connection that broke while the answer came."""
+        where = self.config.shown_url
+        if isinstance(error, self._openai.APITimeoutError):
+            return LLMUnavailableError(
+                f"the language model at {where} did not answer within {self.config.timeout:g} s",
+                fix="try again, or a smaller or faster model",
+            )
+        if type(error.__cause__).__name__ in {"NoneType", "ConnectError"}:
+            return LLMUnavailableError(
+                f"cannot reach the language model server at {where}", fix="start the server, or check --llm"
+            )
+        return LLMResponseError(
+            f"the connection to the language model server at {where} broke before its answer was complete"
+        )
 
     def _detail(self, error: Exception) -> str:
         """``: the server's message``, on one line, clipped, the key blanked out; ``""`` without one."""
