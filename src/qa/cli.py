@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa.cli_format import emphasized, format_passage, format_result
+from qa.cli_format import emphasized, format_answer, format_passage, format_result
 from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
 from qa.index.lock import DEFAULT_WAIT_SECONDS
+from qa.llm.client import llm_config
 from qa.reader.model import READER_CHOICES, reader_for
 from qa.records import Passage, SearchResult, result_to_dict
 from qa.safe_text import json_text, terminal_text
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from qa.embed.encoder import Encoder
     from qa.evaluation.results import EvalReport
     from qa.index.store import PassageStore, SearchFilter
+    from qa.llm.client import ChatModel
     from qa.reader.model import PassageReader
+    from qa.search.evidence import SentenceMemory
+    from qa.search.written import Writing
 
 DEFAULT_CORPUS = Path("corpus")
 DEFAULT_INDEX = Path("index")
@@ -104,6 +108,12 @@ READER_HELP = (
 )
 
 
+LLM_HELP = (
+    "also have your own language model write the answer, citations checked: an OpenAI-compatible server's"
+    " address, e.g. http://localhost:11434/v1 (default: $QA_LLM_URL; a key only from $QA_LLM_API_KEY)"
+)
+
+
 def _add_search_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
@@ -138,6 +148,10 @@ def _add_search_parser(
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.add_argument("--model", help="model to embed the question with (must be the index's model)")
     search.add_argument("--reader", choices=READER_CHOICES, help=READER_HELP)
+    search.add_argument("--llm", metavar="URL", help=LLM_HELP)
+    search.add_argument(
+        "--llm-model", metavar="NAME", help="the language model's name on that server (default: $QA_LLM_MODEL)"
+    )
 
 
 def _add_eval_parser(
@@ -278,8 +292,10 @@ def run_search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise QAError("--k must be at least 1")
     from qa.index.build import open_index
+    from qa.search.evidence import SentenceMemory
     from qa.search.filters import resolve_filter
 
+    model = _chat_model(args)  # before anything slow: a wrong --llm is refused at once
     if args.batch is None:
         try:
             question = normalize_question(args.question)
@@ -295,30 +311,99 @@ def run_search(args: argparse.Namespace) -> int:
     where = resolve_filter(
         index, documents=args.doc, outlets=args.outlet, date_from=args.date_from, date_to=args.date_to
     )
-    ask_one = _asker(index, _encoder_for(index.model, args), args, where, reader_for(args.reader))
+    encoder = _encoder_for(index.model, args)
+    sentences = SentenceMemory()  # a batch of questions shares them
+    ask_one = _asker(index, encoder, args, where, reader_for(args.reader), sentences=sentences)
+    write = _writer(model, index, encoder, sentences, args.after) if model else None
     if args.batch is not None:
         for number, line in enumerate(_read_questions(args.batch), 1):
-            print(json_text(_batch_row(ask_one, line, number)), flush=True)
+            print(json_text(_batch_row(ask_one, line, number, write)), flush=True)
         return 0
     _warn_if_clipped(question)
     result = ask_one(question.text)
     if args.json:
+        if write is not None:
+            result = _written(write(result, stream=False))
         print(json_text(result_to_dict(result), indent=2))
-    elif result.short_answer and sys.stdout.isatty():
+        return 0
+    if result.short_answer and sys.stdout.isatty():
         print(emphasized(terminal_text(format_result(result)), terminal_text(result.short_answer)))
     else:
         _say(format_result(result))
+    if write is not None:
+        _stream_written(write(result, stream=True))
     return 0
 
 
-def _batch_row(ask_one: Callable[[str], SearchResult], line: str, number: int) -> dict[str, object]:
+def _chat_model(args: argparse.Namespace) -> ChatModel | None:
+    """The language model asked for (``--llm``, ``--llm-model``, ``$QA_LLM_*``), else none."""
+    config = llm_config(args.llm, args.llm_model, os.environ)
+    if config is None:
+        return None
+    from qa.llm.client import ChatModel
+
+    return ChatModel(config)
+
+
+def _writer(
+    model: ChatModel, store: PassageStore, encoder: Encoder, sentences: SentenceMemory, history: Sequence[str]
+) -> Callable[..., Writing]:
+    from qa.search.written import start_writing
+
+    def write(result: SearchResult, *, stream: bool) -> Writing:
+        return start_writing(
+            result, model=model, store=store, encoder=encoder, sentences=sentences, history=history, stream=stream
+        )
+
+    return write
+
+
+def _written(writing: Writing, where: str = "") -> SearchResult:
+    """The result with its checked written answer; why there is none, if there is none, on stderr."""
+    result = writing.result()
+    if result.written is not None and result.written.notice:
+        _tell(f"qa: warning: {where}{result.written.notice}")
+    return result
+
+
+def _stream_written(writing: Writing) -> None:
+    """The model's answer printed as it comes, then what the check found (or, on stderr, why there is none)."""
+    printed = False
+    for piece in writing:
+        if not printed:
+            print(f"\nWritten by {writing.model_name} (citations checked below):\n", flush=True)
+            printed = True
+        print(terminal_text(piece), end="", flush=True)
+    if printed:
+        print(flush=True)
+    written = _written(writing).written
+    if written is None or not written.sentences:
+        return
+    if written.notice:
+        _say("(That written answer is not used: see the warning.)")
+        return
+    unsupported = [sentence for sentence in written.sentences if sentence.problem]
+    if not unsupported:
+        _say(f"\nCitations checked: all {len(written.sentences)} sentences are supported by the passages they cite.")
+        return
+    _say(f"\nCitations checked: {len(unsupported)} of {len(written.sentences)} sentences are not supported:")
+    for sentence in unsupported:
+        _say(format_answer(f"- {sentence.text} (unsupported: {sentence.problem})"))
+
+
+def _batch_row(
+    ask_one: Callable[[str], SearchResult], line: str, number: int, write: Callable[..., Writing] | None
+) -> dict[str, object]:
     """One line of ``--batch`` output: the result, or the error for an empty line (one line out per line in)."""
     try:
         question = normalize_question(line)
     except EmptyQuestionError as error:
         return {"query": "", "error": str(error)}
     _warn_if_clipped(question, f"line {number}: ")
-    return result_to_dict(ask_one(question.text))
+    result = ask_one(question.text)
+    if write is not None:
+        result = _written(write(result, stream=False), f"line {number}: ")
+    return result_to_dict(result)
 
 
 def _warn_if_clipped(question: Question, where: str = "") -> None:
@@ -343,11 +428,10 @@ def _asker(
     args: argparse.Namespace,
     where: SearchFilter,
     reader: PassageReader | None,
+    *,
+    sentences: SentenceMemory,
 ) -> Callable[[str], SearchResult]:
     from qa.search.ask import ask
-    from qa.search.evidence import SentenceMemory
-
-    sentences = SentenceMemory()  # a batch of questions shares them
 
     def ask_one(question: str) -> SearchResult:
         return ask(

@@ -111,6 +111,16 @@ def test_a_citation_to_no_given_passage_and_a_sentence_without_one_are_marked() 
     assert "(unsupported: there is no passage [7])" in written.text
 
 
+def test_a_sentence_cited_by_the_next_one_on_its_line_is_checked_against_that_passage() -> None:
+    written = _check(
+        "The storm reached the coast on Monday. The harbour wall cracked in two places [1]. "
+        "The moon is made of cheese.\nRepairs will cost four million euros. The council said this on Friday [2]."
+    )
+    cited = [(s.citations, bool(s.problem)) for s in written.sentences]
+    assert cited == [((1,), False), ((1,), False), ((), True), ((2,), False), ((2,), False)]
+    assert "The moon is made of cheese. (unsupported: it cites no passage)" in written.text
+
+
 @pytest.mark.parametrize(
     ("answer", "reason"),
     [

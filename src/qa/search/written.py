@@ -133,7 +133,7 @@ def check_answer(
     """
     by_rank = {hit.rank: hit for hit in hits}
     parts = written_sentences(text)
-    claims = [(sentence, cited) for sentence, cited in parts if sentence != "\n"]
+    claims = _cited_forward([(sentence, cited) for sentence, cited in parts])
     passage_sentences = {
         rank: [hit.passage.text[start:end] for start, end in split_sentences(hit.passage.text)]
         for rank, hit in by_rank.items()
@@ -151,6 +151,28 @@ def check_answer(
             notice=f"the answer written by {model} is not shown: {reason}; the answer from the articles stands",
         )
     return WrittenAnswer(model=model, text=marked_text(parts, checked), sentences=tuple(checked))
+
+
+def _cited_forward(parts: Sequence[tuple[str, tuple[int, ...]]]) -> list[tuple[str, tuple[int, ...]]]:
+    """The sentences (line breaks left out), each without citations taking those of the next cited one on its line.
+
+    Models often cite once after two or three sentences from the same passage; such a
+    sentence is checked against what follows it. One with no cited sentence after it
+    on its line cites nothing.
+    """
+    claims: list[tuple[str, tuple[int, ...]]] = []
+    waiting: list[str] = []
+    for sentence, cited in [*parts, ("\n", ())]:
+        if sentence == "\n":
+            claims.extend((text, ()) for text in waiting)
+            waiting = []
+        elif not cited:
+            waiting.append(sentence)
+        else:
+            claims.extend((text, cited) for text in waiting)
+            claims.append((sentence, cited))
+            waiting = []
+    return claims
 
 
 def _checked(
@@ -223,6 +245,11 @@ class Writing:
         self._pieces: list[str] = []
         self._failure = ""
         self._done = False
+
+    @property
+    def model_name(self) -> str:
+        """The name of the model that writes."""
+        return self._model.name
 
     @property
     def asks(self) -> bool:
