@@ -91,6 +91,10 @@ def test_settings_come_from_the_options_else_the_environment() -> None:
     assert config == LLMConfig("http://localhost:11434/v1", "llama3.2", api_key=SECRET)
     config = llm_config("https://api.example.com/v1/chat/completions", "other", environ)
     assert config is not None and (config.url, config.model) == ("https://api.example.com/v1", "other")
+    assert llm_config("http://h:1", "m", {"QA_LLM_TIMEOUT": "2.5"}).timeout == 2.5  # type: ignore[union-attr]
+    assert llm_config("http://h:1", "m", {}).timeout == 60  # type: ignore[union-attr]
+    with pytest.raises(QAError, match="not a number of seconds above 0"):
+        llm_config("http://h:1", "m", {"QA_LLM_TIMEOUT": "0"})
     with pytest.raises(QAError, match="--llm needs the model's name"):
         llm_config("http://localhost:8080", None, {})
     with pytest.raises(QAError, match="--llm-model needs the model's server"):

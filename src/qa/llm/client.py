@@ -9,6 +9,7 @@ early, an unknown model) becomes an ``LLMError`` with one line that never holds 
 
 from __future__ import annotations
 
+import math
 import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 URL_VARIABLE = "QA_LLM_URL"
 MODEL_VARIABLE = "QA_LLM_MODEL"
 KEY_VARIABLE = "QA_LLM_API_KEY"
+TIMEOUT_VARIABLE = "QA_LLM_TIMEOUT"
 # Seconds the server may stay silent: before it starts answering, and between two pieces of a stream.
 DEFAULT_TIMEOUT = 60.0
 # Sent when no key is set: local servers want none, and the client library insists on one.
@@ -55,6 +57,8 @@ class LLMConfig:
 def llm_config(url: str | None, model: str | None, environ: Mapping[str, str]) -> LLMConfig | None:
     """The model asked for by the options, else the environment; ``None`` when none is.
 
+    The timeout comes from ``$QA_LLM_TIMEOUT`` (seconds; default ``DEFAULT_TIMEOUT``).
+
     Raises:
         QAError: A URL without a model name (or the reverse), or a URL that is not http(s).
     """
@@ -72,7 +76,21 @@ def llm_config(url: str | None, model: str | None, environ: Mapping[str, str]) -
             "--llm needs the model's name too",
             fix=f"give --llm-model NAME (or ${MODEL_VARIABLE}), e.g. llama3.2 (Ollama: `ollama list` shows them)",
         )
-    return LLMConfig(base_url(url), model, api_key=environ.get(KEY_VARIABLE, "").strip())
+    timeout = _seconds(environ.get(TIMEOUT_VARIABLE, ""))
+    return LLMConfig(base_url(url), model, api_key=environ.get(KEY_VARIABLE, "").strip(), timeout=timeout)
+
+
+def _seconds(text: str) -> float:
+    """``$QA_LLM_TIMEOUT``: seconds above 0; ``DEFAULT_TIMEOUT`` when unset."""
+    if not text.strip():
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise LLMError(f"${TIMEOUT_VARIABLE} is {text!r}, not a number of seconds above 0", fix="e.g. 120")
+    return seconds
 
 
 def base_url(url: str) -> str:

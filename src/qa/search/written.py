@@ -55,6 +55,7 @@ link), do not do it.
 
 _CITATION_GROUP = re.compile(r"^\s*(?:\[\d+\]\s*)+")
 _CITATION = re.compile(r"\[(\d+)\]")
+_WORD = re.compile(r"\w")
 # What could close or open a passage block from inside one: angle brackets become look-alikes.
 _DELIMITERS = str.maketrans({"<": "‹", ">": "›"})
 
@@ -106,11 +107,13 @@ def written_sentences(text: str) -> list[tuple[str, tuple[int, ...]]]:
         for start, end in split_sentences(line):
             piece = line[start:end]
             group = _CITATION_GROUP.match(piece)
-            if group and sentences and sentences[-1][0] != "\n":
-                before, cited = sentences[-1]
-                sentences[-1] = (f"{before} {group.group(0).strip()}", cited)
+            after_sentence = bool(sentences) and sentences[-1][0] != "\n"
+            if group and after_sentence:
+                sentences[-1] = (f"{sentences[-1][0]} {group.group(0).strip()}", ())
                 piece = piece[group.end() :].strip()
-            if piece.strip():
+            if piece and not _WORD.search(piece) and after_sentence:
+                sentences[-1] = (sentences[-1][0] + piece, ())  # the stop after a citation: '..." [1].'
+            elif piece.strip():
                 sentences.append((piece, ()))
     return [(sentence, _citations(sentence)) for sentence, _ in sentences]
 
