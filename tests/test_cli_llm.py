@@ -48,7 +48,7 @@ def test_the_written_answer_streams_after_the_extractive_one_and_is_checked(
     sources = out.index("Sources:")
     written = out.index("Written by mixed (citations checked below):")
     assert sources < written and UNSUPPORTED in out[written:]
-    assert "Citations checked: 1 of" in out and "(unsupported: passage [1] does not say this)" in out
+    assert "Citations checked: not supported, 1 of" in out and "(unsupported: passage [1] does not say this)" in out
     assert err == ""
     sent = llm_server.bodies[-1]
     assert sent["stream"] is True and sent["model"] == "mixed"

@@ -386,7 +386,7 @@ def _stream_written(writing: Writing) -> None:
     if not unsupported:
         _say(f"\nCitations checked: all {len(written.sentences)} sentences are supported by the passages they cite.")
         return
-    _say(f"\nCitations checked: {len(unsupported)} of {len(written.sentences)} sentences are not supported:")
+    _say(f"\nCitations checked: not supported, {len(unsupported)} of {len(written.sentences)} sentences:")
     for sentence in unsupported:
         _say(format_answer(f"- {sentence.text} (unsupported: {sentence.problem})"))
 

@@ -248,6 +248,7 @@ def written_to_dict(written: WrittenAnswer, hits: tuple[Hit, ...]) -> dict[str, 
                 "text": sentence.text,
                 "citations": list(sentence.citations),
                 "reason": sentence.problem,
+                "support": _rounded(sentence.support),
             }
             for number, sentence in enumerate(written.sentences)
             if sentence.problem

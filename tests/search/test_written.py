@@ -157,6 +157,7 @@ def test_the_json_names_citations_and_unsupported_sentences() -> None:
         [1],
         "passage [1] does not say this",
     )
+    assert unsupported["support"] < MIN_SUPPORT
     assert "generated_answer" not in result_to_dict(SearchResult(query="q", hits=tuple(HITS)))
 
 

@@ -97,7 +97,7 @@ def written_reply(written: WrittenAnswer, hits: Sequence[Hit], turn: int = 0) ->
     summary = (
         f"all {len(written.sentences)} sentences are supported by the passages they cite"
         if not failed
-        else f"{failed} of {len(written.sentences)} sentences are not supported ({UNSUPPORTED_MARK})"
+        else f"not supported, {failed} of {len(written.sentences)} sentences ({UNSUPPORTED_MARK})"
     )
     heading = (
         f"**{as_markdown_text(f'Written by {written.model}')}** · {as_markdown_text(f'citations checked: {summary}')}"

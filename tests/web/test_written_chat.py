@@ -75,7 +75,7 @@ def test_the_extractive_answer_comes_first_then_the_written_one_streams_and_is_c
     final = updates[-1][0]
     assert [m["role"] for m in final] == ["user", "assistant", "assistant"] and final[1] == first[0][1]
     reply = final[-1]["content"]
-    assert reply.startswith("**Written by mixed** · citations checked: 1 of ")
+    assert reply.startswith("**Written by mixed** · citations checked: not supported, 1 of ")
     assert f"{UNSUPPORTED_MARK} \\(unsupported: passage " in reply and "(#qa-source-1-1 " in reply
     assert updates[-1][3] == updates[1][3]  # later updates leave the sources as they are
     sent = llm_server.bodies[-1]
