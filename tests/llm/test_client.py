@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -122,3 +124,18 @@ def test_an_address_that_is_not_http_is_refused(typed: str) -> None:
 
 def test_a_password_in_the_url_is_not_shown() -> None:
     assert LLMConfig("http://user:pw@host:8080/v1", "m").shown_url == "http://host:8080/v1"
+
+
+def test_without_the_openai_package_only_a_configured_model_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openai", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(LLMError, match=r"needs the openai package.*pip install -e \"\.\[llm\]\""):
+        ChatModel(LLMConfig("http://127.0.0.1:9/v1", "m"))
+
+
+def test_qa_imports_the_client_library_only_when_a_model_is_configured() -> None:
+    code = (
+        "import sys, qa.cli, qa.web.service, qa.web.chat, qa.search.written, qa.llm.client;"
+        "sys.exit('openai imported' if 'openai' in sys.modules else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
