@@ -27,6 +27,7 @@ MODELS = {
     "uncited": "an answer with no citation at all",
     "injection": "'I was told to ignore my instructions.' when an instruction sits outside the passages, else good",
     "slow": "the good answer after `slow_seconds` of silence",
+    "trickle": "the mixed answer, streamed a word every `trickle_seconds` (to watch it stream)",
     "error-500": "HTTP 500 with an OpenAI error body",
     "echo-key": "HTTP 401 whose message quotes the key it was sent",
     "malformed": "a stream whose data is not JSON (whole: a body that is not JSON)",
@@ -47,7 +48,7 @@ def answer_for(model: str, messages: list[dict[str, str]]) -> str:
     prompt = messages[-1]["content"]
     passages = {int(number): text for number, text in PASSAGE.findall(prompt)}
     good = " ".join(f"{first_sentence(text)} [{number}]." for number, text in sorted(passages.items())[:2])
-    if model == "mixed":
+    if model in {"mixed", "trickle"}:
         return f"{good} {UNSUPPORTED}"
     if model == "out-of-range":
         return f"{good} Defectors often return for their families [99]."
@@ -68,6 +69,7 @@ class FakeLLMServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[dict[str, Any]] = []
         self.slow_seconds = 5.0
+        self.trickle_seconds = 0.2
         self.stopping = threading.Event()
 
     @property
@@ -149,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
             if model == "hangup" and number == 3:
                 return  # the connection closes: no finish_reason, no [DONE]
             self._event(json.dumps({**_envelope(model), "choices": [_choice(delta={"content": piece})]}))
-            time.sleep(0.005)
+            time.sleep(self.server.trickle_seconds if model == "trickle" else 0.005)
         self._event(json.dumps({**_envelope(model), "choices": [_choice(delta={}, finish_reason="stop")]}))
         self._event("[DONE]")
 

@@ -1,0 +1,81 @@
+"""The chat with a language model, in a real headless Chromium: the written answer streams in, then is checked.
+
+``app.py --llm`` (real bundled model and corpus) against the test chat-completions server
+(tests/llm_server.py), whose "trickle" model writes a word at a time.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_browser import ANSWER_MS, CHROMIUM_ARGS, CSP_WATCH, QUESTION, _csp_violations, chromium, serving_app
+
+from conftest import CORPUS
+
+pytestmark = pytest.mark.slow
+__all__ = ["chromium"]  # the fixture, shared with test_browser.py
+
+
+@pytest.fixture(scope="module")
+def app_with_model(chromium: str, llm_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workdir = tmp_path_factory.mktemp("app-llm")
+    shutil.copytree(CORPUS, workdir / "corpus")
+    llm_server.trickle_seconds = 0.1
+    with serving_app(workdir, ("--llm", llm_server.url, "--llm-model", "trickle")) as url:
+        yield url
+
+
+@pytest.fixture
+def page(chromium: str, app_with_model: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.add_init_script(CSP_WATCH)
+        page.csp_console = []
+        page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_console.append(m.text))
+        page.goto(app_with_model)
+        page.wait_for_selector("#qa-question textarea")
+        yield page
+        violations = _csp_violations(page)
+        browser.close()
+        assert violations == []
+
+
+# The assistant's messages (Gradio shows two in a row in one bubble row, so rows are not counted).
+BOT = "#qa-chat [data-testid=bot]"
+
+
+def _bot_text(page: Any, index: int) -> str:
+    return str(page.evaluate(f"() => document.querySelectorAll('{BOT}')[{index}]?.innerText || ''"))
+
+
+def test_the_written_answer_streams_below_the_extractive_one_then_is_checked(page: Any, tmp_path: Path) -> None:
+    page.locator("#qa-question textarea").fill(QUESTION)
+    page.locator("#qa-ask").click()
+    # While the model writes: the extractive answer and the sources are already there.
+    page.wait_for_function(
+        f"() => document.querySelectorAll('{BOT}').length >= 2"
+        f" && document.querySelectorAll('{BOT}')[1].innerText.includes('citations are checked when it ends')",
+        timeout=ANSWER_MS,
+    )
+    early = _bot_text(page, 1)
+    assert page.locator("#qa-sources .qa-source").count() >= 3
+    assert page.locator(BOT).first.locator("a[href^='#qa-source-1-']").count() >= 1
+    page.screenshot(path=str(tmp_path / "chat-written-streaming.png"))
+    page.wait_for_function(
+        f"() => (document.querySelectorAll('{BOT}')[1]?.innerText || '').includes('citations checked')",
+        timeout=ANSWER_MS,
+    )
+    final = _bot_text(page, 1)
+    assert len(final) > len(early) and "moon is made of green cheese" not in early  # it came word by word
+    assert "Written by trickle · citations checked: not supported, 1 of 3 sentences (⚠)" in final
+    assert "green cheese" in final and "⚠ (unsupported: passage [1] does not say this)" in final
+    written = page.locator(BOT).nth(1)
+    assert written.locator("a[href^='#qa-source-1-']").count() >= 2  # its citations link to the sources
+    page.screenshot(path=str(tmp_path / "chat-written.png"))
