@@ -35,7 +35,9 @@ def page(chromium: str, app_with_model: str) -> Iterator[Any]:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_with_model.rstrip("/"))
+        page = context.new_page()
         page.add_init_script(CSP_WATCH)
         page.csp_console = []
         page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_console.append(m.text))
@@ -47,8 +49,7 @@ def page(chromium: str, app_with_model: str) -> Iterator[Any]:
         assert violations == []
 
 
-# The assistant's messages (Gradio shows two in a row in one bubble row, so rows are not counted).
-BOT = "#qa-chat [data-testid=bot]"
+BOT = "#qa-chat .message-row.bot-row"
 
 
 def _bot_text(page: Any, index: int) -> str:
@@ -79,3 +80,11 @@ def test_the_written_answer_streams_below_the_extractive_one_then_is_checked(pag
     written = page.locator(BOT).nth(1)
     assert written.locator("a[href^='#qa-source-1-']").count() >= 2  # its citations link to the sources
     page.screenshot(path=str(tmp_path / "chat-written.png"))
+    # Its own copy button copies it, as plain text, with the sources it cites.
+    written.hover()
+    buttons = written.locator("xpath=following-sibling::div[contains(@class, 'message-buttons')][1]")
+    buttons.locator("button[aria-label='Copy message']").click()
+    page.wait_for_timeout(300)
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied.startswith("Written by trickle · citations checked") and "green cheese" in copied
+    assert "\nSources:\n[1] " in copied and "\\" not in copied

@@ -76,6 +76,8 @@ def chat_tab(service: AnswerService) -> dict[str, Any]:
                 elem_id="qa-chat",
                 buttons=["copy"],
                 latex_delimiters=[],  # "$" in an article is money, not mathematics
+                # A written answer follows the extractive one as its own message, with its own copy button.
+                group_consecutive_messages=False,
             )
             with gr.Row(equal_height=True):
                 question = gr.Textbox(
