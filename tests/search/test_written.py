@@ -174,13 +174,14 @@ def _result(hits: list[Hit] = HITS, answerable: bool = True) -> SearchResult:
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_the_model_writes_and_every_sentence_is_checked(llm_server: Any, stream: bool) -> None:
-    writing = Writing(_result(), model=_model(llm_server, "mixed"), embed=_embed, history=["Earlier?"], stream=stream)
+    history = ["Earlier?\x1b[31m", "  "]  # cleaned as ask cleans them; an empty one is left out
+    writing = Writing(_result(), model=_model(llm_server, "mixed"), embed=_embed, history=history, stream=stream)
     pieces = list(writing)
     assert len(pieces) > 3 if stream else len(pieces) == 1
     written = writing.result().written
     assert written is not None and [bool(s.problem) for s in written.sentences] == [False, False, True]
     assert "".join(pieces).endswith(UNSUPPORTED)
-    assert "Earlier?" in llm_server.bodies[-1]["messages"][1]["content"]
+    assert "oldest first:\n- Earlier?\n\nQuestion: " in llm_server.bodies[-1]["messages"][1]["content"]
 
 
 def test_when_qa_abstains_the_model_is_not_asked(llm_server: Any) -> None:

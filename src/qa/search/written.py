@@ -30,6 +30,7 @@ from qa.ingest.split import split_sentences
 from qa.llm.client import ChatModel, Message
 from qa.records import Hit, SearchResult, WrittenAnswer, WrittenSentence
 from qa.search.evidence import Embed, SentenceMemory, sentence_embedder
+from qa.search.question import EmptyQuestionError, normalize_question
 
 # A sentence is supported when a sentence of a passage it cites is at least this similar (cosine, the
 # index's encoder). benchmarks/citation_support.py, 36 hand-made cases on the bundled corpus: the encoder
@@ -243,7 +244,7 @@ class Writing:
         self._result = result
         self._model = model
         self._embed = embed
-        self._history = tuple(history)
+        self._history = tuple(_earlier_questions(history))
         self._stream = stream
         self._pieces: list[str] = []
         self._failure = ""
@@ -287,6 +288,15 @@ class Writing:
         else:
             written = check_answer("".join(self._pieces), self._result.hits, embed=self._embed, model=model)
         return dataclasses.replace(self._result, written=written)
+
+
+def _earlier_questions(history: Sequence[str]) -> Iterator[str]:
+    """The earlier questions as ``ask`` takes them: normalised, the empty ones left out."""
+    for turn in history:
+        try:
+            yield normalize_question(turn).text
+        except EmptyQuestionError:
+            continue
 
 
 def start_writing(
