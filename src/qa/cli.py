@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa.cli_format import emphasized, format_answer, format_passage, format_result
+from qa.cli_format import emphasized, format_passage, format_result
+from qa.cli_format import say as _say
+from qa.cli_format import tell as _tell
+from qa.cli_written import chat_model, stream_written, writer, written
 from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
 from qa.index.lock import DEFAULT_WAIT_SECONDS
-from qa.llm.client import llm_config
 from qa.reader.model import READER_CHOICES, reader_for
 from qa.records import Passage, SearchResult, result_to_dict
 from qa.safe_text import json_text, terminal_text
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     from qa.embed.encoder import Encoder
     from qa.evaluation.results import EvalReport
     from qa.index.store import PassageStore, SearchFilter
-    from qa.llm.client import ChatModel
     from qa.reader.model import PassageReader
     from qa.search.evidence import SentenceMemory
     from qa.search.written import Writing
@@ -39,14 +40,6 @@ MODEL_HELP = (
     "sentence-transformers model name or folder (default: $QA_MODEL, else the index's model, else all-MiniLM-L6-v2)"
 )
 BACKEND_HELP = "how the encoder runs (default: $QA_BACKEND, else openvino-bf16-streams)"
-
-
-def _say(text: str) -> None:
-    print(terminal_text(text))
-
-
-def _tell(text: str) -> None:
-    print(terminal_text(text), file=sys.stderr, flush=True)
 
 
 def wait_seconds(text: str) -> float:
@@ -295,7 +288,7 @@ def run_search(args: argparse.Namespace) -> int:
     from qa.search.evidence import SentenceMemory
     from qa.search.filters import resolve_filter
 
-    model = _chat_model(args)  # before anything slow: a wrong --llm is refused at once
+    model = chat_model(args.llm, args.llm_model)  # before anything slow: a wrong --llm is refused at once
     if args.batch is None:
         try:
             question = normalize_question(args.question)
@@ -314,7 +307,7 @@ def run_search(args: argparse.Namespace) -> int:
     encoder = _encoder_for(index.model, args)
     sentences = SentenceMemory()  # a batch of questions shares them
     ask_one = _asker(index, encoder, args, where, reader_for(args.reader), sentences=sentences)
-    write = _writer(model, index, encoder, sentences, args.after) if model else None
+    write = writer(model, index, encoder, sentences, args.after) if model else None
     if args.batch is not None:
         for number, line in enumerate(_read_questions(args.batch), 1):
             print(json_text(_batch_row(ask_one, line, number, write)), flush=True)
@@ -323,7 +316,7 @@ def run_search(args: argparse.Namespace) -> int:
     result = ask_one(question.text)
     if args.json:
         if write is not None:
-            result = _written(write(result, stream=False))
+            result = written(write(result, stream=False))
         print(json_text(result_to_dict(result), indent=2))
         return 0
     if result.short_answer and sys.stdout.isatty():
@@ -331,64 +324,8 @@ def run_search(args: argparse.Namespace) -> int:
     else:
         _say(format_result(result))
     if write is not None:
-        _stream_written(write(result, stream=True))
+        stream_written(write(result, stream=True))
     return 0
-
-
-def _chat_model(args: argparse.Namespace) -> ChatModel | None:
-    """The language model asked for (``--llm``, ``--llm-model``, ``$QA_LLM_*``), else none."""
-    config = llm_config(args.llm, args.llm_model, os.environ)
-    if config is None:
-        return None
-    from qa.llm.client import ChatModel
-
-    return ChatModel(config)
-
-
-def _writer(
-    model: ChatModel, store: PassageStore, encoder: Encoder, sentences: SentenceMemory, history: Sequence[str]
-) -> Callable[..., Writing]:
-    from qa.search.written import start_writing
-
-    def write(result: SearchResult, *, stream: bool) -> Writing:
-        return start_writing(
-            result, model=model, store=store, encoder=encoder, sentences=sentences, history=history, stream=stream
-        )
-
-    return write
-
-
-def _written(writing: Writing, where: str = "") -> SearchResult:
-    """The result with its checked written answer; why there is none, if there is none, on stderr."""
-    result = writing.result()
-    if result.written is not None and result.written.notice:
-        _tell(f"qa: warning: {where}{result.written.notice}")
-    return result
-
-
-def _stream_written(writing: Writing) -> None:
-    """The model's answer printed as it comes, then what the check found (or, on stderr, why there is none)."""
-    printed = False
-    for piece in writing:
-        if not printed:
-            print(f"\nWritten by {writing.model_name} (citations checked below):\n", flush=True)
-            printed = True
-        print(terminal_text(piece), end="", flush=True)
-    if printed:
-        print(flush=True)
-    written = _written(writing).written
-    if written is None or not written.sentences:
-        return
-    if written.notice:
-        _say("(That written answer is not used: see the warning.)")
-        return
-    unsupported = [sentence for sentence in written.sentences if sentence.problem]
-    if not unsupported:
-        _say(f"\nCitations checked: all {len(written.sentences)} sentences are supported by the passages they cite.")
-        return
-    _say(f"\nCitations checked: not supported, {len(unsupported)} of {len(written.sentences)} sentences:")
-    for sentence in unsupported:
-        _say(format_answer(f"- {sentence.text} (unsupported: {sentence.problem})"))
 
 
 def _batch_row(
@@ -402,7 +339,7 @@ def _batch_row(
     _warn_if_clipped(question, f"line {number}: ")
     result = ask_one(question.text)
     if write is not None:
-        result = _written(write(result, stream=False), f"line {number}: ")
+        result = written(write(result, stream=False), f"line {number}: ")
     return result_to_dict(result)
 
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 
 from qa.records import Hit, Passage, SearchResult
+from qa.safe_text import terminal_text
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
+
+
+def say(text: str) -> None:
+    """Print ``text`` on stdout, cleaned for the terminal (``terminal_text``)."""
+    print(terminal_text(text))
+
+
+def tell(text: str) -> None:
+    """Print ``text`` on stderr at once, cleaned for the terminal: warnings and errors."""
+    print(terminal_text(text), file=sys.stderr, flush=True)
 
 
 def emphasized(text: str, span: str) -> str:
