@@ -167,6 +167,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now).")
     if llm is not None:
         print(terminal_text(f"Written answers: {llm.name} at {llm.config.shown_url}, every citation checked."))
+        problem = llm.unreachable()
+        if problem:
+            _tell(f"qa: warning: {problem}; answers come from the articles alone until it answers")
     # The model loads while the server starts, so the first question does not wait for it.
     threading.Thread(target=service.warm_up, daemon=True).start()
     from qa.web.ui import launch

@@ -87,6 +87,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
 
+    def do_GET(self) -> None:
+        """The model list (``GET /v1/models``)."""
+        self.server.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": None})
+        if not self.path.endswith("/models"):
+            self._json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
+            return
+        models = [{"id": name, "object": "model", "created": 0, "owned_by": "tests"} for name in MODELS]
+        self._json(200, {"object": "list", "data": models})
+
     def do_POST(self) -> None:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
             self._answer()

@@ -139,3 +139,11 @@ def test_qa_imports_the_client_library_only_when_a_model_is_configured() -> None
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_start_up_check_says_only_whether_anything_answers(llm_server: Any) -> None:
+    assert _model(llm_server, "good").unreachable() == ""
+    assert llm_server.requests[-1]["path"] == "/v1/models"
+    assert _model(llm_server, "unknown-model").unreachable() == ""  # the first question will say
+    down = ChatModel(LLMConfig(closed_port_url(), "good")).unreachable()
+    assert down.startswith("cannot reach the language model server at http://127.0.0.1:")

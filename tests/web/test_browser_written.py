@@ -26,6 +26,9 @@ def app_with_model(chromium: str, llm_server: Any, tmp_path_factory: pytest.Temp
     shutil.copytree(CORPUS, workdir / "corpus")
     llm_server.trickle_seconds = 0.1
     with serving_app(workdir, ("--llm", llm_server.url, "--llm-model", "trickle")) as url:
+        started = (workdir / "app.log").read_text()
+        assert f"Written answers: trickle at {llm_server.url}, every citation checked." in started
+        assert "qa: warning" not in started  # the start-up check found the server
         yield url
 
 
@@ -88,3 +91,13 @@ def test_the_written_answer_streams_below_the_extractive_one_then_is_checked(pag
     copied = page.evaluate("() => navigator.clipboard.readText()")
     assert copied.startswith("Written by trickle · citations checked") and "green cheese" in copied
     assert "\nSources:\n[1] " in copied and "\\" not in copied
+
+
+def test_a_new_conversation_stops_a_written_answer_on_its_way(page: Any) -> None:
+    page.locator("#qa-question textarea").fill(QUESTION)
+    page.locator("#qa-ask").click()
+    streaming = f"(document.querySelectorAll('{BOT}')[1]?.innerText || '').includes('checked when it ends')"
+    page.wait_for_function(f"() => {streaming}", timeout=ANSWER_MS)
+    page.locator("#qa-new").click()
+    page.wait_for_timeout(2_500)  # the model writes on meanwhile: a word every 0.1 s
+    assert page.locator(BOT).count() == 0 and page.locator("#qa-chat .message-row").count() == 0

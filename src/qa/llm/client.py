@@ -29,6 +29,8 @@ TIMEOUT_VARIABLE = "QA_LLM_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
 # Sent when no key is set: local servers want none, and the client library insists on one.
 NO_KEY = "no-key"
+# Seconds the start-up check waits for the server (less than the timeout: it only asks whether anything answers).
+CHECK_SECONDS = 5.0
 # Characters of a server's own error message a failure quotes.
 DETAIL_CHARS = 200
 INSTALL_FIX = 'install the llm extra: pip install -e ".[llm]" (or pip install openai)'
@@ -176,6 +178,22 @@ class ChatModel:
         if not isinstance(text, str):
             raise self._malformed()
         return text
+
+    def unreachable(self) -> str:
+        """Why nothing answers at the server's address now, in one line; ``""`` when something does.
+
+        Any answer counts, even an error (a server without a model list, a refused key): the
+        first question says what is wrong then. Asks for the model list, waiting at most
+        ``CHECK_SECONDS``.
+        """
+        client = self._connected().with_options(timeout=min(self.config.timeout, CHECK_SECONDS))
+        try:
+            client.models.list()
+        except self._openai.APIConnectionError as error:
+            return str(self._connection_failure(error))
+        except (self._openai.OpenAIError, ValueError, AttributeError, TypeError):
+            return ""
+        return ""
 
     def _connected(self) -> openai.OpenAI:
         with self._lock:

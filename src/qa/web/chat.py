@@ -110,16 +110,21 @@ def chat_tab(service: AnswerService) -> dict[str, Any]:
         "concurrency_id": "answer",
         "concurrency_limit": ANSWER_CONCURRENCY,
     }
-    for trigger in (ask.click, question.submit):
-        trigger(respond, inputs, outputs, **answering)
+    asking: list[dict[str, Any]] = [
+        trigger(respond, inputs, outputs, **answering) for trigger in (ask.click, question.submit)
+    ]
     for button in examples:
         # An example fills the question box, then is asked like a typed question.
-        button.click(lambda text: text, button, question, api_visibility="private").then(
-            respond, inputs, outputs, **answering
+        asking.append(
+            button.click(lambda text: text, button, question, api_visibility="private").then(
+                respond, inputs, outputs, **answering
+            )
         )
-    # "New conversation" and the chat's own clear (trash) button forget the same things.
-    new.click(start_afresh, None, outputs[:6], api_visibility="private")
-    chat.clear(start_afresh, None, outputs[:6], api_visibility="private")
+    # "New conversation" and the chat's own clear (trash) button forget the same things; a
+    # written answer still streaming stops, rather than write the old conversation back.
+    stops = asking if service.llm is not None else None
+    new.click(start_afresh, None, outputs[:6], api_visibility="private", cancels=stops)
+    chat.clear(start_afresh, None, outputs[:6], api_visibility="private", cancels=stops)
     filters = [settings["documents"], settings["outlets"], settings["from"], settings["to"]]
     for widget in filters:
         widget.change(_chips_shower(service), filters, chips, api_visibility="private")
