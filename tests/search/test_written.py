@@ -135,6 +135,13 @@ def test_an_answer_with_no_supported_citation_falls_back_with_a_notice(answer: s
     assert "\n" not in written.notice
 
 
+def test_several_numbers_in_one_pair_of_brackets_are_several_citations() -> None:
+    written = _check("The harbour wall cracked in two places, and repairs will cost four million euros [1, 2].")
+    [sentence] = written.sentences
+    assert sentence.citations == (1, 2) and not sentence.problem
+    assert written_sentences("Repairs cost millions. [2; 7]") == [("Repairs cost millions. [2; 7]", (2, 7))]
+
+
 def test_a_list_keeps_its_lines() -> None:
     written = _check("- The harbour wall cracked in two places [1]\n- Repairs will cost four million euros [2]")
     assert written.text == "- The harbour wall cracked in two places [1]\n- Repairs will cost four million euros [2]"
