@@ -316,3 +316,12 @@ def llm_server() -> Any:
 
     with serving() as server:
         yield server
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_language_model_from_the_environment() -> Any:
+    """A developer's ``$QA_LLM_*`` must not reach the tests (nor the apps they start): only tests that ask get one."""
+    names = ("QA_LLM_URL", "QA_LLM_MODEL", "QA_LLM_API_KEY", "QA_LLM_TIMEOUT")
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    yield
+    os.environ.update(saved)
