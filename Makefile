@@ -36,8 +36,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { echo "qa: creating the virtual environment $(VENV)/ ..." && $(PYTHON) -m venv $(VENV); }
 	@echo "qa: installing torch $(TORCH_VERSION) (CPU build, the largest download) ..."
 	@$(PIP) "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	@echo "qa: installing qa and its dependencies (sentence-transformers, faiss-cpu, bm25s, gradio, test tools) ..."
-	@$(PIP) -e ".[dev]"
+	@echo "qa: installing qa and its dependencies (sentence-transformers, faiss-cpu, bm25s, gradio, openai, test tools) ..."
+	@$(PIP) -e ".[dev,llm]"
 	@echo "qa: checking that torch is the CPU build ..."
 	@$(BIN)/python -c "import sys, torch; sys.exit('a CUDA build of torch was installed; see TORCH_PIP_ARGS in the Makefile' if torch.version.cuda else 0)"
 	@touch $(STAMP)

@@ -30,6 +30,8 @@ from qa.safe_text import terminal_text
 if TYPE_CHECKING:
     import gradio as gr
 
+    from qa.llm.client import ChatModel
+
 # Ports tried after a busy one, to suggest a free one.
 NEARBY_PORTS = 20
 
@@ -88,6 +90,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the trained reader re-ranks, finds the short answer and refuses what the articles do not say; "
         "the chat's settings can turn it off per question (default: $QA_READER, else on)",
     )
+    parser.add_argument(
+        "--llm",
+        metavar="URL",
+        help="also have your own language model write each answer, citations checked: an OpenAI-compatible "
+        "server's address, e.g. http://localhost:11434/v1 (default: $QA_LLM_URL; a key only from $QA_LLM_API_KEY)",
+    )
+    parser.add_argument(
+        "--llm-model", metavar="NAME", help="the language model's name on that server (default: $QA_LLM_MODEL)"
+    )
     return parser.parse_args(argv)
 
 
@@ -127,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
         credentials = load_credentials(args.auth_file, os.environ)
         require_login_if_exposed(args.host, args.share, credentials)
         check_port(args.host, args.port)
+        llm = _chat_model(args)
         from qa.index.lock import DEFAULT_WAIT_SECONDS
         from qa.web.service import AnswerService
 
@@ -137,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
             backend=args.backend,
             reader=reader_for(args.reader),
             follow_links=args.follow_links,
+            llm=llm,
         )
         # A damaged index is rebuilt here, like a missing one; the Corpus tab says so too.
         report = service.refresh(
@@ -152,6 +165,11 @@ def _run(args: argparse.Namespace) -> int:
     if report.rebuilt_reason:
         print(terminal_text(f"Rebuilt from scratch: {report.rebuilt_reason}."))
     print(f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now).")
+    if llm is not None:
+        print(terminal_text(f"Written answers: {llm.name} at {llm.config.shown_url}, every citation checked."))
+        problem = llm.unreachable()
+        if problem:
+            _tell(f"qa: warning: {problem}; answers come from the articles alone until it answers")
     # The model loads while the server starts, so the first question does not wait for it.
     threading.Thread(target=service.warm_up, daemon=True).start()
     from qa.web.ui import launch
@@ -175,6 +193,14 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     print(f"Serving on {_url(args.host, args.port)} (Ctrl+C stops it).", flush=True)
     return _serve_until_interrupted(served)
+
+
+def _chat_model(args: argparse.Namespace) -> ChatModel | None:
+    """The language model asked for (``--llm``, ``--llm-model``, ``$QA_LLM_*``), else none."""
+    from qa.llm.client import ChatModel, llm_config
+
+    config = llm_config(args.llm, args.llm_model, os.environ)
+    return ChatModel(config) if config is not None else None
 
 
 def check_port(host: str, port: int) -> None:

@@ -307,3 +307,21 @@ WRONG_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 }
 # Characters that can drive a terminal (escape sequences, controls, bidirectional overrides and isolates).
 TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Any:
+    """A real OpenAI-compatible chat-completions server on 127.0.0.1 (``tests/llm_server.py``), for the session."""
+    from llm_server import serving
+
+    with serving() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_language_model_from_the_environment() -> Any:
+    """A developer's ``$QA_LLM_*`` must not reach the tests (nor the apps they start): only tests that ask get one."""
+    names = ("QA_LLM_URL", "QA_LLM_MODEL", "QA_LLM_API_KEY", "QA_LLM_TIMEOUT")
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    yield
+    os.environ.update(saved)

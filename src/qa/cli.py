@@ -7,19 +7,21 @@ import difflib
 import json
 import math
 import os
-import re
 import sys
-import textwrap
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qa.cli_format import emphasized, format_passage, format_result
+from qa.cli_format import say as _say
+from qa.cli_format import tell as _tell
+from qa.cli_written import chat_model, stream_written, writer, written
 from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
 from qa.index.lock import DEFAULT_WAIT_SECONDS
 from qa.reader.model import READER_CHOICES, reader_for
-from qa.records import Hit, Passage, SearchResult, result_to_dict
+from qa.records import Passage, SearchResult, result_to_dict
 from qa.safe_text import json_text, terminal_text
 from qa.search.modes import MODES, Mode, parse_modes
 from qa.search.question import EmptyQuestionError, Question, clipped_notice, normalize_question
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from qa.evaluation.results import EvalReport
     from qa.index.store import PassageStore, SearchFilter
     from qa.reader.model import PassageReader
+    from qa.search.evidence import SentenceMemory
+    from qa.search.written import Writing
 
 DEFAULT_CORPUS = Path("corpus")
 DEFAULT_INDEX = Path("index")
@@ -36,14 +40,6 @@ MODEL_HELP = (
     "sentence-transformers model name or folder (default: $QA_MODEL, else the index's model, else all-MiniLM-L6-v2)"
 )
 BACKEND_HELP = "how the encoder runs (default: $QA_BACKEND, else openvino-bf16-streams)"
-
-
-def _say(text: str) -> None:
-    print(terminal_text(text))
-
-
-def _tell(text: str) -> None:
-    print(terminal_text(text), file=sys.stderr, flush=True)
 
 
 def wait_seconds(text: str) -> float:
@@ -105,6 +101,12 @@ READER_HELP = (
 )
 
 
+LLM_HELP = (
+    "also have your own language model write the answer, citations checked: an OpenAI-compatible server's"
+    " address, e.g. http://localhost:11434/v1 (default: $QA_LLM_URL; a key only from $QA_LLM_API_KEY)"
+)
+
+
 def _add_search_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
@@ -139,6 +141,10 @@ def _add_search_parser(
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.add_argument("--model", help="model to embed the question with (must be the index's model)")
     search.add_argument("--reader", choices=READER_CHOICES, help=READER_HELP)
+    search.add_argument("--llm", metavar="URL", help=LLM_HELP)
+    search.add_argument(
+        "--llm-model", metavar="NAME", help="the language model's name on that server (default: $QA_LLM_MODEL)"
+    )
 
 
 def _add_eval_parser(
@@ -279,8 +285,10 @@ def run_search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise QAError("--k must be at least 1")
     from qa.index.build import open_index
+    from qa.search.evidence import SentenceMemory
     from qa.search.filters import resolve_filter
 
+    model = chat_model(args.llm, args.llm_model)  # before anything slow: a wrong --llm is refused at once
     if args.batch is None:
         try:
             question = normalize_question(args.question)
@@ -296,42 +304,43 @@ def run_search(args: argparse.Namespace) -> int:
     where = resolve_filter(
         index, documents=args.doc, outlets=args.outlet, date_from=args.date_from, date_to=args.date_to
     )
-    ask_one = _asker(index, _encoder_for(index.model, args), args, where, reader_for(args.reader))
+    encoder = _encoder_for(index.model, args)
+    sentences = SentenceMemory()  # a batch of questions shares them
+    ask_one = _asker(index, encoder, args, where, reader_for(args.reader), sentences=sentences)
+    write = writer(model, index, encoder, sentences, args.after) if model else None
     if args.batch is not None:
         for number, line in enumerate(_read_questions(args.batch), 1):
-            print(json_text(_batch_row(ask_one, line, number)), flush=True)
+            print(json_text(_batch_row(ask_one, line, number, write)), flush=True)
         return 0
     _warn_if_clipped(question)
     result = ask_one(question.text)
     if args.json:
+        if write is not None:
+            result = written(write(result, stream=False))
         print(json_text(result_to_dict(result), indent=2))
-    elif result.short_answer and sys.stdout.isatty():
+        return 0
+    if result.short_answer and sys.stdout.isatty():
         print(emphasized(terminal_text(format_result(result)), terminal_text(result.short_answer)))
     else:
         _say(format_result(result))
+    if write is not None:
+        stream_written(write(result, stream=True))
     return 0
 
 
-BOLD, PLAIN = "\033[1m", "\033[0m"
-
-
-def emphasized(text: str, span: str) -> str:
-    """``text`` with every occurrence of ``span`` in bold, also where wrapping broke it across lines."""
-    words = span.split()
-    if not words:
-        return text
-    pattern = re.compile(r"\s+".join(re.escape(word) for word in words))
-    return pattern.sub(lambda match: f"{BOLD}{match.group(0)}{PLAIN}", text)
-
-
-def _batch_row(ask_one: Callable[[str], SearchResult], line: str, number: int) -> dict[str, object]:
+def _batch_row(
+    ask_one: Callable[[str], SearchResult], line: str, number: int, write: Callable[..., Writing] | None
+) -> dict[str, object]:
     """One line of ``--batch`` output: the result, or the error for an empty line (one line out per line in)."""
     try:
         question = normalize_question(line)
     except EmptyQuestionError as error:
         return {"query": "", "error": str(error)}
     _warn_if_clipped(question, f"line {number}: ")
-    return result_to_dict(ask_one(question.text))
+    result = ask_one(question.text)
+    if write is not None:
+        result = written(write(result, stream=False), f"line {number}: ")
+    return result_to_dict(result)
 
 
 def _warn_if_clipped(question: Question, where: str = "") -> None:
@@ -356,11 +365,10 @@ def _asker(
     args: argparse.Namespace,
     where: SearchFilter,
     reader: PassageReader | None,
+    *,
+    sentences: SentenceMemory,
 ) -> Callable[[str], SearchResult]:
     from qa.search.ask import ask
-    from qa.search.evidence import SentenceMemory
-
-    sentences = SentenceMemory()  # a batch of questions shares them
 
     def ask_one(question: str) -> SearchResult:
         return ask(
@@ -468,58 +476,6 @@ def passage_to_dict(passage: Passage) -> dict[str, object]:
     import dataclasses
 
     return dataclasses.asdict(passage)
-
-
-def format_attribution(passage: Passage) -> str:
-    """``Title — Outlet, date, paragraph N (source)``, leaving out what is unknown."""
-    details = [part for part in (passage.outlet, passage.date) if part]
-    details.append(f"paragraph {passage.paragraph}")
-    where = f" ({passage.source})" if passage.title else ""
-    return f"{passage.title or passage.source} — {', '.join(details)}{where}"
-
-
-def _indented(text: str, width: int) -> str:
-    paragraphs = text.split("\n\n")
-    return "\n\n".join(textwrap.fill(p, width=width, initial_indent="   ", subsequent_indent="   ") for p in paragraphs)
-
-
-def format_hit(hit: Hit, width: int = 88) -> str:
-    """One hit for the terminal: rank, score, attribution, the passage and its evidence."""
-    lines = [f"{hit.rank}. [{hit.score:.3f}] {format_attribution(hit.passage)}"]
-    if hit.also_in:
-        lines.append(f"   (also in {', '.join(hit.also_in)})")
-    lines.append(_indented(hit.passage.text, width))
-    if hit.evidence:
-        lines.append(f"   evidence: {hit.evidence.text}")
-    return "\n".join(lines)
-
-
-def format_result(result: SearchResult, width: int = 88) -> str:
-    """A whole result for the terminal: the answer, then its sources (or the reason there are none)."""
-    if not result.hits:
-        return result.answer or "No passages found."
-    answer = format_answer(result.answer, width) if result.answer else ""
-    if result.short_answer and result.answerable:
-        answer = f"Answer: {result.short_answer} [{result.short_answer_rank}]\n\n{answer}"
-    if result.suggestion:
-        answer = f"Did you mean: {result.suggestion}?\n\n{answer}"
-    hits = "\n\n".join(format_hit(hit, width) for hit in result.hits)
-    return f"{answer}\n\nSources:\n\n{hits}" if answer else hits
-
-
-def format_answer(answer: str, width: int = 88) -> str:
-    """The answer wrapped to ``width``: a list answer keeps one point a line, continuations indented."""
-    lines = answer.split("\n")
-    if not any(line.startswith("- ") for line in lines):
-        return textwrap.fill(answer, width=width)
-    return "\n".join(
-        textwrap.fill(line, width=width, subsequent_indent="  " if line.startswith("- ") else "") for line in lines
-    )
-
-
-def format_passage(passage: Passage, width: int = 88) -> str:
-    """One passage for ``qa passages``: id, attribution and text."""
-    return f"{passage.passage_id}  {format_attribution(passage)}\n{_indented(passage.text, width)}\n"
 
 
 COMMANDS = {"index": run_index, "search": run_search, "passages": run_passages, "eval": run_eval}

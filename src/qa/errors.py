@@ -53,3 +53,15 @@ def cannot_use(index_dir: Path, error: OSError) -> QAError:
     """The error for an index folder qa cannot list, make or write: what the system said, and the fix."""
     reason = error.strerror or str(error) or type(error).__name__
     return QAError(f"cannot use {index_dir} as the index folder ({reason})", fix=os_error_fix(error))
+
+
+class LLMError(QAError):
+    """The language model behind ``--llm`` could not write an answer: the extractive answer stands."""
+
+
+class LLMUnavailableError(LLMError):
+    """Nothing answers at the language model's address, or it stopped answering (a timeout)."""
+
+
+class LLMResponseError(LLMError):
+    """The language model's server answered with an error, or with something that is not an answer."""

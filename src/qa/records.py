@@ -123,6 +123,38 @@ class Hit:
 
 
 @dataclass(frozen=True, slots=True)
+class WrittenSentence:
+    """One sentence of an answer a language model wrote, its citations checked.
+
+    ``citations`` are the ``[n]`` it carries. ``problem`` says why it is not supported
+    (``""`` when it is): it cites no passage, cites one that was not given, or what it
+    cites does not say it. ``support`` is its closest similarity (cosine) to a sentence
+    of a given passage it cites; ``None`` when it cites none.
+    """
+
+    text: str
+    citations: tuple[int, ...] = ()
+    problem: str = ""
+    support: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenAnswer:
+    """The answer the user's language model ``model`` wrote from the hits, checked; or why there is none.
+
+    ``text`` is the answer as shown, each unsupported sentence marked; ``""`` when it is not
+    shown, and ``notice`` then says why in one line (the model failed, or no sentence of its
+    answer is supported by a passage it cites). Both are ``""`` when the model was not asked
+    (``qa`` found no answer in the articles).
+    """
+
+    model: str
+    text: str = ""
+    sentences: tuple[WrittenSentence, ...] = ()
+    notice: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     """The answer to one question: hits best first, an extractive answer, and whether the corpus answers it.
 
@@ -133,6 +165,7 @@ class SearchResult:
     "retrun"), to offer as "Did you mean ...?"; empty when there is none.
     ``short_answer`` is the reader's short answer and ``short_answer_rank`` the rank of
     the hit it comes from (the answer's first sentence holds it); ``""`` and 0 without one.
+    ``written`` is the answer a language model wrote from the hits, when one was asked.
     """
 
     query: str
@@ -142,6 +175,7 @@ class SearchResult:
     suggestion: str = ""
     short_answer: str = ""
     short_answer_rank: int = 0
+    written: WrittenAnswer | None = None
 
 
 def _rounded(value: float | None) -> float | None:
@@ -179,8 +213,8 @@ def hit_to_dict(hit: Hit) -> dict[str, object]:
 
 
 def result_to_dict(result: SearchResult) -> dict[str, object]:
-    """A search result as the JSON object of ``qa search --json``."""
-    return {
+    """A search result as the JSON object of ``qa search --json``; with a language model, its checked answer too."""
+    as_dict: dict[str, object] = {
         "query": result.query,
         "answerable": result.answerable,
         "answer": result.answer,
@@ -189,4 +223,34 @@ def result_to_dict(result: SearchResult) -> dict[str, object]:
         if result.short_answer
         else None,
         "hits": [hit_to_dict(hit) for hit in result.hits],
+    }
+    if result.written is not None:
+        as_dict.update(written_to_dict(result.written, result.hits))
+    return as_dict
+
+
+def written_to_dict(written: WrittenAnswer, hits: tuple[Hit, ...]) -> dict[str, object]:
+    """The fields a written answer adds to the JSON: the answer, its citations, its unsupported sentences."""
+    passage_ids = {hit.rank: hit.passage.passage_id for hit in hits}
+    return {
+        "generated_answer": written.text or None,
+        "generated_by": written.model,
+        "generated_notice": written.notice or None,
+        "citations": [
+            {"sentence": number, "rank": rank, "passage_id": passage_ids[rank], "supported": not sentence.problem}
+            for number, sentence in enumerate(written.sentences)
+            for rank in sentence.citations
+            if rank in passage_ids
+        ],
+        "unsupported": [
+            {
+                "sentence": number,
+                "text": sentence.text,
+                "citations": list(sentence.citations),
+                "reason": sentence.problem,
+                "support": _rounded(sentence.support),
+            }
+            for number, sentence in enumerate(written.sentences)
+            if sentence.problem
+        ],
     }

@@ -103,6 +103,28 @@ def test_a_one_character_password_stops_the_app(
     assert line == f"qa: error: ${AUTH_ENV_VAR}: the password of user 'alice' is too short; use at least 8 characters"
 
 
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--llm", "localhost:11434", "--llm-model", "llama3.2"], "--llm 'localhost:11434' is not an http(s) address"),
+        (["--llm", "http://localhost:11434/v1"], "--llm needs the model's name too"),
+        (["--llm-model", "llama3.2"], "--llm-model needs the model's server too"),
+    ],
+)
+def test_incomplete_language_model_settings_stop_the_app_before_anything_loads(
+    app_module: ModuleType,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    words: str,
+) -> None:
+    for name in ("QA_LLM_URL", "QA_LLM_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    assert app_module.main(["--port", str(_free_port()), *argv]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"qa: error: {words}")
+
+
 def _environment(values: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment without $QA_AUTH, with this checkout's ``qa`` first on the path."""
     environment = {key: value for key, value in os.environ.items() if key != AUTH_ENV_VAR}

@@ -86,14 +86,15 @@ def app_url(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @contextlib.contextmanager
-def serving_app(workdir: Path) -> Iterator[str]:
+def serving_app(workdir: Path, options: tuple[str, ...] = ()) -> Iterator[str]:
     """``app.py`` with the real model on ``workdir``'s corpus/ folder, serving until the block ends; its URL.
 
-    What it prints goes to ``workdir/app.log``.
+    ``options`` go to ``app.py`` too. What it prints goes to ``workdir/app.log``.
     """
     port = _free_port()
     log = workdir / "app.log"
     command = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--corpus", "corpus", "--index", "index"]
+    command.extend(options)
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     with log.open("wb") as output:
         process = subprocess.Popen(command, cwd=workdir, stdout=output, stderr=subprocess.STDOUT, env=environment)

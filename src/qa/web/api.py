@@ -15,7 +15,10 @@ from qa.web.service import AnswerService
 
 
 def search_api(service: AnswerService) -> Any:
-    """The `search` API: the same JSON object as `qa search --json`, inputs checked and named when wrong."""
+    """The `search` API: the same JSON object as `qa search --json`, inputs checked and named when wrong.
+
+    With a language model (``--llm``), the object holds its checked answer too, as the CLI's does.
+    """
 
     def search(question: str, k: int = 5, mode: str = "hybrid") -> dict[str, Any]:
         """The same JSON object as `qa search --json`."""
@@ -29,7 +32,9 @@ def search_api(service: AnswerService) -> Any:
         if not isinstance(mode, str) or mode not in MODES:
             raise gr.Error(f"unknown mode {_shown(mode)}: use one of {', '.join(MODES)}")
         try:
-            return result_to_dict(service.ask(text, k=passages, mode=mode))
+            result = service.ask(text, k=passages, mode=mode)
+            writing = service.writing(result, stream=False)
+            return result_to_dict(writing.result() if writing is not None else result)
         except QAError as error:
             raise gr.Error(str(error)) from error
 

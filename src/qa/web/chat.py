@@ -7,13 +7,15 @@ copying as plain text) in ``qa.web.ui``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import gradio as gr
 
 from qa.errors import QAError
 from qa.index.store import SearchFilter
+from qa.records import SearchResult
 from qa.search.modes import MODES
 from qa.web.present import (
     EMPTY_QUESTION_REPLY,
@@ -29,6 +31,8 @@ from qa.web.present import (
     source_choices,
     sources_html,
     sources_panel,
+    writing_reply,
+    written_reply,
 )
 from qa.web.service import AnswerService
 
@@ -72,6 +76,8 @@ def chat_tab(service: AnswerService) -> dict[str, Any]:
                 elem_id="qa-chat",
                 buttons=["copy"],
                 latex_delimiters=[],  # "$" in an article is money, not mathematics
+                # A written answer follows the extractive one as its own message, with its own copy button.
+                group_consecutive_messages=False,
             )
             with gr.Row(equal_height=True):
                 question = gr.Textbox(
@@ -104,16 +110,21 @@ def chat_tab(service: AnswerService) -> dict[str, Any]:
         "concurrency_id": "answer",
         "concurrency_limit": ANSWER_CONCURRENCY,
     }
-    for trigger in (ask.click, question.submit):
-        trigger(respond, inputs, outputs, **answering)
+    asking: list[dict[str, Any]] = [
+        trigger(respond, inputs, outputs, **answering) for trigger in (ask.click, question.submit)
+    ]
     for button in examples:
         # An example fills the question box, then is asked like a typed question.
-        button.click(lambda text: text, button, question, api_visibility="private").then(
-            respond, inputs, outputs, **answering
+        asking.append(
+            button.click(lambda text: text, button, question, api_visibility="private").then(
+                respond, inputs, outputs, **answering
+            )
         )
-    # "New conversation" and the chat's own clear (trash) button forget the same things.
-    new.click(start_afresh, None, outputs[:6], api_visibility="private")
-    chat.clear(start_afresh, None, outputs[:6], api_visibility="private")
+    # "New conversation" and the chat's own clear (trash) button forget the same things; a
+    # written answer still streaming stops, rather than write the old conversation back.
+    stops = asking if service.llm is not None else None
+    new.click(start_afresh, None, outputs[:6], api_visibility="private", cancels=stops)
+    chat.clear(start_afresh, None, outputs[:6], api_visibility="private", cancels=stops)
     filters = [settings["documents"], settings["outlets"], settings["from"], settings["to"]]
     for widget in filters:
         widget.change(_chips_shower(service), filters, chips, api_visibility="private")
@@ -191,49 +202,91 @@ def _chips_shower(service: AnswerService) -> Any:
 
 
 def _responder(service: AnswerService, fields: dict[str, Any]) -> Any:
-    """The chat handler; Gradio passes it every field's value in one dict keyed by component."""
+    """The chat handler; Gradio passes it every field's value in one dict keyed by component.
+
+    With a language model the handler is a generator: the extractive answer and its sources
+    come at once, then the model's answer streams into a second message (``_writer``).
+    """
 
     def respond(values: dict[Any, Any]) -> tuple[Any, ...]:
-        value = {name: values[component] for name, component in fields.items()}
-        chat, history, turns = value["chat"] or [], value["history"] or [], value["turns"] or []
-        text, notice = clip_question(value["question"] or "")
-        unchanged = (history, turns, gr.skip(), gr.skip(), gr.skip())
-        if not text:
-            return [*chat, _assistant(EMPTY_QUESTION_REPLY)], *unchanged, "", gr.skip(), gr.skip()
-        turn = [*chat, {"role": "user", "content": as_markdown_text(text)}]
-        labels = active_filters(service, value["documents"], value["outlets"], value["from"], value["to"])
-        try:
-            where = SearchFilter.of(
-                doc_ids=value["documents"] or (),
-                outlets=value["outlets"] or (),
-                date_from=value["from"] or "",
-                date_to=value["to"] or "",
-            )
-            result = service.ask(
-                text,
-                history=history,
-                k=int(value["k"]),
-                mode=value["mode"],
-                where=where,
-                use_reader=bool(value["reader"]),
-            )
-        except QAError as error:
-            return [*turn, _assistant(as_markdown_text(str(error)))], *unchanged, "", gr.skip(), gr.skip()
-        number = turns[-1][0] + 1 if turns else 1
-        answered = [*turns, (number, sources_html(result, number))][-KEPT_TURNS:]
-        return (
-            [*turn, _assistant(chat_reply(result, notice, turn=number, filters=labels))],
-            [*history, text],
-            answered,
-            sources_panel(answered),
-            gr.update(choices=source_choices(result), value=None),
-            ARTICLE_PROMPT,
-            "",
-            gr.Tabs(selected="sources"),
-            filter_chips_html(labels),
-        )
+        return _answer(service, fields, values)[0]
 
-    return respond
+    def respond_and_write(values: dict[Any, Any]) -> Iterator[tuple[Any, ...]]:
+        outputs, asked = _answer(service, fields, values)
+        yield outputs
+        if asked is not None:
+            result, history, number = asked
+            for chat in _writer(service, outputs[0], result, history, number):
+                yield chat, *[gr.skip()] * (len(outputs) - 1)
+
+    return respond if service.llm is None else respond_and_write
+
+
+def _answer(
+    service: AnswerService, fields: dict[str, Any], values: dict[Any, Any]
+) -> tuple[tuple[Any, ...], tuple[SearchResult, list[str], int] | None]:
+    """The handler's outputs, and what a language model is to answer: the result, the earlier questions, the turn."""
+    value = {name: values[component] for name, component in fields.items()}
+    chat, history, turns = value["chat"] or [], value["history"] or [], value["turns"] or []
+    text, notice = clip_question(value["question"] or "")
+    unchanged = (history, turns, gr.skip(), gr.skip(), gr.skip())
+    if not text:
+        return ([*chat, _assistant(EMPTY_QUESTION_REPLY)], *unchanged, "", gr.skip(), gr.skip()), None
+    turn = [*chat, {"role": "user", "content": as_markdown_text(text)}]
+    labels = active_filters(service, value["documents"], value["outlets"], value["from"], value["to"])
+    try:
+        where = SearchFilter.of(
+            doc_ids=value["documents"] or (),
+            outlets=value["outlets"] or (),
+            date_from=value["from"] or "",
+            date_to=value["to"] or "",
+        )
+        result = service.ask(
+            text,
+            history=history,
+            k=int(value["k"]),
+            mode=value["mode"],
+            where=where,
+            use_reader=bool(value["reader"]),
+        )
+    except QAError as error:
+        return ([*turn, _assistant(as_markdown_text(str(error)))], *unchanged, "", gr.skip(), gr.skip()), None
+    number = turns[-1][0] + 1 if turns else 1
+    answered = [*turns, (number, sources_html(result, number))][-KEPT_TURNS:]
+    outputs = (
+        [*turn, _assistant(chat_reply(result, notice, turn=number, filters=labels))],
+        [*history, text],
+        answered,
+        sources_panel(answered),
+        gr.update(choices=source_choices(result), value=None),
+        ARTICLE_PROMPT,
+        "",
+        gr.Tabs(selected="sources"),
+        filter_chips_html(labels),
+    )
+    return outputs, (result, list(history), number)
+
+
+# Seconds between two updates of a streaming answer: each sends the conversation to the browser.
+STREAM_INTERVAL = 0.05
+
+
+def _writer(
+    service: AnswerService, chat: list[Any], result: SearchResult, history: list[str], number: int
+) -> Iterator[list[Any]]:
+    """The conversation with the model's answer as it is written, then checked (or the notice of why not)."""
+    writing = service.writing(result, history=history)
+    if writing is None or not writing.asks:
+        return
+    text, shown = "", 0.0
+    for piece in writing:
+        text += piece
+        if time.monotonic() - shown >= STREAM_INTERVAL:
+            shown = time.monotonic()
+            yield [*chat, _assistant(writing_reply(writing.model_name, text, result.hits, number))]
+    written = writing.result().written
+    if written is not None and (written.text or written.notice):
+        yield [*chat, _assistant(written_reply(written, result.hits, number))]
 
 
 def _assistant(content: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import html
 import re
 from collections.abc import Sequence
 
-from qa.records import PARAGRAPH_SEPARATOR, Document, Hit, SearchResult
+from qa.records import PARAGRAPH_SEPARATOR, Document, Hit, SearchResult, WrittenAnswer
 from qa.search.abstention import NOT_IN_CORPUS
 from qa.search.question import EmptyQuestionError, clipped_notice, normalize_question
 
@@ -72,6 +72,38 @@ def chat_reply(result: SearchResult, notice: str = "", *, turn: int = 0, filters
     if notice:
         lines.append(as_markdown_text(notice))
     return "\n\n".join(lines)
+
+
+# How an unsupported sentence is marked in the chat (the check writes "(unsupported: why)" after it).
+UNSUPPORTED_MARK = "⚠"
+
+
+def writing_reply(model: str, text: str, hits: Sequence[Hit], turn: int = 0) -> str:
+    """The chat message of a written answer while the model writes it: the text so far, citations linked."""
+    heading = (
+        f"**{as_markdown_text(f'Written by {model}')}** {as_markdown_text('(citations are checked when it ends)')}"
+    )
+    return f"{heading}\n\n{answer_markdown(text, hits, turn)}"
+
+
+def written_reply(written: WrittenAnswer, hits: Sequence[Hit], turn: int = 0) -> str:
+    """The chat message of a checked written answer: how many sentences its passages support, each failure marked.
+
+    Without a written answer to show, the message is its notice (why not), in one line.
+    """
+    if written.notice:
+        return as_markdown_text(f"{UNSUPPORTED_MARK} {written.notice[:1].upper()}{written.notice[1:]}.")
+    failed = sum(bool(sentence.problem) for sentence in written.sentences)
+    summary = (
+        f"all {len(written.sentences)} sentences are supported by the passages they cite"
+        if not failed
+        else f"not supported, {failed} of {len(written.sentences)} sentences ({UNSUPPORTED_MARK})"
+    )
+    heading = (
+        f"**{as_markdown_text(f'Written by {written.model}')}** · {as_markdown_text(f'citations checked: {summary}')}"
+    )
+    marked = written.text.replace(" (unsupported: ", f" {UNSUPPORTED_MARK} (unsupported: ")
+    return f"{heading}\n\n{answer_markdown(marked, hits, turn)}"
 
 
 def _no_answer(result: SearchResult) -> str:

@@ -21,12 +21,14 @@ from qa.index.build import EmptyCorpusError, IndexReport, encoder_for_corpus, in
 from qa.index.local import LocalIndex
 from qa.index.manifest import IndexSettings
 from qa.index.store import SearchFilter
+from qa.llm.client import ChatModel
 from qa.reader.model import PassageReader
 from qa.records import Document, SearchResult
 from qa.search.ask import ask
 from qa.search.evidence import SentenceMemory
 from qa.search.modes import Mode
 from qa.search.spelling import SPELLING_WAIT_LIMIT, store_vocabulary
+from qa.search.written import Writing, start_writing
 
 # While questions are answered, a rebuild embeds this many passages per encoder call, each
 # call after a pause in questions (or after QUESTION_PRIORITY_SECONDS of waiting for one).
@@ -63,11 +65,13 @@ class AnswerService:
         encoder: SentenceTransformerEncoder,
         reader: PassageReader | None = None,
         follow_links: bool = False,
+        llm: ChatModel | None = None,
     ) -> None:
         self.corpus_dir = corpus_dir
         self.index_dir = index_dir
         self.encoder = encoder
         self.reader = reader
+        self.llm = llm
         self.follow_links = follow_links
         self._index: LocalIndex | None = None
         self.report: IndexReport | None = None  # of the last refresh: what it did, and why if it rebuilt
@@ -86,10 +90,14 @@ class AnswerService:
         backend: str | None = None,
         reader: PassageReader | None = None,
         follow_links: bool = False,
+        llm: ChatModel | None = None,
     ) -> AnswerService:
-        """A service for the corpus, with the model asked for or the one the index was built with."""
+        """A service for the corpus, with the model asked for or the one the index was built with.
+
+        ``llm``, the user's language model, also writes answers (``writing``).
+        """
         encoder = encoder_for_corpus(index_dir, model=model, backend=backend)
-        return cls(corpus_dir, index_dir, encoder=encoder, reader=reader, follow_links=follow_links)
+        return cls(corpus_dir, index_dir, encoder=encoder, reader=reader, follow_links=follow_links, llm=llm)
 
     @property
     def index(self) -> LocalIndex:
@@ -200,6 +208,23 @@ class AnswerService:
                 sentences=self._sentences,
                 reader=self.reader if use_reader else None,
             )
+
+    def writing(self, result: SearchResult, *, history: Sequence[str] = (), stream: bool = True) -> Writing | None:
+        """The language model's answer to ``result`` on its way (``qa.search.written``); ``None`` without a model.
+
+        ``history`` are the questions asked before ``result``'s.
+        """
+        if self.llm is None:
+            return None
+        return start_writing(
+            result,
+            model=self.llm,
+            store=self.index,
+            encoder=self.encoder,
+            sentences=self._sentences,
+            history=history,
+            stream=stream,
+        )
 
     def status(self) -> IndexStatus:
         """What the served index holds, and whether a rebuild is running."""
