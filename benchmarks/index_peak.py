@@ -59,14 +59,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--folder", type=Path, required=True, help="the corpus folder (written if missing)")
+    parser.add_argument("--index", type=Path, help="build the index here (kept) instead of in a temporary folder")
+    parser.add_argument("--unchanged-only", action="store_true", help="only time `qa index` on --index, built before")
     args = parser.parse_args()
+    if args.unchanged_only:
+        print(json.dumps(unchanged_seconds(args.folder, args.index)))
+        return
     write_corpus(args.folder, args.files)
     from qa.embed.encoder import SentenceTransformerEncoder
     from qa.index.build import index_corpus, settings_for
 
     settings, count_tokens = settings_for(SentenceTransformerEncoder(DEFAULT_NAME))  # as `qa index` splits
     with tempfile.TemporaryDirectory() as workdir:
-        index_dir = Path(workdir) / "index"
+        index_dir = args.index or Path(workdir) / "index"
         Path("/proc/self/clear_refs").write_text("5", encoding="utf-8")  # VmHWM from here
         before = peak_memory_mb()
         started = time.perf_counter()
