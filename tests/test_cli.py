@@ -369,7 +369,8 @@ def test_a_second_qa_index_waits_for_the_first_then_finds_its_work_done(corpus_c
     assert any("Index updated: 5 documents" in line for line in first.output)
     assert any("Index up to date: 5 documents" in line for line in second.output)
     index_files = {p.name for p in index.iterdir()}
-    assert index_files == {"manifest.json", "embeddings.sqlite", "qa-index.lock", *read_manifest(index).files.values()}
+    ours = {"manifest.json", "embeddings.sqlite", "qa-index.lock", "corpus-stamps.json"}
+    assert index_files == {*ours, *read_manifest(index).files.values()}
     assert len(open_index(index).documents) == 5
 
 
@@ -438,7 +439,8 @@ def test_qa_index_never_deletes_files_it_did_not_write_in_its_own_index_folder(
     assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 0
     assert main(["index", "--corpus", str(corpus_copy), "--index", str(index_dir), "--rebuild"]) == 0
     assert all((index_dir / name).read_text() == f"kept: {name}\n" for name in names)
-    qa_files = {"manifest.json", "embeddings.sqlite", "qa-index.lock", *read_manifest(index_dir).files.values()}
+    qa_files = {"manifest.json", "embeddings.sqlite", "qa-index.lock", "corpus-stamps.json"}
+    qa_files |= set(read_manifest(index_dir).files.values())
     assert {p.name for p in index_dir.iterdir()} == qa_files | set(names)
 
 
