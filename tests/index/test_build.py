@@ -22,7 +22,6 @@ from qa.errors import REBUILD, IndexCorruptError, QAError
 from qa.index.build import (
     MIN_WORDS,
     SPLIT_VERSION,
-    IndexReport,
     index_corpus,
     index_documents,
     open_index,
@@ -32,6 +31,7 @@ from qa.index.embeddings import CACHE_NAME
 from qa.index.local import LocalIndex
 from qa.index.lock import LOCK_NAME
 from qa.index.manifest import MANIFEST_NAME, IndexSettings, read_manifest
+from qa.index.prepare import IndexReport
 from qa.ingest.clean import CleanedText
 from qa.ingest.corpus import SkippedFileWarning
 from qa.ingest.split import split_passages
@@ -610,7 +610,7 @@ def test_links_out_of_the_corpus_are_indexed_only_when_asked(tmp_path: Path, enc
 
 
 def test_an_empty_corpus_folder_is_refused_and_no_index_is_written(tmp_path: Path, encoder: FakeEncoder) -> None:
-    from qa.index.build import EmptyCorpusError
+    from qa.index.prepare import EmptyCorpusError
 
     (tmp_path / "corpus").mkdir()
     with pytest.raises(EmptyCorpusError, match=r"nothing to index: .*corpus holds no \.txt, \.md"):
@@ -621,7 +621,7 @@ def test_an_empty_corpus_folder_is_refused_and_no_index_is_written(tmp_path: Pat
 def test_a_corpus_left_with_boilerplate_only_is_refused_and_the_index_kept(
     tmp_path: Path, encoder: FakeEncoder
 ) -> None:
-    from qa.index.build import EmptyCorpusError
+    from qa.index.prepare import EmptyCorpusError
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import DAMAGES, EMPTY_QUESTIONS, ODD_QUESTIONS, REPO, FakeModelEncoder, IndexWorker, damage_index
 from qa.errors import IndexBusyError, QAError
-from qa.index.build import IndexReport
+from qa.index.prepare import IndexReport
 from qa.records import SearchResult
 from qa.search.evidence import SentenceMemory
 from qa.search.modes import MODES, Mode

@@ -20,7 +20,7 @@ from gradio.data_classes import _StaticFiles
 from gradio.utils import get_upload_folder
 
 from qa.errors import QAError
-from qa.index.build import IndexReport
+from qa.index.prepare import IndexReport
 from qa.web.chat import document_choices, outlet_choices
 from qa.web.present import CORPUS_COLUMNS, as_markdown_text, corpus_rows
 from qa.web.service import AnswerService

@@ -17,9 +17,10 @@ import numpy as np
 
 from qa.embed.encoder import Encoder, SentenceTransformerEncoder
 from qa.errors import QAError
-from qa.index.build import EmptyCorpusError, IndexReport, encoder_for_corpus, index_corpus, open_index, settings_for
+from qa.index.build import encoder_for_corpus, index_corpus, open_index, settings_for
 from qa.index.local import LocalIndex
 from qa.index.manifest import IndexSettings
+from qa.index.prepare import EmptyCorpusError, IndexReport
 from qa.index.store import SearchFilter
 from qa.reader.model import PassageReader
 from qa.records import Document, SearchResult

@@ -1,0 +1,587 @@
+"""The Milvus backend: passages, vectors and BM25 in a Milvus collection (Milvus Lite, a server or a cluster).
+
+One collection per index, reached by an alias (the name ``--store`` gives); each build
+that starts afresh fills a new collection ``<alias>_g<hex>`` and switches the alias
+to it when it is complete, so questions never see half an index. Beside it,
+``<alias>_g<hex>_documents`` holds the documents (their JSON in parts of at most a
+VARCHAR's size) with each one's passage count. The record (model, dimension, corpus
+fingerprint, settings, counts, format) is a property of the passage collection,
+written last by every build, and checked on open like the local index's manifest.
+
+A passage row holds the passage's fields, its unit vector, its BM25 text and the
+sparse vector Milvus's BM25 function computes from it, and its sentences' spans and
+int8 vectors (``qa.index.sentences``), so evidence needs no embedding at question time.
+
+The BM25 text is qa's own tokens (``qa.index.lexical.tokenize``: bm25s's tokenizer,
+its English stop words, Snowball stems) joined by spaces; Milvus's analyser only
+splits it again. So BM25 sees exactly the tokens the local index sees, on Milvus Lite
+(whose analyser has no stemmer) and on a server alike; Milvus then scores them with
+Lucene's BM25 (k1 = 1.5, b = 0.75, like qa's), times a constant ``k1 + 1`` that min-max
+fusion removes.
+
+Filters become expressions over integers only (hashes of document ids and outlets, days
+as ``YYYYMMDD``) passed as expression templates (``filter_params``); Milvus Lite does
+not read templates, so for it qa writes the same integers into the expression itself:
+no text a person typed ever enters one.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError, StoreUnavailableError
+from qa.index.files import document_from_json
+from qa.index.lexical import tokenize
+from qa.index.manifest import IndexSettings, settings_from_json
+from qa.index.sentences import PassageSentences
+from qa.index.spec import StoreSpec, milvus_token
+from qa.index.store import Candidates, SearchFilter, StoreSummary, check_model
+from qa.records import Document, Passage
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+MILVUS_FORMAT = 1
+RECORD_PROPERTY = "qa_record"
+DOCUMENTS_SUFFIX = "_documents"
+GENERATION_INFIX = "_g"
+# A VARCHAR holds at most this many bytes; a document's JSON is cut into parts of at most
+# DOCUMENT_PART_CHARS characters (4 bytes each at most in UTF-8).
+VARCHAR_BYTES = 65_535
+DOCUMENT_PART_CHARS = 16_000
+# Keys per query, and rows per page when reading every row.
+FETCH_BATCH = 1_000
+PAGE_ROWS = 4_000
+# Documents whose passages are read at a time by iter_passages.
+DOCUMENTS_PER_PAGE = 200
+CONNECT_TIMEOUT_SECONDS = 10.0
+# qa's tokens, split on spaces; a stop word no token can be, since Milvus Lite's analyser
+# falls back to a default English stop list when given none.
+ANALYZER = {"tokenizer": "standard", "filter": [{"type": "stop", "stop_words": ["_"]}]}
+BM25_PARAMS = {"bm25_k1": 1.5, "bm25_b": 0.75}
+PASSAGE_FIELDS = (
+    *("passage_id", "doc_id", "source", "paragraph", "start_offset", "end_offset", "text"),
+    *("title", "outlet", "author", "date", "url"),
+)
+
+# pymilvus logs every failed call with its traceback on stderr; qa says what failed itself, in one line.
+logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+
+
+def key_of(text: str) -> int:
+    """A stable signed 64-bit key for an id or name (the first 8 bytes of its SHA-256)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def day_number(date: str) -> int:
+    """``2020-08-02`` (or a date-time starting so) as ``20200802``; 0 for no date."""
+    day = date[:10]
+    return int(day.replace("-", "")) if len(day) == 10 and day.replace("-", "").isdigit() else 0
+
+
+def lexical_tokens(text: str) -> str:
+    """The BM25 text Milvus stores and is asked with: qa's tokens, space-separated."""
+    [tokens] = tokenize([text])
+    return " ".join(tokens)
+
+
+@dataclass(frozen=True)
+class MilvusRecord:
+    """What a collection was built from and how; written last, it commits a build."""
+
+    model: str
+    dimension: int
+    corpus_fingerprint: str
+    settings: IndexSettings
+    documents: int
+    passages: int
+    built_at: str
+    vector_index: str
+    format_version: int = MILVUS_FORMAT
+
+    def to_json(self) -> str:
+        """The record as the collection property holds it."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> MilvusRecord:
+        """A record from its property; ``ValueError``/``KeyError``/``TypeError`` if it is not one qa wrote."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError("the record is not a JSON object")
+        values = {**data, "settings": settings_from_json(data["settings"])}
+        record = cls(**values)
+        if not isinstance(record.dimension, int) or not isinstance(record.passages, int):
+            raise TypeError("the record's counts are not whole numbers")
+        return record
+
+
+def passages_collection(alias: str, generation: str) -> str:
+    """The name of one generation's passage collection."""
+    return f"{alias}{GENERATION_INFIX}{generation}"
+
+
+def documents_collection(collection: str) -> str:
+    """The documents collection beside a passage collection."""
+    return f"{collection}{DOCUMENTS_SUFFIX}"
+
+
+# ---------------------------------------------------------------------- connecting and errors
+
+
+def connect(spec: StoreSpec) -> MilvusClient:
+    """A client for the spec's Milvus (starting Milvus Lite in this process for ``milvus-lite:``).
+
+    Raises:
+        StoreUnavailableError: Milvus cannot be reached (with the place, never the token).
+    """
+    from pymilvus import MilvusClient
+
+    with talking_to(spec, "connecting"):
+        if spec.kind == "milvus-lite":
+            assert spec.path is not None
+            try:
+                spec.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise QAError(f"cannot make the folder of {spec.path} ({error.strerror})") from error
+            return MilvusClient(str(spec.path))
+        return MilvusClient(uri=spec.uri, token=milvus_token(), timeout=CONNECT_TIMEOUT_SECONDS)
+
+
+@contextlib.contextmanager
+def talking_to(spec: StoreSpec, doing: str) -> Iterator[None]:
+    """Turn whatever the Milvus client raises while ``doing`` into one ``StoreUnavailableError``."""
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        yield
+    except QAError:
+        raise
+    except (MilvusException, OSError, RuntimeError, ValueError) as error:
+        raise unavailable(spec, doing, error) from error
+    except Exception as error:  # grpc's own errors, whose classes are not public API
+        if type(error).__module__.startswith(("grpc", "pymilvus", "milvus_lite")):
+            raise unavailable(spec, doing, error) from error
+        raise
+
+
+def unavailable(spec: StoreSpec, doing: str, error: BaseException) -> StoreUnavailableError:
+    """The error for a failed call: the place, what qa was doing and the server's reason (token removed)."""
+    reason = str(getattr(error, "message", "") or error or type(error).__name__)
+    token = milvus_token()
+    if token:
+        reason = reason.replace(token, "***")
+    reason = " ".join(reason.split())[:300]
+    if spec.kind == "milvus":
+        fix = "check that Milvus is running there and the address and $QA_MILVUS_TOKEN are right; then ask again"
+    else:
+        fix = "check that no other program is using that file; then ask again"
+    return StoreUnavailableError(f"{spec.describe()}: failed while {doing} ({reason})", fix=fix)
+
+
+def live_collection(client: MilvusClient, spec: StoreSpec) -> str | None:
+    """The collection the spec's alias points to; ``None`` when there is none.
+
+    Raises:
+        IndexMismatchError: The name is a collection qa did not make (not an alias).
+    """
+    with talking_to(spec, "looking up the collection"):
+        if spec.collection in client.list_aliases().get("aliases", []):
+            return str(client.describe_alias(spec.collection)["collection_name"])
+        exists = client.has_collection(spec.collection)
+    if exists:
+        raise IndexMismatchError(
+            f"{spec.describe()}: {spec.collection} is a collection qa did not make (qa reaches its index by an alias)",
+            fix="give --store another collection name; qa never writes to a collection it did not make",
+        )
+    return None
+
+
+def read_record(client: MilvusClient, spec: StoreSpec, collection: str) -> MilvusRecord:
+    """The record of ``collection``, checked for format.
+
+    Raises:
+        IndexCorruptError: No record, or not one qa writes.
+        IndexMismatchError: A record of another format version.
+    """
+    with talking_to(spec, "reading the index's record"):
+        properties = client.describe_collection(collection).get("properties", {}) or {}
+    text = properties.get(RECORD_PROPERTY)
+    if text is None:
+        raise milvus_damaged(spec, f"{collection} has no qa record")
+    try:
+        version = json.loads(text).get("format_version")
+    except (ValueError, AttributeError) as error:
+        raise milvus_damaged(spec, f"its record is unreadable: {error}") from error
+    if version != MILVUS_FORMAT:
+        raise IndexMismatchError(
+            f"{spec.describe()} has format version {version}; this qa reads version {MILVUS_FORMAT}",
+            fix="run `qa index --store ... --rebuild` to build it again",
+        )
+    try:
+        return MilvusRecord.from_json(text)
+    except (KeyError, TypeError, ValueError) as error:
+        raise milvus_damaged(spec, f"its record is not as qa writes it: {error}") from error
+
+
+def milvus_damaged(spec: StoreSpec, problem: str) -> IndexCorruptError:
+    """The error for a damaged Milvus index: what was found, and the fix."""
+    return IndexCorruptError(f"the index in {spec.describe()} is damaged ({problem})", fix=REBUILD_MILVUS)
+
+
+REBUILD_MILVUS = "run `qa index --store ... --rebuild` (with the same --store) to build it again"
+
+
+# ---------------------------------------------------------------------- rows
+
+
+def decode_sentences(blob: str, dimension: int) -> PassageSentences:
+    """A passage's stored sentences; no sentences (evidence embeds them) when none were stored."""
+    if not blob:
+        return PassageSentences((), np.zeros((0, dimension), dtype=np.float32))
+    data = json.loads(blob)
+    spans = tuple((int(start), int(end)) for start, end in data["spans"])
+    codes = np.frombuffer(base64.b64decode(data["codes"]), dtype=np.int8).reshape(len(spans), dimension)
+    vectors = codes.astype(np.float32) * np.asarray(data["scales"], dtype=np.float32)[:, None]
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # unit again after rounding
+    return PassageSentences(spans, vectors)
+
+
+def passage_of(row: dict[str, Any]) -> Passage:
+    """A passage from its row."""
+    return Passage(
+        passage_id=row["passage_id"],
+        doc_id=row["doc_id"],
+        source=row["source"],
+        paragraph=int(row["paragraph"]),
+        start=int(row["start_offset"]),
+        end=int(row["end_offset"]),
+        text=row["text"],
+        title=row["title"],
+        outlet=row["outlet"],
+        author=row["author"],
+        date=row["date"],
+        url=row["url"],
+    )
+
+
+def filter_expression(where: SearchFilter | None) -> tuple[str, dict[str, Any]]:
+    """A Milvus expression template and its parameters for ``where`` (``""`` for no filter); integers only."""
+    if where is None or where.is_empty:
+        return "", {}
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    if where.doc_ids:
+        parts.append("doc_key in {documents}")
+        params["documents"] = sorted(key_of(doc_id) for doc_id in where.doc_ids)
+    if where.outlets:
+        parts.append("outlet_key in {outlets}")
+        params["outlets"] = sorted(key_of(outlet) for outlet in where.outlets)
+    if where.date_from or where.date_to:
+        parts.append("day > 0")  # no date: outside any date range
+    if where.date_from:
+        parts.append("day >= {day_from}")
+        params["day_from"] = day_number(where.date_from)
+    if where.date_to:
+        parts.append("day <= {day_to}")
+        params["day_to"] = day_number(where.date_to)
+    return " and ".join(parts), params
+
+
+def inline(expression: str, params: dict[str, Any]) -> str:
+    """The template with its parameters written in, for Milvus Lite (which ignores ``filter_params``).
+
+    Only integers and lists of integers are accepted: formatted by ``int``, they cannot change the expression.
+    """
+    values = {}
+    for name, value in params.items():
+        numbers = [int(v) for v in value] if isinstance(value, list) else [int(value)]
+        values[name] = f"[{', '.join(map(str, numbers))}]" if isinstance(value, list) else str(numbers[0])
+    return expression.format(**values)
+
+
+class MilvusStore:
+    """A qa index in a Milvus collection: what search asks (``PassageStore``), answered by Milvus."""
+
+    def __init__(
+        self,
+        client: MilvusClient,
+        spec: StoreSpec,
+        *,
+        collection: str,
+        record: MilvusRecord,
+        documents: list[Document],
+        counts: dict[str, int],
+    ) -> None:
+        self.client = client
+        self.spec = spec
+        self.collection = collection
+        self.record = record
+        self.documents = documents
+        self._counts = counts
+        self._metadata_terms: frozenset[str] | None = None
+
+    @classmethod
+    def open(cls, spec: StoreSpec, client: MilvusClient | None = None) -> MilvusStore:
+        """The index the spec names.
+
+        Raises:
+            StoreUnavailableError: Milvus cannot be reached.
+            IndexNotFoundError: No qa index under that name (the message lists those there are).
+            IndexMismatchError, IndexCorruptError: Not one this qa can read.
+        """
+        client = client or connect(spec)
+        collection = live_collection(client, spec)
+        if collection is None:
+            raise IndexNotFoundError(f"no index in {spec.describe()}", fix=_known_indexes(client, spec))
+        record = read_record(client, spec, collection)
+        documents, counts = read_documents(client, spec, collection)
+        if len(documents) != record.documents:
+            raise milvus_damaged(spec, f"{len(documents)} documents; its record says {record.documents}")
+        return cls(client, spec, collection=collection, record=record, documents=documents, counts=counts)
+
+    # ------------------------------------------------------------------ what search asks
+
+    @property
+    def model(self) -> str:
+        """The embedding model of the stored vectors."""
+        return self.record.model
+
+    def summary(self) -> StoreSummary:
+        """Model, counts and build time, from the record."""
+        record = self.record
+        return StoreSummary(record.model, record.documents, record.passages, record.built_at)
+
+    def check_model(self, model: str) -> None:
+        """Refuse to mix vectors of two models."""
+        check_model(self.record.model, model)
+
+    def passage_counts(self) -> dict[str, int]:
+        """Passages per document id."""
+        return dict(self._counts)
+
+    def passages_by_id(self, ids: Sequence[str]) -> list[Passage]:
+        """The passages with these ids, in the same order."""
+        rows = self._rows_by_id(ids, list(PASSAGE_FIELDS))
+        return [passage_of(rows[passage_id]) for passage_id in ids]
+
+    def sentences_of(self, ids: Sequence[str]) -> list[PassageSentences]:
+        """The sentences of these passages with the vectors stored when they were indexed."""
+        rows = self._rows_by_id(ids, ["passage_id", "sentences"])
+        return [decode_sentences(rows[passage_id]["sentences"], self.record.dimension) for passage_id in ids]
+
+    def iter_passages(self) -> Iterator[Passage]:
+        """Every passage, in document and paragraph order (documents a page at a time)."""
+        for first in range(0, len(self.documents), DOCUMENTS_PER_PAGE):
+            page = self.documents[first : first + DOCUMENTS_PER_PAGE]
+            order = {document.doc_id: position for position, document in enumerate(page)}
+            expression, params = filter_expression(SearchFilter(doc_ids=frozenset(order)))
+            rows = self._all_rows(expression, params, list(PASSAGE_FIELDS))
+            passages = [passage_of(row) for row in rows]
+            yield from sorted(passages, key=lambda p: (order[p.doc_id], p.start, p.paragraph, p.passage_id))
+
+    def dense_candidates(self, vector: np.ndarray, *, depth: int, where: SearchFilter | None) -> Candidates:
+        """Up to ``depth`` passages nearest to ``vector`` (inner product) among those ``where`` allows."""
+        data = [np.asarray(vector, dtype=np.float32).tolist()]
+        return self._search(data, "vector", "IP", depth=depth, where=where)
+
+    def bm25_candidates(self, text: str, *, depth: int, where: SearchFilter | None) -> Candidates:
+        """Up to ``depth`` best BM25 passages for ``text`` among those ``where`` allows."""
+        tokens = lexical_tokens(text)
+        if not tokens:
+            return _no_candidates()
+        return self._search([tokens], "sparse", "BM25", depth=depth, where=where)
+
+    def dense_scores(self, vector: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """Inner products of ``vector`` with these passages' stored vectors."""
+        if not ids:
+            return np.zeros(0, dtype=np.float32)
+        rows = self._rows_by_id(ids, ["passage_id", "vector"])
+        matrix = np.asarray([rows[passage_id]["vector"] for passage_id in ids], dtype=np.float32)
+        return np.asarray(matrix @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
+
+    def bm25_scores(self, text: str, ids: Sequence[str]) -> np.ndarray:
+        """BM25 scores of these passages for ``text`` (0 for a passage sharing no token with it)."""
+        scores = np.zeros(len(ids), dtype=np.float32)
+        tokens = lexical_tokens(text)
+        if not ids or not tokens:
+            return scores
+        position = {passage_id: i for i, passage_id in enumerate(ids)}
+        expression = "key in {keys}"
+        for first in range(0, len(ids), FETCH_BATCH):
+            chunk = list(ids[first : first + FETCH_BATCH])
+            found = self._raw_search(
+                [tokens], "sparse", "BM25", limit=len(chunk), expression=expression, params=_keys(chunk)
+            )
+            for passage_id, score in found:
+                scores[position[passage_id]] = score
+        return scores
+
+    def known_terms(self, terms: Iterable[str]) -> frozenset[str]:
+        """Those BM25 ``terms`` found in the passages (asked of Milvus) or the documents' metadata."""
+        wanted = list(dict.fromkeys(terms))
+        known = {term for term in wanted if term in self._metadata()}
+        probes = [term for term in wanted if term not in known and term.strip() and " " not in term]
+        if probes:
+            with talking_to(self.spec, "looking up words"):
+                results = self.client.search(
+                    self.collection,
+                    data=probes,
+                    anns_field="sparse",
+                    limit=1,
+                    output_fields=["passage_id"],
+                    search_params={"metric_type": "BM25"},
+                )
+            known |= {term for term, hits in zip(probes, results, strict=True) if len(hits)}
+        return frozenset(known)
+
+    def close(self) -> None:
+        """Close the client (Milvus Lite keeps serving other clients of the same file in this process)."""
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+    # ------------------------------------------------------------------ Milvus calls
+
+    def _metadata(self) -> frozenset[str]:
+        if self._metadata_terms is None:
+            metadata = [" ".join((d.title, d.outlet, d.author, d.date)) for d in self.documents]
+            self._metadata_terms = frozenset(token for tokens in tokenize(metadata) for token in tokens)
+        return self._metadata_terms
+
+    def _search(
+        self, data: list[Any], field: str, metric: str, *, depth: int, where: SearchFilter | None
+    ) -> Candidates:
+        if self.record.passages == 0 or depth <= 0:
+            return _no_candidates()
+        expression, params = filter_expression(where)
+        found = self._raw_search(data, field, metric, limit=depth, expression=expression, params=params)
+        return Candidates(tuple(p for p, _ in found), np.asarray([s for _, s in found], dtype=np.float32))
+
+    def _raw_search(
+        self, data: list[Any], field: str, metric: str, *, limit: int, expression: str, params: dict[str, Any]
+    ) -> list[tuple[str, float]]:
+        """``(passage id, score)`` best first; a BM25 score is positive (Milvus Lite gives its negative)."""
+        expression, params = self._template(expression, params)
+        with talking_to(self.spec, "searching"):
+            [hits] = self.client.search(
+                self.collection,
+                data=data,
+                anns_field=field,
+                limit=limit,
+                filter=expression,
+                filter_params=params,
+                output_fields=["passage_id"],
+                search_params={"metric_type": metric},
+            )
+        found = [(hit["entity"]["passage_id"], float(hit["distance"])) for hit in hits]
+        return [(p, abs(s)) for p, s in found] if metric == "BM25" else found
+
+    def _rows_by_id(self, ids: Sequence[str], fields: list[str]) -> dict[str, dict[str, Any]]:
+        """Rows by passage id; a missing one is damage (an id the store itself gave)."""
+        rows: dict[str, dict[str, Any]] = {}
+        wanted = list(dict.fromkeys(ids))
+        for first in range(0, len(wanted), FETCH_BATCH):
+            chunk = wanted[first : first + FETCH_BATCH]
+            expression, params = self._template("key in {keys}", _keys(chunk))
+            with talking_to(self.spec, "fetching passages"):
+                found = self.client.query(
+                    self.collection, filter=expression, filter_params=params, output_fields=fields, limit=len(chunk)
+                )
+            rows.update((row["passage_id"], row) for row in found)
+        missing = [passage_id for passage_id in wanted if passage_id not in rows]
+        if missing:
+            raise KeyError(f"no passage {missing[0]!r} in {self.spec.describe()}")
+        return rows
+
+    def _all_rows(self, expression: str, params: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
+        return all_rows(self.client, self.spec, self.collection, expression, params, fields=fields)
+
+    def _template(self, expression: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return template_for(self.spec, expression, params)
+
+
+def template_for(spec: StoreSpec, expression: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The expression and parameters to send: a template for a server, written in for Milvus Lite."""
+    if spec.kind == "milvus-lite":
+        return inline(expression, params), {}
+    return expression, params
+
+
+def all_rows(
+    client: MilvusClient,
+    spec: StoreSpec,
+    collection: str,
+    expression: str,
+    params: dict[str, Any],
+    *,
+    fields: list[str],
+) -> list[dict[str, Any]]:
+    """Every row of ``collection`` the expression allows (all with ``""``), read a page at a time."""
+    expression, params = template_for(spec, expression, params)
+    rows: list[dict[str, Any]] = []
+    with talking_to(spec, "reading the index"):
+        iterator = client.query_iterator(
+            collection, batch_size=PAGE_ROWS, filter=expression, filter_params=params, output_fields=fields
+        )
+        try:
+            while page := iterator.next():
+                rows.extend(page)
+        finally:
+            iterator.close()
+    return rows
+
+
+def read_documents(client: MilvusClient, spec: StoreSpec, collection: str) -> tuple[list[Document], dict[str, int]]:
+    """The documents of ``collection`` in corpus order (by source), and each one's passage count.
+
+    Raises:
+        IndexCorruptError: The documents collection is missing, or a document's parts are.
+    """
+    name = documents_collection(collection)
+    with talking_to(spec, "reading the documents"):
+        exists = client.has_collection(name)
+    if not exists:
+        raise milvus_damaged(spec, f"its documents collection {name} is missing")
+    rows = all_rows(client, spec, name, "", {}, fields=["doc_key", "part", "parts", "passages", "body"])
+    parts: dict[int, dict[int, dict[str, Any]]] = {}
+    for row in rows:
+        parts.setdefault(int(row["doc_key"]), {})[int(row["part"])] = row
+    documents, counts = [], {}
+    for doc_key, pieces in parts.items():
+        expected = int(next(iter(pieces.values()))["parts"])
+        if sorted(pieces) != list(range(expected)):
+            raise milvus_damaged(spec, f"document {doc_key} has {len(pieces)} of its {expected} parts")
+        try:
+            document = document_from_json(json.loads("".join(pieces[i]["body"] for i in range(expected))))
+        except (KeyError, TypeError, ValueError) as error:
+            raise milvus_damaged(spec, f"a document is not as qa writes it: {error}") from error
+        documents.append(document)
+        counts[document.doc_id] = int(pieces[0]["passages"])
+    documents.sort(key=lambda d: (d.source, d.doc_id))
+    return documents, counts
+
+
+def _keys(ids: Sequence[str]) -> dict[str, Any]:
+    return {"keys": [key_of(passage_id) for passage_id in ids]}
+
+
+def _no_candidates() -> Candidates:
+    return Candidates((), np.zeros(0, dtype=np.float32))
+
+
+def _known_indexes(client: MilvusClient, spec: StoreSpec) -> str:
+    """The fix for a missing index: build it, and the qa indexes this Milvus does hold."""
+    with talking_to(spec, "listing collections"):
+        aliases = sorted(client.list_aliases().get("aliases", []))
+    held = f"; this Milvus holds qa indexes {', '.join(aliases)}" if aliases else ""
+    return f"run `qa index --store ...` to build it, or check the collection name{held}"
