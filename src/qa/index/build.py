@@ -28,6 +28,8 @@ from qa.index.prepare import (
     empty_corpus_error,
     prepare_documents,
 )
+from qa.index.spec import StoreSpec
+from qa.index.store import PassageStore
 from qa.ingest.corpus import corpus_fingerprint, find_corpus_files
 from qa.ingest.split import approximate_token_count
 from qa.records import Document, Passage
@@ -57,6 +59,7 @@ def index_corpus(
     on_wait: Callable[[str], None] | None = None,
     follow_links: bool = False,
     allow_mass_removal: bool = False,
+    store: StoreSpec | None = None,
 ) -> IndexReport:
     """Build or update the index of ``corpus_dir`` in ``index_dir``.
 
@@ -68,6 +71,10 @@ def index_corpus(
     Symbolic links leading out of ``corpus_dir`` are followed only with
     ``follow_links`` (see ``find_corpus_files``).
 
+    With a Milvus ``store`` (``qa.index.spec``) the index is built there
+    (``qa.index.milvus_build``); ``index_dir`` then holds only the embedding
+    cache and the build lock.
+
     Raises:
         QAError: The corpus cannot be listed; or most of the index's documents
             (see ``MASS_REMOVAL_SHARE``) are gone from it and
@@ -75,6 +82,23 @@ def index_corpus(
         EmptyCorpusError: No file of the corpus holds article text; the
             index is left as it was (an empty index answers nothing).
     """
+    if store is not None and not store.is_local:
+        from qa.index.milvus_build import index_corpus_milvus
+
+        return index_corpus_milvus(
+            corpus_dir,
+            store,
+            index_dir,
+            encoder=encoder,
+            settings=settings,
+            count_tokens=count_tokens,
+            rebuild=rebuild,
+            progress=progress,
+            wait=wait,
+            on_wait=on_wait,
+            follow_links=follow_links,
+            allow_mass_removal=allow_mass_removal,
+        )
     with index_lock(index_dir, wait=wait, on_wait=on_wait):
         started = time.perf_counter()
         files = find_corpus_files(corpus_dir, follow_links=follow_links)
@@ -135,6 +159,20 @@ def index_documents(
 def open_index(index_dir: Path) -> LocalIndex:
     """The index in ``index_dir``; a missing, damaged or foreign one raises a ``QAError`` saying what to do."""
     return LocalIndex.load(index_dir)
+
+
+def open_store(spec: StoreSpec) -> PassageStore:
+    """The index ``spec`` names (``qa.index.spec``): the local one, or one in Milvus.
+
+    Raises:
+        QAError: Missing, damaged, foreign, or (Milvus) unreachable; the message says what to do.
+    """
+    if spec.is_local:
+        assert spec.path is not None
+        return open_index(spec.path)
+    from qa.index.milvus import MilvusStore
+
+    return MilvusStore.open(spec)
 
 
 def _build_locked(

@@ -27,14 +27,11 @@ no text a person typed ever enters one.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,7 +39,23 @@ import numpy as np
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError, StoreUnavailableError
 from qa.index.files import document_from_json
 from qa.index.lexical import tokenize
-from qa.index.manifest import IndexSettings, settings_from_json
+from qa.index.milvus_schema import (
+    CONNECT_TIMEOUT_SECONDS,
+    DOCUMENTS_PER_PAGE,
+    FETCH_BATCH,
+    MILVUS_FORMAT,
+    PAGE_ROWS,
+    PASSAGE_FIELDS,
+    RECORD_PROPERTY,
+    MilvusRecord,
+    decode_sentences,
+    documents_collection,
+    filter_expression,
+    key_of,
+    lexical_tokens,
+    passage_of,
+    template_for,
+)
 from qa.index.sentences import PassageSentences
 from qa.index.spec import StoreSpec, milvus_token
 from qa.index.store import Candidates, SearchFilter, StoreSummary, check_model
@@ -50,90 +63,6 @@ from qa.records import Document, Passage
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
-
-MILVUS_FORMAT = 1
-RECORD_PROPERTY = "qa_record"
-DOCUMENTS_SUFFIX = "_documents"
-GENERATION_INFIX = "_g"
-# A VARCHAR holds at most this many bytes; a document's JSON is cut into parts of at most
-# DOCUMENT_PART_CHARS characters (4 bytes each at most in UTF-8).
-VARCHAR_BYTES = 65_535
-DOCUMENT_PART_CHARS = 16_000
-# Keys per query, and rows per page when reading every row.
-FETCH_BATCH = 1_000
-PAGE_ROWS = 4_000
-# Documents whose passages are read at a time by iter_passages.
-DOCUMENTS_PER_PAGE = 200
-CONNECT_TIMEOUT_SECONDS = 10.0
-# qa's tokens, split on spaces; a stop word no token can be, since Milvus Lite's analyser
-# falls back to a default English stop list when given none.
-ANALYZER = {"tokenizer": "standard", "filter": [{"type": "stop", "stop_words": ["_"]}]}
-BM25_PARAMS = {"bm25_k1": 1.5, "bm25_b": 0.75}
-PASSAGE_FIELDS = (
-    *("passage_id", "doc_id", "source", "paragraph", "start_offset", "end_offset", "text"),
-    *("title", "outlet", "author", "date", "url"),
-)
-
-# pymilvus logs every failed call with its traceback on stderr; qa says what failed itself, in one line.
-logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
-
-
-def key_of(text: str) -> int:
-    """A stable signed 64-bit key for an id or name (the first 8 bytes of its SHA-256)."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big", signed=True)
-
-
-def day_number(date: str) -> int:
-    """``2020-08-02`` (or a date-time starting so) as ``20200802``; 0 for no date."""
-    day = date[:10]
-    return int(day.replace("-", "")) if len(day) == 10 and day.replace("-", "").isdigit() else 0
-
-
-def lexical_tokens(text: str) -> str:
-    """The BM25 text Milvus stores and is asked with: qa's tokens, space-separated."""
-    [tokens] = tokenize([text])
-    return " ".join(tokens)
-
-
-@dataclass(frozen=True)
-class MilvusRecord:
-    """What a collection was built from and how; written last, it commits a build."""
-
-    model: str
-    dimension: int
-    corpus_fingerprint: str
-    settings: IndexSettings
-    documents: int
-    passages: int
-    built_at: str
-    vector_index: str
-    format_version: int = MILVUS_FORMAT
-
-    def to_json(self) -> str:
-        """The record as the collection property holds it."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> MilvusRecord:
-        """A record from its property; ``ValueError``/``KeyError``/``TypeError`` if it is not one qa wrote."""
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise TypeError("the record is not a JSON object")
-        values = {**data, "settings": settings_from_json(data["settings"])}
-        record = cls(**values)
-        if not isinstance(record.dimension, int) or not isinstance(record.passages, int):
-            raise TypeError("the record's counts are not whole numbers")
-        return record
-
-
-def passages_collection(alias: str, generation: str) -> str:
-    """The name of one generation's passage collection."""
-    return f"{alias}{GENERATION_INFIX}{generation}"
-
-
-def documents_collection(collection: str) -> str:
-    """The documents collection beside a passage collection."""
-    return f"{collection}{DOCUMENTS_SUFFIX}"
 
 
 # ---------------------------------------------------------------------- connecting and errors
@@ -147,6 +76,7 @@ def connect(spec: StoreSpec) -> MilvusClient:
     """
     from pymilvus import MilvusClient
 
+    quiet_pymilvus()
     with talking_to(spec, "connecting"):
         if spec.kind == "milvus-lite":
             assert spec.path is not None
@@ -156,6 +86,23 @@ def connect(spec: StoreSpec) -> MilvusClient:
                 raise QAError(f"cannot make the folder of {spec.path} ({error.strerror})") from error
             return MilvusClient(str(spec.path))
         return MilvusClient(uri=spec.uri, token=milvus_token(), timeout=CONNECT_TIMEOUT_SECONDS)
+
+
+def quiet_pymilvus() -> None:
+    """Silence pymilvus's own logging, which it configures when imported.
+
+    It logs every failed call with a traceback on stderr; qa says what failed itself, in one line.
+    """
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+def ensure_loaded(client: MilvusClient, spec: StoreSpec, collection: str) -> None:
+    """Load the collection and its documents for searching (Milvus Lite releases them when it stops)."""
+    with talking_to(spec, "loading the collection"):
+        for name in (collection, documents_collection(collection)):
+            if client.has_collection(name) and "Loaded" not in str(client.get_load_state(name).get("state", "")):
+                client.load_collection(name)
 
 
 @contextlib.contextmanager
@@ -245,71 +192,6 @@ REBUILD_MILVUS = "run `qa index --store ... --rebuild` (with the same --store) t
 # ---------------------------------------------------------------------- rows
 
 
-def decode_sentences(blob: str, dimension: int) -> PassageSentences:
-    """A passage's stored sentences; no sentences (evidence embeds them) when none were stored."""
-    if not blob:
-        return PassageSentences((), np.zeros((0, dimension), dtype=np.float32))
-    data = json.loads(blob)
-    spans = tuple((int(start), int(end)) for start, end in data["spans"])
-    codes = np.frombuffer(base64.b64decode(data["codes"]), dtype=np.int8).reshape(len(spans), dimension)
-    vectors = codes.astype(np.float32) * np.asarray(data["scales"], dtype=np.float32)[:, None]
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # unit again after rounding
-    return PassageSentences(spans, vectors)
-
-
-def passage_of(row: dict[str, Any]) -> Passage:
-    """A passage from its row."""
-    return Passage(
-        passage_id=row["passage_id"],
-        doc_id=row["doc_id"],
-        source=row["source"],
-        paragraph=int(row["paragraph"]),
-        start=int(row["start_offset"]),
-        end=int(row["end_offset"]),
-        text=row["text"],
-        title=row["title"],
-        outlet=row["outlet"],
-        author=row["author"],
-        date=row["date"],
-        url=row["url"],
-    )
-
-
-def filter_expression(where: SearchFilter | None) -> tuple[str, dict[str, Any]]:
-    """A Milvus expression template and its parameters for ``where`` (``""`` for no filter); integers only."""
-    if where is None or where.is_empty:
-        return "", {}
-    parts: list[str] = []
-    params: dict[str, Any] = {}
-    if where.doc_ids:
-        parts.append("doc_key in {documents}")
-        params["documents"] = sorted(key_of(doc_id) for doc_id in where.doc_ids)
-    if where.outlets:
-        parts.append("outlet_key in {outlets}")
-        params["outlets"] = sorted(key_of(outlet) for outlet in where.outlets)
-    if where.date_from or where.date_to:
-        parts.append("day > 0")  # no date: outside any date range
-    if where.date_from:
-        parts.append("day >= {day_from}")
-        params["day_from"] = day_number(where.date_from)
-    if where.date_to:
-        parts.append("day <= {day_to}")
-        params["day_to"] = day_number(where.date_to)
-    return " and ".join(parts), params
-
-
-def inline(expression: str, params: dict[str, Any]) -> str:
-    """The template with its parameters written in, for Milvus Lite (which ignores ``filter_params``).
-
-    Only integers and lists of integers are accepted: formatted by ``int``, they cannot change the expression.
-    """
-    values = {}
-    for name, value in params.items():
-        numbers = [int(v) for v in value] if isinstance(value, list) else [int(value)]
-        values[name] = f"[{', '.join(map(str, numbers))}]" if isinstance(value, list) else str(numbers[0])
-    return expression.format(**values)
-
-
 class MilvusStore:
     """A qa index in a Milvus collection: what search asks (``PassageStore``), answered by Milvus."""
 
@@ -345,6 +227,7 @@ class MilvusStore:
         if collection is None:
             raise IndexNotFoundError(f"no index in {spec.describe()}", fix=_known_indexes(client, spec))
         record = read_record(client, spec, collection)
+        ensure_loaded(client, spec, collection)
         documents, counts = read_documents(client, spec, collection)
         if len(documents) != record.documents:
             raise milvus_damaged(spec, f"{len(documents)} documents; its record says {record.documents}")
@@ -380,12 +263,16 @@ class MilvusStore:
         rows = self._rows_by_id(ids, ["passage_id", "sentences"])
         return [decode_sentences(rows[passage_id]["sentences"], self.record.dimension) for passage_id in ids]
 
-    def iter_passages(self) -> Iterator[Passage]:
-        """Every passage, in document and paragraph order (documents a page at a time)."""
-        for first in range(0, len(self.documents), DOCUMENTS_PER_PAGE):
-            page = self.documents[first : first + DOCUMENTS_PER_PAGE]
+    def iter_passages(self, where: SearchFilter | None = None) -> Iterator[Passage]:
+        """Every passage (that ``where`` allows), in document and paragraph order, documents a page at a time."""
+        documents = self.documents
+        if where is not None and where.doc_ids:
+            documents = [document for document in documents if document.doc_id in where.doc_ids]
+        for first in range(0, len(documents), DOCUMENTS_PER_PAGE):
+            page = documents[first : first + DOCUMENTS_PER_PAGE]
             order = {document.doc_id: position for position, document in enumerate(page)}
-            expression, params = filter_expression(SearchFilter(doc_ids=frozenset(order)))
+            base = where or SearchFilter()
+            expression, params = filter_expression(dataclasses.replace(base, doc_ids=frozenset(order)))
             rows = self._all_rows(expression, params, list(PASSAGE_FIELDS))
             passages = [passage_of(row) for row in rows]
             yield from sorted(passages, key=lambda p: (order[p.doc_id], p.start, p.paragraph, p.passage_id))
@@ -398,9 +285,23 @@ class MilvusStore:
     def bm25_candidates(self, text: str, *, depth: int, where: SearchFilter | None) -> Candidates:
         """Up to ``depth`` best BM25 passages for ``text`` among those ``where`` allows."""
         tokens = lexical_tokens(text)
-        if not tokens:
-            return _no_candidates()
-        return self._search([tokens], "sparse", "BM25", depth=depth, where=where)
+        found = self._search([tokens], "sparse", "BM25", depth=depth, where=where) if tokens else _no_candidates()
+        if len(found.ids) >= depth:
+            return found
+        # Like the local index: fewer passages hold a query word than were asked for, so the first others follow,
+        # scoring 0 (in hybrid search their dense score may still count).
+        others = self._first_passages(where, depth - len(found.ids), exclude=set(found.ids))
+        return Candidates((*found.ids, *others), np.concatenate([found.scores, np.zeros(len(others), np.float32)]))
+
+    def _first_passages(self, where: SearchFilter | None, count: int, *, exclude: set[str]) -> list[str]:
+        """The ids of the first ``count`` passages in store order that ``where`` allows, but for ``exclude``."""
+        chosen: list[str] = []
+        for passage in self.iter_passages(where):
+            if count <= len(chosen):
+                break
+            if passage.passage_id not in exclude:
+                chosen.append(passage.passage_id)
+        return chosen
 
     def dense_scores(self, vector: np.ndarray, ids: Sequence[str]) -> np.ndarray:
         """Inner products of ``vector`` with these passages' stored vectors."""
@@ -508,13 +409,6 @@ class MilvusStore:
 
     def _template(self, expression: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return template_for(self.spec, expression, params)
-
-
-def template_for(spec: StoreSpec, expression: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The expression and parameters to send: a template for a server, written in for Milvus Lite."""
-    if spec.kind == "milvus-lite":
-        return inline(expression, params), {}
-    return expression, params
 
 
 def all_rows(
