@@ -72,6 +72,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--corpus", type=Path, default=Path("corpus"), help="corpus folder (default: corpus/)")
     parser.add_argument("--index", type=Path, default=Path("index"), help="index folder (default: index/)")
     parser.add_argument(
+        "--store",
+        metavar="STORE",
+        help="where the index lives: milvus-lite:PATH.db (Milvus Lite), milvus://HOST:PORT[/COLLECTION] (a Milvus "
+        "server; token from $QA_MILVUS_TOKEN), or a folder (the local index) (default: $QA_STORE, else --index)",
+    )
+    parser.add_argument(
         "--follow-links",
         action="store_true",
         help="also index files that symbolic links out of the corpus folder point to",
@@ -128,11 +134,14 @@ def _run(args: argparse.Namespace) -> int:
         require_login_if_exposed(args.host, args.share, credentials)
         check_port(args.host, args.port)
         from qa.index.lock import DEFAULT_WAIT_SECONDS
+        from qa.index.spec import store_spec
         from qa.web.service import AnswerService
 
+        store = store_spec(args.store, args.index)
         service = AnswerService.open(
             args.corpus,
-            args.index,
+            store.path if store.is_local and store.path is not None else args.index,
+            store=store,
             model=args.model,
             backend=args.backend,
             reader=reader_for(args.reader),
@@ -151,7 +160,10 @@ def _run(args: argparse.Namespace) -> int:
         _tell(f"qa: warning: {report.empty_corpus}; serving an empty index: add articles in the Corpus tab")
     if report.rebuilt_reason:
         print(terminal_text(f"Rebuilt from scratch: {report.rebuilt_reason}."))
-    print(f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now).")
+    print(
+        f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now), "
+        f"{terminal_text(service.store.describe())}."
+    )
     # The model loads while the server starts, so the first question does not wait for it.
     threading.Thread(target=service.warm_up, daemon=True).start()
     from qa.web.ui import launch

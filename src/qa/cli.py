@@ -27,6 +27,7 @@ from qa.search.question import EmptyQuestionError, Question, clipped_notice, nor
 if TYPE_CHECKING:
     from qa.embed.encoder import Encoder
     from qa.evaluation.results import EvalReport
+    from qa.index.spec import StoreSpec
     from qa.index.store import PassageStore, SearchFilter
     from qa.reader.model import PassageReader
 
@@ -36,6 +37,10 @@ MODEL_HELP = (
     "sentence-transformers model name or folder (default: $QA_MODEL, else the index's model, else all-MiniLM-L6-v2)"
 )
 BACKEND_HELP = "how the encoder runs (default: $QA_BACKEND, else openvino-bf16-streams)"
+STORE_HELP = (
+    "where the index lives: milvus-lite:PATH.db (Milvus Lite), milvus://HOST:PORT[/COLLECTION] (a Milvus server; "
+    "token from $QA_MILVUS_TOKEN), or a folder (the local index) (default: $QA_STORE, else --index)"
+)
 
 
 def _say(text: str) -> None:
@@ -66,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--index", type=Path, default=DEFAULT_INDEX, metavar="DIR", help="index folder (default: index/)"
     )
     common.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
+    common.add_argument("--store", metavar="STORE", help=STORE_HELP)
     _add_index_parser(commands, common)
     _add_search_parser(commands, common)
     passages = commands.add_parser("passages", parents=[common], help="list every indexed passage in order")
@@ -245,11 +251,13 @@ def run_index(args: argparse.Namespace) -> int:
     """``qa index``: build or update the index and say what changed."""
     from qa.index.build import encoder_for_corpus, index_corpus, settings_for
 
-    encoder = encoder_for_corpus(args.index, model=args.model, backend=args.backend)
+    store = _store(args)
+    index_dir = store.path if store.is_local and store.path is not None else args.index
+    encoder = encoder_for_corpus(index_dir, model=args.model, backend=args.backend)
     settings, count_tokens = settings_for(encoder)
     report = index_corpus(
         args.corpus,
-        args.index,
+        index_dir,
         encoder=encoder,
         settings=settings,
         count_tokens=count_tokens,
@@ -259,6 +267,7 @@ def run_index(args: argparse.Namespace) -> int:
         follow_links=args.follow_links,
         allow_mass_removal=args.rebuild,
         on_wait=lambda message: _tell(f"qa: {message}"),
+        store=store,
     )
     if report.rebuilt_reason:
         _say(f"Rebuilt from scratch: {report.rebuilt_reason}.")
@@ -269,16 +278,23 @@ def run_index(args: argparse.Namespace) -> int:
         f"Index {state}: {report.documents} documents, {report.passages} passages "
         f"(added {report.added}, changed {report.changed}, removed {report.removed}; "
         f"{report.embedded} passages and {report.sentences_embedded} sentences embedded) "
-        f"in {report.seconds:.2f} s -> {args.index}/"
+        f"in {report.seconds:.2f} s -> {store.describe()}"
     )
     return 0
+
+
+def _store(args: argparse.Namespace) -> StoreSpec:
+    """The index the command uses: ``--store``, else ``$QA_STORE``, else the local index in ``--index``."""
+    from qa.index.spec import store_spec
+
+    return store_spec(args.store, args.index)
 
 
 def run_search(args: argparse.Namespace) -> int:
     """``qa search``: answer one question, or a batch of them as JSON Lines."""
     if args.k < 1:
         raise QAError("--k must be at least 1")
-    from qa.index.build import open_index
+    from qa.index.build import open_store
     from qa.search.filters import resolve_filter
 
     if args.batch is None:
@@ -286,10 +302,11 @@ def run_search(args: argparse.Namespace) -> int:
             question = normalize_question(args.question)
         except EmptyQuestionError as error:
             raise QAError(f'{error}: ask something, e.g. qa search "Why do defectors return?"') from error
-    index = open_index(args.index)
+    store = _store(args)
+    index = open_store(store)
     if not index.summary().passages:
         raise QAError(
-            f"the index in {args.index} is empty: it holds no passages to search",
+            f"the index in {store.describe()} is empty: it holds no passages to search",
             fix="put articles in the corpus folder and run `qa index`",
         )
     # Checked before the model loads: a mistyped --doc or --outlet is an error listing what exists.
@@ -392,9 +409,9 @@ def _read_questions(path: Path) -> Iterator[str]:
 
 def run_passages(args: argparse.Namespace) -> int:
     """``qa passages``: every indexed passage, in order."""
-    from qa.index.build import open_index
+    from qa.index.build import open_store
 
-    for passage in open_index(args.index).iter_passages():
+    for passage in open_store(_store(args)).iter_passages():
         if args.json:
             print(json_text(passage_to_dict(passage)))
         else:
@@ -423,10 +440,10 @@ def run_eval(args: argparse.Namespace) -> int:
 def _questions_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
     from qa.evaluation.questions import evaluate_questions, load_questions
     from qa.evaluation.results import EvalReport
-    from qa.index.build import open_index
+    from qa.index.build import open_store
 
     questions = load_questions(args.questions)
-    index = open_index(args.index)
+    index = open_store(_store(args))
     results = evaluate_questions(
         index,
         questions,
@@ -453,6 +470,7 @@ def _beir_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
     index = beir_index(
         dataset,
         args.cache,
+        store=None if (store := _store(args)).is_local else store,
         encoder=encoder,
         settings=settings,
         progress=sys.stderr.isatty(),
