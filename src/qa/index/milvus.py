@@ -40,6 +40,7 @@ from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError,
 from qa.index.files import document_from_json
 from qa.index.lexical import tokenize
 from qa.index.milvus_schema import (
+    BM25_PARAMS,
     CONNECT_TIMEOUT_SECONDS,
     DOCUMENTS_PER_PAGE,
     FETCH_BATCH,
@@ -93,7 +94,9 @@ def quiet_pymilvus() -> None:
 
     It logs every failed call with a traceback on stderr; qa says what failed itself, in one line.
     """
-    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
+    # Milvus Lite serves in this process: grpc logs what its server does not implement (a timestamp
+    # call the query iterator makes, and then does without).
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "grpc"):
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
@@ -371,7 +374,7 @@ class MilvusStore:
     def _raw_search(
         self, data: list[Any], field: str, metric: str, *, limit: int, expression: str, params: dict[str, Any]
     ) -> list[tuple[str, float]]:
-        """``(passage id, score)`` best first; a BM25 score is positive (Milvus Lite gives its negative)."""
+        """``(passage id, score)`` best first; BM25 scores as qa's local index gives them."""
         expression, params = self._template(expression, params)
         with talking_to(self.spec, "searching"):
             [hits] = self.client.search(
@@ -385,7 +388,10 @@ class MilvusStore:
                 search_params={"metric_type": metric},
             )
         found = [(hit["entity"]["passage_id"], float(hit["distance"])) for hit in hits]
-        return [(p, abs(s)) for p, s in found] if metric == "BM25" else found
+        if metric != "BM25":
+            return found
+        # Milvus scores Lucene's BM25 times k1 + 1 (Milvus Lite gives its negative): qa's score is that / (k1 + 1).
+        return [(p, abs(s) / (1.0 + BM25_PARAMS["bm25_k1"])) for p, s in found]
 
     def _rows_by_id(self, ids: Sequence[str], fields: list[str]) -> dict[str, dict[str, Any]]:
         """Rows by passage id; a missing one is damage (an id the store itself gave)."""

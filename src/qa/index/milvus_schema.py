@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qa.index.files import document_to_json
-from qa.index.lexical import tokenize
+from qa.index.lexical import DEFAULT_B, DEFAULT_K1, tokenize
 from qa.index.manifest import IndexSettings, settings_from_json
 from qa.index.sentences import PassageSentences
 from qa.index.spec import StoreSpec
@@ -57,7 +57,7 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 # qa's tokens, split on spaces; a stop word no token can be, since Milvus Lite's analyser
 # falls back to a default English stop list when given none.
 ANALYZER = {"tokenizer": "standard", "filter": [{"type": "stop", "stop_words": ["_"]}]}
-BM25_PARAMS = {"bm25_k1": 1.5, "bm25_b": 0.75}
+BM25_PARAMS = {"bm25_k1": DEFAULT_K1, "bm25_b": DEFAULT_B}  # qa's own
 PASSAGE_FIELDS = (
     *("passage_id", "doc_id", "source", "paragraph", "start_offset", "end_offset", "text"),
     *("title", "outlet", "author", "date", "url"),
