@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         print(terminal_text(f"Rebuilt from scratch: {report.rebuilt_reason}."))
     print(
         f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now), "
-        f"{terminal_text(service.store.describe())}."
+        f"{terminal_text(store.describe())}."
     )
     # The model loads while the server starts, so the first question does not wait for it.
     threading.Thread(target=service.warm_up, daemon=True).start()

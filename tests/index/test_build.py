@@ -315,7 +315,7 @@ def test_an_unexpected_error_in_one_file_leaves_the_others_indexed(
     import qa.index.build
     import qa.ingest.corpus
 
-    real_parse, real_split = qa.ingest.corpus.parse_text, qa.index.build.split_passages
+    real_parse, real_split = qa.ingest.corpus.parse_text, qa.index.prepare.split_passages
 
     def parse_text(raw: str, suffix: str, *, url: str = "", source: str = "") -> CleanedText:
         if source == KOREA_TIMES:
@@ -328,7 +328,7 @@ def test_an_unexpected_error_in_one_file_leaves_the_others_indexed(
         return real_split(document, **options)
 
     monkeypatch.setattr("qa.ingest.corpus.parse_text", parse_text)
-    monkeypatch.setattr("qa.index.build.split_passages", split_passages)
+    monkeypatch.setattr("qa.index.prepare.split_passages", split_passages)
     with pytest.warns(SkippedFileWarning) as caught:
         report = run(corpus_copy, tmp_path / "index", encoder)
     messages = sorted(str(w.message) for w in caught)
