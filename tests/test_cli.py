@@ -912,3 +912,23 @@ def test_store_errors_are_one_line(
     err = capsys.readouterr().err
     assert err.startswith(expected.format(tmp=tmp_path)) and err.count("\n") == 1
     assert "token-never-shown" not in err and "secret" not in err.split(":", 2)[2]
+
+
+def test_a_local_index_is_copied_into_milvus_without_embedding_and_stays_current(
+    corpus_copy: Path, tmp_path: Path, index_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("milvus_lite")
+    store = f"milvus-lite:{tmp_path / 'qa.db'}"
+    FakeModelEncoder.made.clear()
+    capsys.readouterr()
+    assert main(["index", "--store", store, "--from-index", str(index_dir)]) == 0
+    assert "added 5, changed 0, removed 0; 0 passages and 0 sentences embedded" in capsys.readouterr().out
+    assert all(not encoder.calls for encoder in FakeModelEncoder.made)
+    assert main(["index", "--store", store, "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 0
+    assert "Index up to date" in capsys.readouterr().out
+    assert main(["passages", "--json", "--store", store]) == 0
+    from_milvus = capsys.readouterr().out
+    assert main(["passages", "--json", "--index", str(index_dir)]) == 0
+    assert from_milvus == capsys.readouterr().out
+    assert main(["index", "--from-index", str(index_dir), "--index", str(tmp_path / "other")]) == 1
+    assert "--from-index copies a local index into Milvus" in capsys.readouterr().err

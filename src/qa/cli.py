@@ -27,6 +27,7 @@ from qa.search.question import EmptyQuestionError, Question, clipped_notice, nor
 if TYPE_CHECKING:
     from qa.embed.encoder import Encoder
     from qa.evaluation.results import EvalReport
+    from qa.index.prepare import IndexReport
     from qa.index.spec import StoreSpec
     from qa.index.store import PassageStore, SearchFilter
     from qa.reader.model import PassageReader
@@ -90,6 +91,13 @@ def _add_index_parser(
     index.add_argument("--model", help=MODEL_HELP)
     index.add_argument(
         "--rebuild", action="store_true", help="re-read and re-embed everything (and allow most documents to go)"
+    )
+    index.add_argument(
+        "--from-index",
+        type=Path,
+        metavar="DIR",
+        help="with a Milvus --store: copy the local index in DIR into it (its passages, and vectors from its "
+        "embedding cache) instead of reading --corpus",
     )
     index.add_argument(
         "--follow-links",
@@ -255,20 +263,23 @@ def run_index(args: argparse.Namespace) -> int:
     index_dir = store.path if store.is_local and store.path is not None else args.index
     encoder = encoder_for_corpus(index_dir, model=args.model, backend=args.backend)
     settings, count_tokens = settings_for(encoder)
-    report = index_corpus(
-        args.corpus,
-        index_dir,
-        encoder=encoder,
-        settings=settings,
-        count_tokens=count_tokens,
-        rebuild=args.rebuild,
-        progress=sys.stderr.isatty(),
-        wait=args.wait,
-        follow_links=args.follow_links,
-        allow_mass_removal=args.rebuild,
-        on_wait=lambda message: _tell(f"qa: {message}"),
-        store=store,
-    )
+    if args.from_index is not None:
+        report = _copy_local_index(args, store)
+    else:
+        report = index_corpus(
+            args.corpus,
+            index_dir,
+            encoder=encoder,
+            settings=settings,
+            count_tokens=count_tokens,
+            rebuild=args.rebuild,
+            progress=sys.stderr.isatty(),
+            wait=args.wait,
+            follow_links=args.follow_links,
+            allow_mass_removal=args.rebuild,
+            on_wait=lambda message: _tell(f"qa: {message}"),
+            store=store,
+        )
     if report.rebuilt_reason:
         _say(f"Rebuilt from scratch: {report.rebuilt_reason}.")
     for source, encoding in report.decoded:
@@ -281,6 +292,27 @@ def run_index(args: argparse.Namespace) -> int:
         f"in {report.seconds:.2f} s -> {store.describe()}"
     )
     return 0
+
+
+def _copy_local_index(args: argparse.Namespace, store: StoreSpec) -> IndexReport:
+    """``qa index --store MILVUS --from-index DIR``: the local index copied into Milvus."""
+    from qa.index.build import encoder_for_corpus
+
+    if store.is_local:
+        raise QAError(
+            "--from-index copies a local index into Milvus", fix="give --store milvus-lite:... or milvus://..."
+        )
+    from qa.index.milvus_build import index_from_local
+
+    encoder = encoder_for_corpus(args.from_index, model=args.model, backend=args.backend)
+    return index_from_local(
+        args.from_index,
+        store,
+        encoder=encoder,
+        progress=sys.stderr.isatty(),
+        wait=args.wait,
+        on_wait=lambda message: _tell(f"qa: {message}"),
+    )
 
 
 def _store(args: argparse.Namespace) -> StoreSpec:

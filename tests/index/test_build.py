@@ -312,7 +312,7 @@ def test_bad_files_are_skipped_or_decoded_and_the_rest_is_indexed(
 def test_an_unexpected_error_in_one_file_leaves_the_others_indexed(
     corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import qa.index.build
+    import qa.index.prepare
     import qa.ingest.corpus
 
     real_parse, real_split = qa.ingest.corpus.parse_text, qa.index.prepare.split_passages

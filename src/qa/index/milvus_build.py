@@ -33,7 +33,7 @@ import numpy as np
 from qa.embed.encoder import Encoder
 from qa.errors import IndexCorruptError, IndexMismatchError, QAError
 from qa.index.embeddings import CACHE_NAME, EmbeddingCache, embed_texts
-from qa.index.local import embedding_text, lexical_text
+from qa.index.local import LocalIndex, embedding_text, lexical_text
 from qa.index.lock import index_lock
 from qa.index.manifest import IndexSettings
 from qa.index.milvus import MilvusStore, all_rows, connect, live_collection, read_record, talking_to
@@ -435,4 +435,39 @@ def _report(
         seconds=time.perf_counter() - started,
         rebuilt_reason=reason,
         decoded=decoded,
+    )
+
+
+def index_from_local(
+    index_dir: Path,
+    spec: StoreSpec,
+    *,
+    encoder: Encoder,
+    progress: bool = False,
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> IndexReport:
+    """Copy the local index in ``index_dir`` into Milvus (``qa index --store ... --from-index DIR``).
+
+    Its documents, passages, settings and corpus fingerprint are taken as they are, and
+    its vectors from its embedding cache, so nothing is read from the corpus and nothing
+    embedded unless the cache lacks it; a later ``qa index --store ...`` of the same
+    corpus finds the collection up to date.
+
+    Raises:
+        QAError: No usable local index there, or ``encoder`` is not its model.
+    """
+    local = LocalIndex.load(index_dir)
+    local.check_model(encoder.name)
+    return index_documents_milvus(
+        local.documents,
+        list(local.passages),
+        spec,
+        index_dir,
+        fingerprint=local.manifest.corpus_fingerprint,
+        encoder=encoder,
+        settings=local.manifest.settings,
+        progress=progress,
+        wait=wait,
+        on_wait=on_wait,
     )
