@@ -225,6 +225,9 @@ class MilvusStore:
             IndexNotFoundError: No qa index under that name (the message lists those there are).
             IndexMismatchError, IndexCorruptError: Not one this qa can read.
         """
+        if client is None and spec.kind == "milvus-lite" and spec.path is not None and not spec.path.exists():
+            # Not made by asking: Milvus Lite would create the file (a folder) just to find it empty.
+            raise IndexNotFoundError(f"no index in {spec.describe()}", fix="run `qa index --store ...` to build it")
         client = client or connect(spec)
         collection = live_collection(client, spec)
         if collection is None:
