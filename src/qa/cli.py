@@ -338,7 +338,7 @@ def run_search(args: argparse.Namespace) -> int:
     index = open_store(store)
     if not index.summary().passages:
         raise QAError(
-            f"the index in {store.describe()} is empty: it holds no passages to search",
+            f"the index in {store.path if store.is_local else store.describe()} is empty: it holds no passages to search",
             fix="put articles in the corpus folder and run `qa index`",
         )
     # Checked before the model loads: a mistyped --doc or --outlet is an error listing what exists.
