@@ -932,3 +932,15 @@ def test_a_local_index_is_copied_into_milvus_without_embedding_and_stays_current
     assert from_milvus == capsys.readouterr().out
     assert main(["index", "--from-index", str(index_dir), "--index", str(tmp_path / "other")]) == 1
     assert "--from-index copies a local index into Milvus" in capsys.readouterr().err
+
+
+def test_qa_index_of_a_milvus_store_keeps_the_model_its_record_names(
+    corpus_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("milvus_lite")
+    store = ["--store", f"milvus-lite:{tmp_path / 'qa.db'}", "--index", str(tmp_path / "work")]
+    assert main(["index", "--corpus", str(corpus_copy), "--model", "another-model", *store]) == 0
+    capsys.readouterr()
+    assert main(["index", "--corpus", str(corpus_copy), *store]) == 0
+    assert "Index up to date" in capsys.readouterr().out
+    assert FakeModelEncoder.made[-1].name == "another-model"

@@ -261,7 +261,7 @@ def run_index(args: argparse.Namespace) -> int:
 
     store = _store(args)
     index_dir = store.path if store.is_local and store.path is not None else args.index
-    encoder = encoder_for_corpus(index_dir, model=args.model, backend=args.backend)
+    encoder = encoder_for_corpus(index_dir, model=args.model, backend=args.backend, store=store)
     settings, count_tokens = settings_for(encoder)
     if args.from_index is not None:
         report = _copy_local_index(args, store)
@@ -338,7 +338,8 @@ def run_search(args: argparse.Namespace) -> int:
     index = open_store(store)
     if not index.summary().passages:
         raise QAError(
-            f"the index in {store.path if store.is_local else store.describe()} is empty: it holds no passages to search",
+            f"the index in {store.path if store.is_local else store.describe()} is empty: "
+            "it holds no passages to search",
             fix="put articles in the corpus folder and run `qa index`",
         )
     # Checked before the model loads: a mistyped --doc or --outlet is an error listing what exists.

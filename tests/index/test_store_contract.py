@@ -244,7 +244,8 @@ def test_an_interrupted_build_leaves_the_index_answering(  # noqa: PLR0917 (fixt
 def test_milvus_damage_and_wrong_names_are_one_clear_error(
     corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
 ) -> None:
-    from qa.index.milvus import MilvusStore, connect, live_collection
+    from qa.index.milvus import MilvusStore
+    from qa.index.milvus_connect import connect, live_collection
     from qa.index.milvus_schema import RECORD_PROPERTY
 
     spec = parse_store(f"milvus-lite:{tmp_path / 'milvus.db'}")

@@ -298,10 +298,20 @@ def _report(
 
 
 def encoder_for_corpus(
-    index_dir: Path, *, model: str | None = None, backend: str | None = None
+    index_dir: Path, *, model: str | None = None, backend: str | None = None, store: StoreSpec | None = None
 ) -> SentenceTransformerEncoder:
-    """The encoder ``qa index`` uses: the one asked for, else the index's own, else the default."""
+    """The encoder ``qa index`` uses: the one asked for, else the index's own, else the default.
+
+    With a Milvus ``store``, the index's own model is the one its record names.
+
+    Raises:
+        StoreUnavailableError: Milvus, asked for its model, cannot be reached.
+    """
     name = model_from_environment(model)
+    if name is None and store is not None and not store.is_local:
+        from qa.index.milvus_connect import store_model
+
+        name = store_model(store)
     if name is None:
         try:
             name = read_manifest(index_dir).model

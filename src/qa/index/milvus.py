@@ -16,8 +16,8 @@ The BM25 text is qa's own tokens (``qa.index.lexical.tokenize``: bm25s's tokeniz
 its English stop words, Snowball stems) joined by spaces; Milvus's analyser only
 splits it again. So BM25 sees exactly the tokens the local index sees, on Milvus Lite
 (whose analyser has no stemmer) and on a server alike; Milvus then scores them with
-Lucene's BM25 (k1 = 1.5, b = 0.75, like qa's), times a constant ``k1 + 1`` that min-max
-fusion removes.
+Lucene's BM25 (k1 = 1.5, b = 0.75, like qa's) times ``k1 + 1``, which qa divides out: the
+local index's scores.
 
 Filters become expressions over integers only (hashes of document ids and outlets, days
 as ``YYYYMMDD``) passed as expression templates (``filter_params``); Milvus Lite does
@@ -30,24 +30,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError, StoreUnavailableError
+from qa.errors import IndexNotFoundError
 from qa.index.files import document_from_json
 from qa.index.lexical import tokenize
+from qa.index.milvus_connect import (
+    all_rows,
+    connect,
+    ensure_loaded,
+    live_collection,
+    milvus_damaged,
+    read_record,
+    talking_to,
+)
 from qa.index.milvus_schema import (
     BM25_PARAMS,
-    CONNECT_TIMEOUT_SECONDS,
     DOCUMENTS_PER_PAGE,
     FETCH_BATCH,
-    MILVUS_FORMAT,
-    PAGE_ROWS,
+    GENERATION_INFIX,
     PASSAGE_FIELDS,
-    RECORD_PROPERTY,
     MilvusRecord,
     decode_sentences,
     documents_collection,
@@ -58,141 +64,12 @@ from qa.index.milvus_schema import (
     template_for,
 )
 from qa.index.sentences import PassageSentences
-from qa.index.spec import StoreSpec, milvus_token
+from qa.index.spec import StoreSpec
 from qa.index.store import Candidates, SearchFilter, StoreSummary, check_model
 from qa.records import Document, Passage
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
-
-
-# ---------------------------------------------------------------------- connecting and errors
-
-
-def connect(spec: StoreSpec) -> MilvusClient:
-    """A client for the spec's Milvus (starting Milvus Lite in this process for ``milvus-lite:``).
-
-    Raises:
-        StoreUnavailableError: Milvus cannot be reached (with the place, never the token).
-    """
-    from pymilvus import MilvusClient
-
-    quiet_pymilvus()
-    with talking_to(spec, "connecting"):
-        if spec.kind == "milvus-lite":
-            assert spec.path is not None
-            try:
-                spec.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise QAError(f"cannot make the folder of {spec.path} ({error.strerror})") from error
-            return MilvusClient(str(spec.path))
-        return MilvusClient(uri=spec.uri, token=milvus_token(), timeout=CONNECT_TIMEOUT_SECONDS)
-
-
-def quiet_pymilvus() -> None:
-    """Silence pymilvus's own logging, which it configures when imported.
-
-    It logs every failed call with a traceback on stderr; qa says what failed itself, in one line.
-    """
-    # Milvus Lite serves in this process: grpc logs what its server does not implement (a timestamp
-    # call the query iterator makes, and then does without).
-    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "grpc"):
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-
-
-def ensure_loaded(client: MilvusClient, spec: StoreSpec, collection: str) -> None:
-    """Load the collection and its documents for searching (Milvus Lite releases them when it stops)."""
-    with talking_to(spec, "loading the collection"):
-        for name in (collection, documents_collection(collection)):
-            if client.has_collection(name) and "Loaded" not in str(client.get_load_state(name).get("state", "")):
-                client.load_collection(name)
-
-
-@contextlib.contextmanager
-def talking_to(spec: StoreSpec, doing: str) -> Iterator[None]:
-    """Turn whatever the Milvus client raises while ``doing`` into one ``StoreUnavailableError``."""
-    from pymilvus.exceptions import MilvusException
-
-    try:
-        yield
-    except QAError:
-        raise
-    except (MilvusException, OSError, RuntimeError, ValueError) as error:
-        raise unavailable(spec, doing, error) from error
-    except Exception as error:  # grpc's own errors, whose classes are not public API
-        if type(error).__module__.startswith(("grpc", "pymilvus", "milvus_lite")):
-            raise unavailable(spec, doing, error) from error
-        raise
-
-
-def unavailable(spec: StoreSpec, doing: str, error: BaseException) -> StoreUnavailableError:
-    """The error for a failed call: the place, what qa was doing and the server's reason (token removed)."""
-    reason = str(getattr(error, "message", "") or error or type(error).__name__)
-    token = milvus_token()
-    if token:
-        reason = reason.replace(token, "***")
-    reason = " ".join(reason.split())[:300]
-    if spec.kind == "milvus":
-        fix = "check that Milvus is running there and the address and $QA_MILVUS_TOKEN are right; then ask again"
-    else:
-        fix = "check that no other program is using that file; then ask again"
-    return StoreUnavailableError(f"{spec.describe()}: failed while {doing} ({reason})", fix=fix)
-
-
-def live_collection(client: MilvusClient, spec: StoreSpec) -> str | None:
-    """The collection the spec's alias points to; ``None`` when there is none.
-
-    Raises:
-        IndexMismatchError: The name is a collection qa did not make (not an alias).
-    """
-    with talking_to(spec, "looking up the collection"):
-        if spec.collection in client.list_aliases().get("aliases", []):
-            return str(client.describe_alias(spec.collection)["collection_name"])
-        exists = client.has_collection(spec.collection)
-    if exists:
-        raise IndexMismatchError(
-            f"{spec.describe()}: {spec.collection} is a collection qa did not make (qa reaches its index by an alias)",
-            fix="give --store another collection name; qa never writes to a collection it did not make",
-        )
-    return None
-
-
-def read_record(client: MilvusClient, spec: StoreSpec, collection: str) -> MilvusRecord:
-    """The record of ``collection``, checked for format.
-
-    Raises:
-        IndexCorruptError: No record, or not one qa writes.
-        IndexMismatchError: A record of another format version.
-    """
-    with talking_to(spec, "reading the index's record"):
-        properties = client.describe_collection(collection).get("properties", {}) or {}
-    text = properties.get(RECORD_PROPERTY)
-    if text is None:
-        raise milvus_damaged(spec, f"{collection} has no qa record")
-    try:
-        version = json.loads(text).get("format_version")
-    except (ValueError, AttributeError) as error:
-        raise milvus_damaged(spec, f"its record is unreadable: {error}") from error
-    if version != MILVUS_FORMAT:
-        raise IndexMismatchError(
-            f"{spec.describe()} has format version {version}; this qa reads version {MILVUS_FORMAT}",
-            fix="run `qa index --store ... --rebuild` to build it again",
-        )
-    try:
-        return MilvusRecord.from_json(text)
-    except (KeyError, TypeError, ValueError) as error:
-        raise milvus_damaged(spec, f"its record is not as qa writes it: {error}") from error
-
-
-def milvus_damaged(spec: StoreSpec, problem: str) -> IndexCorruptError:
-    """The error for a damaged Milvus index: what was found, and the fix."""
-    return IndexCorruptError(f"the index in {spec.describe()} is damaged ({problem})", fix=REBUILD_MILVUS)
-
-
-REBUILD_MILVUS = "run `qa index --store ... --rebuild` (with the same --store) to build it again"
-
-
-# ---------------------------------------------------------------------- rows
 
 
 class MilvusStore:
@@ -420,30 +297,6 @@ class MilvusStore:
         return template_for(self.spec, expression, params)
 
 
-def all_rows(
-    client: MilvusClient,
-    spec: StoreSpec,
-    collection: str,
-    expression: str,
-    params: dict[str, Any],
-    *,
-    fields: list[str],
-) -> list[dict[str, Any]]:
-    """Every row of ``collection`` the expression allows (all with ``""``), read a page at a time."""
-    expression, params = template_for(spec, expression, params)
-    rows: list[dict[str, Any]] = []
-    with talking_to(spec, "reading the index"):
-        iterator = client.query_iterator(
-            collection, batch_size=PAGE_ROWS, filter=expression, filter_params=params, output_fields=fields
-        )
-        try:
-            while page := iterator.next():
-                rows.extend(page)
-        finally:
-            iterator.close()
-    return rows
-
-
 def read_documents(client: MilvusClient, spec: StoreSpec, collection: str) -> tuple[list[Document], dict[str, int]]:
     """The documents of ``collection`` in corpus order (by source), and each one's passage count.
 
@@ -461,8 +314,9 @@ def read_documents(client: MilvusClient, spec: StoreSpec, collection: str) -> tu
         parts.setdefault(int(row["doc_key"]), {})[int(row["part"])] = row
     documents, counts = [], {}
     for doc_key, pieces in parts.items():
-        expected = int(next(iter(pieces.values()))["parts"])
-        if sorted(pieces) != list(range(expected)):
+        # Part 0 says how many there are; an update cut short may leave a longer old version's extra parts.
+        expected = int(pieces[0]["parts"]) if 0 in pieces else len(pieces) + 1
+        if any(part not in pieces for part in range(expected)):
             raise milvus_damaged(spec, f"document {doc_key} has {len(pieces)} of its {expected} parts")
         try:
             document = document_from_json(json.loads("".join(pieces[i]["body"] for i in range(expected))))
@@ -485,6 +339,12 @@ def _no_candidates() -> Candidates:
 def _known_indexes(client: MilvusClient, spec: StoreSpec) -> str:
     """The fix for a missing index: build it, and the qa indexes this Milvus does hold."""
     with talking_to(spec, "listing collections"):
-        aliases = sorted(client.list_aliases().get("aliases", []))
+        aliases = sorted(
+            alias
+            for alias in client.list_aliases().get("aliases", [])
+            if re.fullmatch(
+                rf"{re.escape(alias)}{GENERATION_INFIX}[0-9a-f]+", client.describe_alias(alias)["collection_name"]
+            )
+        )
     held = f"; this Milvus holds qa indexes {', '.join(aliases)}" if aliases else ""
     return f"run `qa index --store ...` to build it, or check the collection name{held}"

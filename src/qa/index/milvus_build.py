@@ -36,7 +36,8 @@ from qa.index.embeddings import CACHE_NAME, EmbeddingCache, embed_texts
 from qa.index.local import LocalIndex, embedding_text, lexical_text
 from qa.index.lock import index_lock
 from qa.index.manifest import IndexSettings
-from qa.index.milvus import MilvusStore, all_rows, connect, live_collection, read_record, talking_to
+from qa.index.milvus import MilvusStore
+from qa.index.milvus_connect import all_rows, connect, live_collection, read_record, talking_to
 from qa.index.milvus_schema import (
     GENERATION_INFIX,
     RECORD_PROPERTY,

@@ -97,7 +97,7 @@ class AnswerService:
         store: StoreSpec | None = None,
     ) -> AnswerService:
         """A service for the corpus, with the model asked for or the one the index was built with."""
-        encoder = encoder_for_corpus(index_dir, model=model, backend=backend)
+        encoder = encoder_for_corpus(index_dir, model=model, backend=backend, store=store)
         return cls(corpus_dir, index_dir, encoder=encoder, reader=reader, follow_links=follow_links, store=store)
 
     @property
