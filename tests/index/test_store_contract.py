@@ -294,3 +294,31 @@ def test_store_specs_parse_in_one_place(tmp_path: Path) -> None:
         with pytest.raises(QAError, match=message):
             parse_store(bad)
     assert dataclasses.replace(server, collection="x").describe() == "Milvus at milvus.example:19530, collection x"
+
+
+def damage(spec: StoreSpec) -> None:
+    """Make the index's record of what it holds unreadable: the manifest, or the collection's record."""
+    if spec.is_local:
+        assert spec.path is not None
+        (spec.path / "manifest.json").write_text("{not json", encoding="utf-8")
+        return
+    from qa.index.milvus_connect import connect, live_collection
+    from qa.index.milvus_schema import RECORD_PROPERTY
+
+    client = connect(spec)
+    live = live_collection(client, spec)
+    assert live is not None
+    client.alter_collection_properties(live, properties={RECORD_PROPERTY: "{not json"})
+
+
+def test_a_damaged_index_is_reported_with_the_fix_and_the_next_build_repairs_it(
+    spec: StoreSpec, corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    build(corpus_copy, spec, tmp_path, encoder)
+    damage(spec)
+    with pytest.raises(IndexCorruptError) as caught:
+        open_store(spec)
+    assert "is damaged" in caught.value.problem and "--rebuild" in caught.value.fix
+    report = build(corpus_copy, spec, tmp_path, FakeEncoder())
+    assert "unreadable" in report.rebuilt_reason and report.embedded == 0
+    assert list(open_store(spec).iter_passages()) == reference_passages(corpus_copy)
