@@ -53,6 +53,7 @@ from qa.index.milvus_schema import (
     DOCUMENTS_PER_PAGE,
     FETCH_BATCH,
     GENERATION_INFIX,
+    HNSW_SEARCH_EF,
     PASSAGE_FIELDS,
     MilvusRecord,
     decode_sentences,
@@ -265,13 +266,19 @@ class MilvusStore:
                 filter=expression,
                 filter_params=params,
                 output_fields=["passage_id"],
-                search_params={"metric_type": metric},
+                search_params=self._search_params(metric, limit),
             )
         found = [(hit["entity"]["passage_id"], float(hit["distance"])) for hit in hits]
         if metric != "BM25":
             return found
         # Milvus scores Lucene's BM25 times k1 + 1 (Milvus Lite gives its negative): qa's score is that / (k1 + 1).
         return [(p, abs(s) / (1.0 + BM25_PARAMS["bm25_k1"])) for p, s in found]
+
+    def _search_params(self, metric: str, limit: int) -> dict[str, Any]:
+        """The metric, and for HNSW a search breadth well above the depth asked (recall near exact)."""
+        if metric == "IP" and self.record.vector_index == "HNSW":
+            return {"metric_type": metric, "params": {"ef": max(limit, HNSW_SEARCH_EF)}}
+        return {"metric_type": metric}
 
     def _rows_by_id(self, ids: Sequence[str], fields: list[str]) -> dict[str, dict[str, Any]]:
         """Rows by passage id; a missing one is damage (an id the store itself gave)."""

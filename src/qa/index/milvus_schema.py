@@ -54,6 +54,8 @@ PAGE_ROWS = 4_000
 # Documents whose passages are read at a time by iter_passages.
 DOCUMENTS_PER_PAGE = 200
 CONNECT_TIMEOUT_SECONDS = 10.0
+# HNSW's search breadth on a server: at least this, and never below the depth asked for.
+HNSW_SEARCH_EF = 256
 # qa's tokens, split on spaces; a stop word no token can be, since Milvus Lite's analyser
 # falls back to a default English stop list when given none.
 ANALYZER = {"tokenizer": "standard", "filter": [{"type": "stop", "stop_words": ["_"]}]}
