@@ -18,6 +18,9 @@ Each step runs in a process of its own, so that its peak memory (VmHWM) is its o
 
 Milvus is Milvus Lite (``milvus-lite:``), in-process, so its memory is counted in the search
 process like the local index's. Results go to ``benchmarks/results/milvus.json``.
+
+``--work DIR`` (default ``$TMPDIR/qa-milvus-bench``) keeps the cold build and its cache: a second
+run reuses them (and says so instead of giving a cold figure); the warm builds start afresh.
 """
 
 from __future__ import annotations
