@@ -47,6 +47,7 @@ from qa.index.milvus_schema import (
     documents_collection,
     encode_sentences,
     key_of,
+    lexical_texts,
     passage_row,
     passages_collection,
     row_hash,
@@ -332,13 +333,21 @@ class _Writer:
                     self.client, name, dimension=self.dimension, vector_index=vector_index_for(self.spec)
                 )
         sentences = SentenceVectors.build([p.text for p in batch], self._embed_sentences, dimension=self.dimension)
+        tokens = lexical_texts([lexical for _, lexical in texts])
         rows = []
         for row, (passage, (embedded, lexical)) in enumerate(zip(batch, texts, strict=True)):
             start, end = int(sentences.offsets[row]), int(sentences.offsets[row + 1])
             blob = encode_sentences(sentences.spans[start:end], sentences.codes[start:end], sentences.scales[start:end])
             try:
                 rows.append(
-                    passage_row(passage, vector=vectors[row], embedded=embedded, lexical=lexical, sentences=blob)
+                    passage_row(
+                        passage,
+                        vector=vectors[row],
+                        embedded=embedded,
+                        lexical=lexical,
+                        tokens=tokens[row],
+                        sentences=blob,
+                    )
                 )
             except ValueError as error:
                 raise QAError(

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qa.index.files import document_to_json
-from qa.index.lexical import DEFAULT_B, DEFAULT_K1, tokenize
+from qa.index.lexical import DEFAULT_B, DEFAULT_K1, query_tokens, tokenize
 from qa.index.manifest import IndexSettings, settings_from_json
 from qa.index.sentences import PassageSentences
 from qa.index.spec import StoreSpec
@@ -78,9 +78,13 @@ def day_number(date: str) -> int:
 
 
 def lexical_tokens(text: str) -> str:
-    """The BM25 text Milvus stores and is asked with: qa's tokens, space-separated."""
-    [tokens] = tokenize([text])
-    return " ".join(tokens)
+    """The BM25 text Milvus is asked with: the query's tokens as qa makes them, space-separated."""
+    return " ".join(query_tokens(text))
+
+
+def lexical_texts(texts: list[str]) -> list[str]:
+    """The BM25 texts Milvus stores: each text's tokens, space-separated (tokenized together, faster)."""
+    return [" ".join(tokens) for tokens in tokenize(texts)]
 
 
 @dataclass(frozen=True)
@@ -254,15 +258,16 @@ def row_hash(passage: Passage, embedded: str, lexical: str) -> str:
     return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def passage_row(passage: Passage, *, vector: np.ndarray, embedded: str, lexical: str, sentences: str) -> dict[str, Any]:
-    """The row of one passage.
+def passage_row(
+    passage: Passage, *, vector: np.ndarray, embedded: str, lexical: str, tokens: str, sentences: str
+) -> dict[str, Any]:
+    """The row of one passage; ``tokens`` are ``lexical``'s (``lexical_texts``).
 
     Raises:
         ValueError: A text field is longer than Milvus holds (``VARCHAR_BYTES``).
     """
     texts = {field: getattr(passage, field) for field in ("passage_id", "doc_id", "source", "text")}
     texts |= {field: getattr(passage, field) for field in ("title", "outlet", "author", "date", "url")}
-    tokens = lexical_tokens(lexical)
     for field, value in [*texts.items(), ("lexical", tokens)]:
         if len(value.encode("utf-8")) > VARCHAR_BYTES:
             raise ValueError(f"passage {passage.passage_id}: its {field} is over {VARCHAR_BYTES:,} bytes")
