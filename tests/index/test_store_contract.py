@@ -322,3 +322,34 @@ def test_a_damaged_index_is_reported_with_the_fix_and_the_next_build_repairs_it(
     report = build(corpus_copy, spec, tmp_path, FakeEncoder())
     assert "unreadable" in report.rebuilt_reason and report.embedded == 0
     assert list(open_store(spec).iter_passages()) == reference_passages(corpus_copy)
+
+
+def test_a_milvus_document_that_shrinks_loses_its_extra_parts(
+    corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder
+) -> None:
+    from qa.index.milvus_connect import all_rows, connect, live_collection
+    from qa.index.milvus_schema import documents_collection
+
+    spec = parse_store(f"milvus-lite:{tmp_path / 'milvus.db'}")
+    article = sorted(corpus_copy.glob("*.txt"))[0]
+    text = article.read_text(encoding="utf-8")
+    article.write_text(
+        text
+        + "".join(
+            f"\n\nIn village {n}, the farmers said the rice harvest had failed twice, so prices in the nearby "
+            f"market towns rose by {n % 40 + 3} percent before the winter came."
+            for n in range(300)
+        )
+    )
+    build(corpus_copy, spec, tmp_path, encoder)
+    client = connect(spec)
+    live = live_collection(client, spec)
+    assert live is not None
+    rows = all_rows(client, spec, documents_collection(live), "", {}, fields=["doc_key", "part"])
+    assert len(rows) > 5  # the long article is in several parts
+    article.write_text(text, encoding="utf-8")
+    build(corpus_copy, spec, tmp_path, FakeEncoder())
+    rows = all_rows(client, spec, documents_collection(live), "", {}, fields=["doc_key", "part"])
+    assert len(rows) == 5
+    expected, _, _ = prepare_documents(find_corpus_files(corpus_copy), [], [], SETTINGS, approximate_token_count)
+    assert open_store(spec).documents == expected

@@ -279,7 +279,7 @@ class _Writer:
         _drop_leftovers(self.client, self.spec, keep=set())
         name = passages_collection(self.spec.collection, f"{time.time_ns():x}")
         self._write(name, passages, create=True)
-        self._write_documents(name, documents, _counts(passages))
+        self._write_documents(name, documents, _counts(passages), fresh=True)
         return name
 
     def updated(
@@ -299,7 +299,7 @@ class _Writer:
         counts = _counts(passages)
         old_counts = previous.passage_counts()
         rewritten = {d.doc_id for d in fresh} | {d for d, n in counts.items() if old_counts.get(d) != n}
-        self._write_documents(name, [d for d in documents if d.doc_id in rewritten], counts)
+        self._write_documents(name, [d for d in documents if d.doc_id in rewritten], counts, fresh=False)
         gone = {d.doc_id for d in previous.documents} - {d.doc_id for d in documents}
         self._delete(documents_collection(name), "doc_key", [key_of(doc_id) for doc_id in gone])
         return name
@@ -362,18 +362,24 @@ class _Writer:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return vectors
 
-    def _write_documents(self, name: str, documents: list[Document], counts: dict[str, int]) -> None:
+    def _write_documents(self, name: str, documents: list[Document], counts: dict[str, int], *, fresh: bool) -> None:
+        """Write the documents' rows; in a live collection, then drop parts a longer old version had."""
         target = documents_collection(name)
         for first in range(0, len(documents), WRITE_BATCH):
             batch = documents[first : first + WRITE_BATCH]
             rows = [row for document in batch for row in document_rows(document, counts.get(document.doc_id, 0))]
             with talking_to(self.spec, "writing documents"):
                 self.client.upsert(target, rows)
-            # A document now in fewer parts than before: its extra parts go (readers ignore them meanwhile).
-            for document in batch:
-                parts = next(row["parts"] for row in rows if row["doc_key"] == key_of(document.doc_id))
+            if fresh:
+                continue
+            # Readers ignore parts beyond part 0's count meanwhile; one delete per count in the batch.
+            by_parts: dict[int, list[int]] = {}
+            for row in rows:
+                if row["part"] == 0:
+                    by_parts.setdefault(row["parts"], []).append(row["doc_key"])
+            for parts, keys in by_parts.items():
                 expression, params = template_for(
-                    self.spec, "doc_key == {doc} and part >= {parts}", {"doc": key_of(document.doc_id), "parts": parts}
+                    self.spec, "doc_key in {keys} and part >= {parts}", {"keys": keys, "parts": parts}
                 )
                 with talking_to(self.spec, "writing documents"):
                     self.client.delete(target, filter=expression, filter_params=params)
