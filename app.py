@@ -74,6 +74,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--corpus", type=Path, default=Path("corpus"), help="corpus folder (default: corpus/)")
     parser.add_argument("--index", type=Path, default=Path("index"), help="index folder (default: index/)")
     parser.add_argument(
+        "--store",
+        metavar="STORE",
+        help="where the index lives: milvus-lite:PATH.db (Milvus Lite), milvus://HOST:PORT[/COLLECTION] (a Milvus "
+        "server; token from $QA_MILVUS_TOKEN), or a folder (the local index) (default: $QA_STORE, else --index)",
+    )
+    parser.add_argument(
         "--follow-links",
         action="store_true",
         help="also index files that symbolic links out of the corpus folder point to",
@@ -140,11 +146,14 @@ def _run(args: argparse.Namespace) -> int:
         check_port(args.host, args.port)
         llm = _chat_model(args)
         from qa.index.lock import DEFAULT_WAIT_SECONDS
+        from qa.index.spec import store_spec
         from qa.web.service import AnswerService
 
+        store = store_spec(args.store, args.index)
         service = AnswerService.open(
             args.corpus,
-            args.index,
+            store.path if store.is_local and store.path is not None else args.index,
+            store=store,
             model=args.model,
             backend=args.backend,
             reader=reader_for(args.reader),
@@ -164,7 +173,10 @@ def _run(args: argparse.Namespace) -> int:
         _tell(f"qa: warning: {report.empty_corpus}; serving an empty index: add articles in the Corpus tab")
     if report.rebuilt_reason:
         print(terminal_text(f"Rebuilt from scratch: {report.rebuilt_reason}."))
-    print(f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now).")
+    print(
+        f"Index: {report.documents} documents, {report.passages} passages ({report.embedded} embedded now), "
+        f"{terminal_text(store.describe())}."
+    )
     if llm is not None:
         print(terminal_text(f"Written answers: {llm.name} at {llm.config.shown_url}, every citation checked."))
         problem = llm.unreachable()

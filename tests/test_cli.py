@@ -863,3 +863,86 @@ def test_a_reader_setting_that_is_neither_on_nor_off_is_one_clear_error(
     capsys.readouterr()
     assert main(["search", "Why do defectors return?", "--index", str(index_dir)]) == 1
     assert capsys.readouterr().err.strip() == "qa: error: unknown reader setting 'maybe': use on or off"
+
+
+def test_a_milvus_lite_store_is_indexed_searched_and_listed_like_the_local_index(
+    corpus_copy: Path, tmp_path: Path, index_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("milvus_lite")
+    store = f"milvus-lite:{tmp_path / 'qa.db'}"
+    work = ["--index", str(tmp_path / "work")]
+    capsys.readouterr()
+    assert main(["index", "--corpus", str(corpus_copy), "--store", store, *work]) == 0
+    out = capsys.readouterr().out
+    assert "added 5, changed 0, removed 0" in out
+    assert out.rstrip().endswith(f"-> Milvus Lite in {tmp_path / 'qa.db'}, collection qa_passages")
+    answers = []
+    for where in (["--store", store], ["--index", str(index_dir)]):
+        assert main(["search", "Why do defectors return?", "--k", "3", "--json", *where]) == 0
+        answers.append(json.loads(capsys.readouterr().out))
+    # The same answer from either backend, BM25 scores to float32 rounding.
+    milvus_bm25 = [hit.pop("bm25_score") for hit in answers[0]["hits"]]
+    local_bm25 = [hit.pop("bm25_score") for hit in answers[1]["hits"]]
+    assert answers[0] == answers[1]
+    assert milvus_bm25 == pytest.approx(local_bm25, rel=1e-5)
+    assert main(["passages", "--json", "--store", store]) == 0
+    from_milvus = capsys.readouterr().out
+    assert main(["passages", "--json", "--index", str(index_dir)]) == 0
+    assert from_milvus == capsys.readouterr().out
+    os.environ["QA_STORE"] = store  # as --store
+    try:
+        assert main(["index", "--corpus", str(corpus_copy), *work]) == 0
+    finally:
+        del os.environ["QA_STORE"]
+    assert "up to date" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("store", "expected"),
+    [
+        ("milvus-lite:{tmp}/none.db", "qa: error: no index in Milvus Lite in {tmp}/none.db, collection qa_passages: "),
+        ("milvus://127.0.0.1:9/news", "qa: error: Milvus at 127.0.0.1:9, collection news: failed while connecting"),
+        ("milvus://me:secret@host:1", "qa: error: a Milvus address takes no user or password"),
+    ],
+)
+def test_store_errors_are_one_line(
+    store: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("milvus_lite")
+    monkeypatch.setenv("QA_MILVUS_TOKEN", "token-never-shown")
+    assert main(["search", "Why?", "--store", store.format(tmp=tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(expected.format(tmp=tmp_path)) and err.count("\n") == 1
+    assert "token-never-shown" not in err and "secret" not in err.split(":", 2)[2]
+
+
+def test_a_local_index_is_copied_into_milvus_without_embedding_and_stays_current(
+    corpus_copy: Path, tmp_path: Path, index_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("milvus_lite")
+    store = f"milvus-lite:{tmp_path / 'qa.db'}"
+    FakeModelEncoder.made.clear()
+    capsys.readouterr()
+    assert main(["index", "--store", store, "--from-index", str(index_dir)]) == 0
+    assert "added 5, changed 0, removed 0; 0 passages and 0 sentences embedded" in capsys.readouterr().out
+    assert all(not encoder.calls for encoder in FakeModelEncoder.made)
+    assert main(["index", "--store", store, "--corpus", str(corpus_copy), "--index", str(index_dir)]) == 0
+    assert "Index up to date" in capsys.readouterr().out
+    assert main(["passages", "--json", "--store", store]) == 0
+    from_milvus = capsys.readouterr().out
+    assert main(["passages", "--json", "--index", str(index_dir)]) == 0
+    assert from_milvus == capsys.readouterr().out
+    assert main(["index", "--from-index", str(index_dir), "--index", str(tmp_path / "other")]) == 1
+    assert "--from-index copies a local index into Milvus" in capsys.readouterr().err
+
+
+def test_qa_index_of_a_milvus_store_keeps_the_model_its_record_names(
+    corpus_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("milvus_lite")
+    store = ["--store", f"milvus-lite:{tmp_path / 'qa.db'}", "--index", str(tmp_path / "work")]
+    assert main(["index", "--corpus", str(corpus_copy), "--model", "another-model", *store]) == 0
+    capsys.readouterr()
+    assert main(["index", "--corpus", str(corpus_copy), *store]) == 0
+    assert "Index up to date" in capsys.readouterr().out
+    assert FakeModelEncoder.made[-1].name == "another-model"

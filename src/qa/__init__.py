@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from qa.embed.encoder import Encoder, SentenceTransformerEncoder
 from qa.errors import QAError
-from qa.index.build import IndexReport, index_corpus, open_index, settings_for
+from qa.index.build import index_corpus, open_index, settings_for
 from qa.index.local import LocalIndex
+from qa.index.prepare import IndexReport
 from qa.index.store import PassageStore, SearchFilter
 from qa.records import Document, Evidence, Hit, Passage, SearchResult
 from qa.search.ask import ask

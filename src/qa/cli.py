@@ -29,6 +29,8 @@ from qa.search.question import EmptyQuestionError, Question, clipped_notice, nor
 if TYPE_CHECKING:
     from qa.embed.encoder import Encoder
     from qa.evaluation.results import EvalReport
+    from qa.index.prepare import IndexReport
+    from qa.index.spec import StoreSpec
     from qa.index.store import PassageStore, SearchFilter
     from qa.reader.model import PassageReader
     from qa.search.evidence import SentenceMemory
@@ -40,6 +42,10 @@ MODEL_HELP = (
     "sentence-transformers model name or folder (default: $QA_MODEL, else the index's model, else all-MiniLM-L6-v2)"
 )
 BACKEND_HELP = "how the encoder runs (default: $QA_BACKEND, else openvino-bf16-streams)"
+STORE_HELP = (
+    "where the index lives: milvus-lite:PATH.db (Milvus Lite), milvus://HOST:PORT[/COLLECTION] (a Milvus server; "
+    "token from $QA_MILVUS_TOKEN), or a folder (the local index) (default: $QA_STORE, else --index)"
+)
 
 
 def wait_seconds(text: str) -> float:
@@ -62,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--index", type=Path, default=DEFAULT_INDEX, metavar="DIR", help="index folder (default: index/)"
     )
     common.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
+    common.add_argument("--store", metavar="STORE", help=STORE_HELP)
     _add_index_parser(commands, common)
     _add_search_parser(commands, common)
     passages = commands.add_parser("passages", parents=[common], help="list every indexed passage in order")
@@ -80,6 +87,13 @@ def _add_index_parser(
     index.add_argument("--model", help=MODEL_HELP)
     index.add_argument(
         "--rebuild", action="store_true", help="re-read and re-embed everything (and allow most documents to go)"
+    )
+    index.add_argument(
+        "--from-index",
+        type=Path,
+        metavar="DIR",
+        help="with a Milvus --store: copy the local index in DIR into it (its passages, and vectors from its "
+        "embedding cache) instead of reading --corpus",
     )
     index.add_argument(
         "--follow-links",
@@ -251,21 +265,27 @@ def run_index(args: argparse.Namespace) -> int:
     """``qa index``: build or update the index and say what changed."""
     from qa.index.build import encoder_for_corpus, index_corpus, settings_for
 
-    encoder = encoder_for_corpus(args.index, model=args.model, backend=args.backend)
+    store = _store(args)
+    index_dir = store.path if store.is_local and store.path is not None else args.index
+    encoder = encoder_for_corpus(index_dir, model=args.model, backend=args.backend, store=store)
     settings, count_tokens = settings_for(encoder)
-    report = index_corpus(
-        args.corpus,
-        args.index,
-        encoder=encoder,
-        settings=settings,
-        count_tokens=count_tokens,
-        rebuild=args.rebuild,
-        progress=sys.stderr.isatty(),
-        wait=args.wait,
-        follow_links=args.follow_links,
-        allow_mass_removal=args.rebuild,
-        on_wait=lambda message: _tell(f"qa: {message}"),
-    )
+    if args.from_index is not None:
+        report = _copy_local_index(args, store)
+    else:
+        report = index_corpus(
+            args.corpus,
+            index_dir,
+            encoder=encoder,
+            settings=settings,
+            count_tokens=count_tokens,
+            rebuild=args.rebuild,
+            progress=sys.stderr.isatty(),
+            wait=args.wait,
+            follow_links=args.follow_links,
+            allow_mass_removal=args.rebuild,
+            on_wait=lambda message: _tell(f"qa: {message}"),
+            store=store,
+        )
     if report.rebuilt_reason:
         _say(f"Rebuilt from scratch: {report.rebuilt_reason}.")
     for source, encoding in report.decoded:
@@ -275,16 +295,44 @@ def run_index(args: argparse.Namespace) -> int:
         f"Index {state}: {report.documents} documents, {report.passages} passages "
         f"(added {report.added}, changed {report.changed}, removed {report.removed}; "
         f"{report.embedded} passages and {report.sentences_embedded} sentences embedded) "
-        f"in {report.seconds:.2f} s -> {args.index}/"
+        f"in {report.seconds:.2f} s -> {store.describe()}"
     )
     return 0
+
+
+def _copy_local_index(args: argparse.Namespace, store: StoreSpec) -> IndexReport:
+    """``qa index --store MILVUS --from-index DIR``: the local index copied into Milvus."""
+    from qa.index.build import encoder_for_corpus
+
+    if store.is_local:
+        raise QAError(
+            "--from-index copies a local index into Milvus", fix="give --store milvus-lite:... or milvus://..."
+        )
+    from qa.index.milvus_build import index_from_local
+
+    encoder = encoder_for_corpus(args.from_index, model=args.model, backend=args.backend)
+    return index_from_local(
+        args.from_index,
+        store,
+        encoder=encoder,
+        progress=sys.stderr.isatty(),
+        wait=args.wait,
+        on_wait=lambda message: _tell(f"qa: {message}"),
+    )
+
+
+def _store(args: argparse.Namespace) -> StoreSpec:
+    """The index the command uses: ``--store``, else ``$QA_STORE``, else the local index in ``--index``."""
+    from qa.index.spec import store_spec
+
+    return store_spec(args.store, args.index)
 
 
 def run_search(args: argparse.Namespace) -> int:
     """``qa search``: answer one question, or a batch of them as JSON Lines."""
     if args.k < 1:
         raise QAError("--k must be at least 1")
-    from qa.index.build import open_index
+    from qa.index.build import open_store
     from qa.search.evidence import SentenceMemory
     from qa.search.filters import resolve_filter
 
@@ -294,10 +342,12 @@ def run_search(args: argparse.Namespace) -> int:
             question = normalize_question(args.question)
         except EmptyQuestionError as error:
             raise QAError(f'{error}: ask something, e.g. qa search "Why do defectors return?"') from error
-    index = open_index(args.index)
+    store = _store(args)
+    index = open_store(store)
     if not index.summary().passages:
         raise QAError(
-            f"the index in {args.index} is empty: it holds no passages to search",
+            f"the index in {store.path if store.is_local else store.describe()} is empty: "
+            "it holds no passages to search",
             fix="put articles in the corpus folder and run `qa index`",
         )
     # Checked before the model loads: a mistyped --doc or --outlet is an error listing what exists.
@@ -400,9 +450,9 @@ def _read_questions(path: Path) -> Iterator[str]:
 
 def run_passages(args: argparse.Namespace) -> int:
     """``qa passages``: every indexed passage, in order."""
-    from qa.index.build import open_index
+    from qa.index.build import open_store
 
-    for passage in open_index(args.index).iter_passages():
+    for passage in open_store(_store(args)).iter_passages():
         if args.json:
             print(json_text(passage_to_dict(passage)))
         else:
@@ -431,10 +481,10 @@ def run_eval(args: argparse.Namespace) -> int:
 def _questions_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
     from qa.evaluation.questions import evaluate_questions, load_questions
     from qa.evaluation.results import EvalReport
-    from qa.index.build import open_index
+    from qa.index.build import open_store
 
     questions = load_questions(args.questions)
-    index = open_index(args.index)
+    index = open_store(_store(args))
     results = evaluate_questions(
         index,
         questions,
@@ -461,6 +511,7 @@ def _beir_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
     index = beir_index(
         dataset,
         args.cache,
+        store=None if (store := _store(args)).is_local else store,
         encoder=encoder,
         settings=settings,
         progress=sys.stderr.isatty(),

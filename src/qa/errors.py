@@ -36,6 +36,10 @@ class IndexCorruptError(QAError):
     """The index on disk is damaged or incomplete."""
 
 
+class StoreUnavailableError(QAError):
+    """The index's server (Milvus) cannot be reached, or failed while answering."""
+
+
 class IndexBusyError(QAError):
     """Another ``qa index`` is updating the same index folder."""
 

@@ -22,7 +22,6 @@ from qa.errors import REBUILD, IndexCorruptError, QAError
 from qa.index.build import (
     MIN_WORDS,
     SPLIT_VERSION,
-    IndexReport,
     index_corpus,
     index_documents,
     open_index,
@@ -32,6 +31,7 @@ from qa.index.embeddings import CACHE_NAME
 from qa.index.local import LocalIndex
 from qa.index.lock import LOCK_NAME
 from qa.index.manifest import MANIFEST_NAME, STAMPS_NAME, IndexSettings, read_manifest
+from qa.index.prepare import IndexReport
 from qa.ingest.clean import CleanedText
 from qa.ingest.corpus import SkippedFileWarning
 from qa.ingest.split import split_passages
@@ -313,10 +313,10 @@ def test_bad_files_are_skipped_or_decoded_and_the_rest_is_indexed(
 def test_an_unexpected_error_in_one_file_leaves_the_others_indexed(
     corpus_copy: Path, tmp_path: Path, encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import qa.index.build
+    import qa.index.prepare
     import qa.ingest.corpus
 
-    real_parse, real_split = qa.ingest.corpus.parse_text, qa.index.build.split_passages
+    real_parse, real_split = qa.ingest.corpus.parse_text, qa.index.prepare.split_passages
 
     def parse_text(raw: str, suffix: str, *, url: str = "", source: str = "") -> CleanedText:
         if source == KOREA_TIMES:
@@ -329,7 +329,7 @@ def test_an_unexpected_error_in_one_file_leaves_the_others_indexed(
         return real_split(document, **options)
 
     monkeypatch.setattr("qa.ingest.corpus.parse_text", parse_text)
-    monkeypatch.setattr("qa.index.build.split_passages", split_passages)
+    monkeypatch.setattr("qa.index.prepare.split_passages", split_passages)
     with pytest.warns(SkippedFileWarning) as caught:
         report = run(corpus_copy, tmp_path / "index", encoder)
     messages = sorted(str(w.message) for w in caught)
@@ -611,7 +611,7 @@ def test_links_out_of_the_corpus_are_indexed_only_when_asked(tmp_path: Path, enc
 
 
 def test_an_empty_corpus_folder_is_refused_and_no_index_is_written(tmp_path: Path, encoder: FakeEncoder) -> None:
-    from qa.index.build import EmptyCorpusError
+    from qa.index.prepare import EmptyCorpusError
 
     (tmp_path / "corpus").mkdir()
     with pytest.raises(EmptyCorpusError, match=r"nothing to index: .*corpus holds no \.txt, \.md"):
@@ -622,7 +622,7 @@ def test_an_empty_corpus_folder_is_refused_and_no_index_is_written(tmp_path: Pat
 def test_a_corpus_left_with_boilerplate_only_is_refused_and_the_index_kept(
     tmp_path: Path, encoder: FakeEncoder
 ) -> None:
-    from qa.index.build import EmptyCorpusError
+    from qa.index.prepare import EmptyCorpusError
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

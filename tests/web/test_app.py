@@ -273,7 +273,7 @@ def test_a_port_out_of_range_is_a_usage_error(
 def test_a_port_taken_while_the_index_loads_is_reported_in_the_apps_words(
     app_module: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qa.index.build import IndexReport
+    from qa.index.prepare import IndexReport
 
     class LoadedService:
         def refresh(self, *, progress: bool, wait: float, on_wait: object) -> IndexReport:

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import DAMAGES, EMPTY_QUESTIONS, ODD_QUESTIONS, REPO, FakeModelEncoder, IndexWorker, damage_index
 from qa.errors import IndexBusyError, QAError
-from qa.index.build import IndexReport
+from qa.index.prepare import IndexReport
 from qa.records import SearchResult
 from qa.search.evidence import SentenceMemory
 from qa.search.modes import MODES, Mode
@@ -299,3 +299,35 @@ def test_an_empty_corpus_is_served_empty_until_articles_are_added(tmp_path: Path
     report = service.refresh()
     assert report.documents == 1 and not report.empty_corpus
     assert service.ask("Why do defectors return?").hits
+
+
+def test_a_milvus_store_is_served_named_and_its_failures_are_one_error(
+    corpus_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("milvus_lite")
+    from pymilvus.exceptions import MilvusException
+
+    from qa.errors import StoreUnavailableError
+    from qa.index.spec import parse_store
+
+    store = parse_store(f"milvus-lite:{tmp_path / 'qa.db'}")
+    service = AnswerService(corpus_copy, tmp_path / "work", encoder=FakeModelEncoder(), store=store)
+    report = service.refresh()
+    assert (report.documents, report.added) == (5, 5)
+    assert service.status().backend == f"Milvus Lite in {tmp_path / 'qa.db'}, collection qa_passages"
+    answered = service.ask("Why do defectors return?")
+    assert answered.hits
+    client = service.index.client  # type: ignore[attr-defined]
+
+    def gone(*arguments: object, **options: object) -> None:
+        raise MilvusException(message="server unavailable")
+
+    monkeypatch.setattr(client, "search", gone)
+    with pytest.raises(StoreUnavailableError, match=r"collection qa_passages: failed while searching \(server"):
+        service.ask("Why do defectors return?")
+    assert len(service.documents()) == 5  # what was read at open keeps serving
+    monkeypatch.undo()
+    assert service.ask("Why do defectors return?").hits == answered.hits
+    (corpus_copy / "north-must-leave-the-defectors-alone.txt").unlink()
+    assert service.refresh().removed == 1
+    assert service.status().documents == 4

@@ -26,9 +26,9 @@ from qa.evaluation.results import (
     runs_of,
 )
 from qa.index.build import index_documents, open_index
-from qa.index.local import LocalIndex
 from qa.index.lock import DEFAULT_WAIT_SECONDS
 from qa.index.manifest import IndexSettings, file_sha256
+from qa.index.spec import DEFAULT_COLLECTION, StoreSpec
 from qa.index.store import PassageStore
 from qa.reader.model import PassageReader
 from qa.records import Document, Passage
@@ -113,8 +113,13 @@ def beir_index(
     progress: bool = False,
     wait: float = DEFAULT_WAIT_SECONDS,
     on_wait: Callable[[str], None] | None = None,
-) -> LocalIndex:
+    store: StoreSpec | None = None,
+) -> PassageStore:
     """The dataset's index, built once per dataset and model under ``cache_dir`` and reused after.
+
+    With a Milvus ``store`` the index is built there instead, in a collection of the
+    dataset and model's own (unless the spec names one); ``cache_dir`` then keeps the
+    embedding cache.
 
     A second run started while the first builds waits for its build lock (up to
     ``wait`` seconds, telling ``on_wait``) and then reuses the first run's
@@ -128,6 +133,26 @@ def beir_index(
     index_dir = cache_dir / f"{dataset.name}-{dataset.fingerprint[:12]}" / _slug(encoder.name)
     # One passage per document; the model reads its first window, as in BEIR's published runs.
     passages = [_whole_document_passage(d) for d in dataset.documents]
+    if store is not None and not store.is_local:
+        from qa.index.milvus import MilvusStore
+        from qa.index.milvus_build import index_documents_milvus
+
+        if store.collection == DEFAULT_COLLECTION:
+            name = f"qa_beir_{dataset.name}_{dataset.fingerprint[:12]}_{encoder.name}"
+            store = store.with_collection(re.sub(r"[^A-Za-z0-9_]+", "_", name))
+        index_documents_milvus(
+            dataset.documents,
+            passages,
+            store,
+            index_dir,
+            fingerprint=dataset.fingerprint,
+            encoder=encoder,
+            settings=settings,
+            progress=progress,
+            wait=wait,
+            on_wait=on_wait,
+        )
+        return MilvusStore.open(store)
     index_documents(
         dataset.documents,
         passages,

@@ -10,32 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from qa.embed.encoder import Encoder, SentenceTransformerEncoder
 from qa.embed.models import DEFAULT_MODEL, model_from_environment
-from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from qa.index.embeddings import CACHE_NAME, EmbeddingCache
 from qa.index.files import remove_stale_files
 from qa.index.local import LocalIndex
 from qa.index.lock import index_lock
 from qa.index.manifest import IndexSettings, Manifest, check_files, read_manifest
-from qa.index.stamps import read_stamps, write_stamps
-from qa.ingest.corpus import (
-    SUPPORTED_SUFFIXES,
-    CorpusFile,
-    CorpusStamps,
-    corpus_fingerprint,
-    corpus_stamps,
-    find_corpus_files,
-    load_document,
+from qa.index.prepare import (
+    IndexReport,
+    check_removals,
+    check_unique,
+    empty_corpus_error,
+    prepare_documents,
 )
-from qa.ingest.folders import SkippedFileWarning
-from qa.ingest.split import approximate_token_count, split_passages
+from qa.index.spec import StoreSpec
+from qa.index.stamps import read_stamps, write_stamps
+from qa.index.store import PassageStore
+from qa.ingest.corpus import CorpusStamps, corpus_fingerprint, corpus_stamps, find_corpus_files
+from qa.ingest.split import approximate_token_count
 from qa.records import Document, Passage
 
 # Paragraphs shorter than this join a neighbour: alone they carry too little context.
@@ -45,51 +42,9 @@ MIN_WORDS = 12
 # 2: a document's id is its path with the suffix (story.txt and story.md were one id);
 # text in any script, and without final punctuation, is kept as article text.
 SPLIT_VERSION = 2
-# A build that would drop more than this share of the index's documents, and at least
-# MASS_REMOVAL_MIN of them, because their files are gone, is refused unless asked for:
-# a corpus on a drive that is not mounted, or the wrong folder, looks like one whose
-# files were all deleted, and the index would be emptied without a word.
-MASS_REMOVAL_SHARE = 0.5
-MASS_REMOVAL_MIN = 3
 # Documents and passages for a build, given the index it updates; the third list holds
 # the documents read afresh.
 Prepare = Callable[[LocalIndex], tuple[list[Document], list[Passage], list[Document]]]
-
-
-class EmptyCorpusError(QAError):
-    """The corpus holds no article to index: no supported file, or none with article text."""
-
-
-@dataclass(frozen=True)
-class IndexReport:
-    """What a build did, for the person who ran it.
-
-    ``decoded`` lists the ``(source, encoding)`` of files read in this run
-    that were not UTF-8, so the person can check the guess; files that could
-    not be read at all are counted in ``skipped`` and named in warnings.
-    """
-
-    documents: int
-    passages: int
-    added: int
-    changed: int
-    removed: int
-    skipped: int
-    embedded: int
-    seconds: float
-    # Sentences embedded for the evidence (the sentences of new and changed passages).
-    sentences_embedded: int = 0
-    rebuilt_reason: str = ""
-    decoded: tuple[tuple[str, str], ...] = ()
-    # The settings changed since the last build, so every document was split (not embedded) again.
-    resplit: bool = False
-    # Why there is nothing to index, when a front end chose to serve an empty index instead of failing.
-    empty_corpus: str = ""
-
-    @property
-    def unchanged(self) -> bool:
-        """Whether the build found nothing to do."""
-        return not (self.added or self.changed or self.removed or self.rebuilt_reason or self.resplit)
 
 
 def index_corpus(
@@ -105,6 +60,7 @@ def index_corpus(
     on_wait: Callable[[str], None] | None = None,
     follow_links: bool = False,
     allow_mass_removal: bool = False,
+    store: StoreSpec | None = None,
 ) -> IndexReport:
     """Build or update the index of ``corpus_dir`` in ``index_dir``.
 
@@ -116,6 +72,10 @@ def index_corpus(
     Symbolic links leading out of ``corpus_dir`` are followed only with
     ``follow_links`` (see ``find_corpus_files``).
 
+    With a Milvus ``store`` (``qa.index.spec``) the index is built there
+    (``qa.index.milvus_build``); ``index_dir`` then holds only the embedding
+    cache and the build lock.
+
     Raises:
         QAError: The corpus cannot be listed; or most of the index's documents
             (see ``MASS_REMOVAL_SHARE``) are gone from it and
@@ -123,6 +83,23 @@ def index_corpus(
         EmptyCorpusError: No file of the corpus holds article text; the
             index is left as it was (an empty index answers nothing).
     """
+    if store is not None and not store.is_local:
+        from qa.index.milvus_build import index_corpus_milvus
+
+        return index_corpus_milvus(
+            corpus_dir,
+            store,
+            index_dir,
+            encoder=encoder,
+            settings=settings,
+            count_tokens=count_tokens,
+            rebuild=rebuild,
+            progress=progress,
+            wait=wait,
+            on_wait=on_wait,
+            follow_links=follow_links,
+            allow_mass_removal=allow_mass_removal,
+        )
     with index_lock(index_dir, wait=wait, on_wait=on_wait):
         started, listed_ns = time.perf_counter(), time.time_ns()
         recorded = read_stamps(index_dir)
@@ -132,7 +109,7 @@ def index_corpus(
             if not allow_mass_removal:
                 check_removals(previous.documents, files, corpus_dir)
             reusable = previous.documents if previous.manifest.settings.splits_like(settings) else []
-            prepared = _prepare(files, reusable, previous.passages, settings, count_tokens)
+            prepared = prepare_documents(files, reusable, previous.passages, settings, count_tokens)
             if not prepared[1]:
                 raise empty_corpus_error(corpus_dir, files)
             return prepared
@@ -198,6 +175,20 @@ def open_index(index_dir: Path) -> LocalIndex:
     return LocalIndex.load(index_dir)
 
 
+def open_store(spec: StoreSpec) -> PassageStore:
+    """The index ``spec`` names (``qa.index.spec``): the local one, or one in Milvus.
+
+    Raises:
+        QAError: Missing, damaged, foreign, or (Milvus) unreachable; the message says what to do.
+    """
+    if spec.is_local:
+        assert spec.path is not None
+        return open_index(spec.path)
+    from qa.index.milvus import MilvusStore
+
+    return MilvusStore.open(spec)
+
+
 def _build_locked(
     index_dir: Path,
     *,
@@ -238,60 +229,6 @@ def _build_locked(
     decoded = tuple((d.source, d.encoding) for d in fresh if d.encoding != "utf-8")
     report = _report(previous.documents, built, files, started, reason, decoded=decoded)
     return dataclasses.replace(report, resplit=bool(previous.passages) and previous.manifest.settings != settings)
-
-
-def empty_corpus_error(corpus_dir: Path, files: list[CorpusFile]) -> EmptyCorpusError:
-    """The error for a corpus with nothing to index: no supported file, or none with article text."""
-    fix = "put the articles in it, or give --corpus the folder that holds them; the index was left as it was"
-    if not files:
-        kinds = ", ".join(SUPPORTED_SUFFIXES[:-1]) + f" or {SUPPORTED_SUFFIXES[-1]}"
-        return EmptyCorpusError(f"nothing to index: {corpus_dir} holds no {kinds} file", fix=fix)
-    if len(files) == 1:
-        problem = f"nothing to index: the only file in {corpus_dir} holds no article text"
-    else:
-        problem = f"nothing to index: none of the {len(files):,} files in {corpus_dir} holds article text"
-    return EmptyCorpusError(f"{problem} (the warnings above say why)", fix=fix)
-
-
-def check_removals(documents: list[Document], files: list[CorpusFile], corpus_dir: Path) -> None:
-    """Refuse a build that would remove most of ``documents`` because their files are gone from ``files``.
-
-    Raises:
-        QAError: More than ``MASS_REMOVAL_SHARE`` of the documents, and at least
-            ``MASS_REMOVAL_MIN``, have no file any more.
-    """
-    present = {corpus_file.source for corpus_file in files}
-    gone = [document.source for document in documents if document.source not in present]
-    if len(gone) < MASS_REMOVAL_MIN or len(gone) <= MASS_REMOVAL_SHARE * len(documents):
-        return
-    named = ", ".join(gone[:3]) + (f" and {len(gone) - 3:,} more" if len(gone) > 3 else "")
-    raise QAError(
-        f"not updated: {len(gone):,} of the {len(documents):,} documents in the index are gone from "
-        f"{corpus_dir} ({named}), and the update would remove them",
-        fix="check that this is the right corpus folder and that its drive is mounted; "
-        "if the files were removed on purpose, run `qa index --rebuild`",
-    )
-
-
-def check_unique(documents: list[Document], passages: list[Passage]) -> None:
-    """Refuse to save an index that would hold a document or a passage twice.
-
-    Ids made from a corpus are unique by construction (a document's is its
-    path), so a repeat is a bug, and saving it would double it at every build.
-
-    Raises:
-        QAError: Two documents, or two passages, share an id; nothing is saved.
-    """
-    for kind, ids in (("document", [d.doc_id for d in documents]), ("passage", [p.passage_id for p in passages])):
-        repeated = [(item, count) for item, count in Counter(ids).items() if count > 1]
-        if repeated:
-            first, count = repeated[0]
-            others = f" (and {len(repeated) - 1:,} other {kind} ids)" if len(repeated) > 1 else ""
-            raise QAError(
-                f"not saved: the index would hold {kind} {first!r} {count} times{others}",
-                fix="the index was left as it was; ids must be unique, and from a corpus folder a repeat is "
-                "a bug in qa: please report it",
-            )
 
 
 def _unchanged(manifest: Manifest, files: int, started: float) -> IndexReport:
@@ -348,57 +285,6 @@ def _previous_index(
     return LocalIndex.empty(model, settings), reason
 
 
-def _prepare(
-    files: list[CorpusFile],
-    old_documents: list[Document],
-    old_passages: Iterable[Passage],
-    settings: IndexSettings,
-    count_tokens: Callable[[str], int],
-) -> tuple[list[Document], list[Passage], list[Document]]:
-    """Documents and passages for ``files``, reusing those of files whose content is unchanged.
-
-    The third list holds the documents read afresh in this run.
-    """
-    unchanged = {d.source: d for d in old_documents}
-    passages_of: dict[str, list[Passage]] = {}
-    for passage in old_passages:
-        passages_of.setdefault(passage.doc_id, []).append(passage)
-    documents: list[Document] = []
-    passages: list[Passage] = []
-    fresh: list[Document] = []
-    for corpus_file in files:
-        document = unchanged.get(corpus_file.source)
-        # Reused only under the id it has now: an index from before ids kept the suffix reads it again.
-        if document is not None and (document.checksum, document.doc_id) == (corpus_file.checksum, corpus_file.doc_id):
-            documents.append(document)
-            passages.extend(passages_of.get(document.doc_id, []))
-            continue
-        read = _read_and_split(corpus_file, settings, count_tokens)
-        if read is not None:
-            documents.append(read[0])
-            passages.extend(read[1])
-            fresh.append(read[0])
-    return documents, passages, fresh
-
-
-def _read_and_split(
-    corpus_file: CorpusFile, settings: IndexSettings, count_tokens: Callable[[str], int]
-) -> tuple[Document, list[Passage]] | None:
-    """One file's document and passages; ``None``, with a warning naming the file, if either step fails."""
-    document = load_document(corpus_file)
-    if document is None:
-        return None
-    try:
-        passages = split_passages(
-            document, max_tokens=settings.max_tokens, count_tokens=count_tokens, min_words=settings.min_words
-        )
-    except Exception as error:  # one file's bad luck in the splitter must not cost the others their index
-        message = f"skipped {corpus_file.source}: unexpected {type(error).__name__} while splitting it: {error}"
-        warnings.warn(message, SkippedFileWarning, stacklevel=2)
-        return None
-    return document, passages
-
-
 def _report(
     old_documents: list[Document],
     current: LocalIndex,
@@ -426,10 +312,20 @@ def _report(
 
 
 def encoder_for_corpus(
-    index_dir: Path, *, model: str | None = None, backend: str | None = None
+    index_dir: Path, *, model: str | None = None, backend: str | None = None, store: StoreSpec | None = None
 ) -> SentenceTransformerEncoder:
-    """The encoder ``qa index`` uses: the one asked for, else the index's own, else the default."""
+    """The encoder ``qa index`` uses: the one asked for, else the index's own, else the default.
+
+    With a Milvus ``store``, the index's own model is the one its record names.
+
+    Raises:
+        StoreUnavailableError: Milvus, asked for its model, cannot be reached.
+    """
     name = model_from_environment(model)
+    if name is None and store is not None and not store.is_local:
+        from qa.index.milvus_connect import store_model
+
+        name = store_model(store)
     if name is None:
         try:
             name = read_manifest(index_dir).model

@@ -116,7 +116,7 @@ class Manifest:
             model=_typed(data["model"], "model", str),
             dimension=_count(data["dimension"], "dimension"),
             corpus_fingerprint=_typed(data["corpus_fingerprint"], "corpus_fingerprint", str),
-            settings=_settings_from_json(data["settings"]),
+            settings=settings_from_json(data["settings"]),
             documents=_count(data["documents"], "documents"),
             passages=_count(data["passages"], "passages"),
             files=files,
@@ -181,7 +181,14 @@ def _known_fields(data: dict[str, Any], cls: type, what: str) -> None:
         raise TypeError(f"unknown {what} {', '.join(map(repr, unknown))}")
 
 
-def _settings_from_json(value: Any) -> IndexSettings:
+def settings_from_json(value: Any) -> IndexSettings:
+    """Settings from their JSON object (as ``dataclasses.asdict`` wrote them), every field checked.
+
+    Raises:
+        KeyError: A field is missing.
+        TypeError: A field is of another type, or unknown.
+        ValueError: A count is negative.
+    """
     data = _typed(value, "settings", dict)
     _known_fields(data, IndexSettings, "settings")
     # The title flags and pipeline version may be absent: they were added with defaults.

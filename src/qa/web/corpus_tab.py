@@ -20,7 +20,7 @@ from gradio.data_classes import _StaticFiles
 from gradio.utils import get_upload_folder
 
 from qa.errors import QAError
-from qa.index.build import IndexReport
+from qa.index.prepare import IndexReport
 from qa.web.chat import document_choices, outlet_choices
 from qa.web.present import CORPUS_COLUMNS, as_markdown_text, corpus_rows
 from qa.web.service import AnswerService
@@ -416,7 +416,8 @@ def status_text(service: AnswerService, *, now: datetime | None = None) -> str:
     state = service.status()
     lines = [
         f"**{state.documents}** documents, **{state.passages}** passages. Model: `{state.model}`. "
-        f"Index built {readable_time(state.built_at, now=now)}.",
+        f"Index built {readable_time(state.built_at, now=now)}."
+        + (f" Stored in: {as_markdown_text(state.backend)}." if state.backend else ""),
         "**Rebuilding…** questions are answered from the current index meanwhile." if state.rebuilding else "",
     ]
     return "\n\n".join(line for line in lines if line)

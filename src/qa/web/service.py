@@ -17,10 +17,12 @@ import numpy as np
 
 from qa.embed.encoder import Encoder, SentenceTransformerEncoder
 from qa.errors import QAError
-from qa.index.build import EmptyCorpusError, IndexReport, encoder_for_corpus, index_corpus, open_index, settings_for
+from qa.index.build import encoder_for_corpus, index_corpus, open_store, settings_for
 from qa.index.local import LocalIndex
 from qa.index.manifest import IndexSettings
-from qa.index.store import SearchFilter
+from qa.index.prepare import EmptyCorpusError, IndexReport
+from qa.index.spec import StoreSpec
+from qa.index.store import PassageStore, SearchFilter
 from qa.llm.client import ChatModel
 from qa.reader.model import PassageReader
 from qa.records import Document, SearchResult
@@ -52,6 +54,8 @@ class IndexStatus:
     model: str
     built_at: str
     rebuilding: bool
+    # Which backend holds the index, and where (``StoreSpec.describe``).
+    backend: str = ""
 
 
 class AnswerService:
@@ -66,14 +70,18 @@ class AnswerService:
         reader: PassageReader | None = None,
         follow_links: bool = False,
         llm: ChatModel | None = None,
+        store: StoreSpec | None = None,
     ) -> None:
         self.corpus_dir = corpus_dir
         self.index_dir = index_dir
+        # The index's backend; the local index in ``index_dir`` unless another is given. A Milvus
+        # store keeps only the embedding cache and the build lock in ``index_dir``.
+        self.store = store or StoreSpec("local", path=index_dir)
         self.encoder = encoder
         self.reader = reader
         self.llm = llm
         self.follow_links = follow_links
-        self._index: LocalIndex | None = None
+        self._index: PassageStore | None = None
         self.report: IndexReport | None = None  # of the last refresh: what it did, and why if it rebuilt
         # Sentence vectors depend on the text and the model alone: they outlive a rebuild.
         self._sentences = SentenceMemory()
@@ -91,16 +99,19 @@ class AnswerService:
         reader: PassageReader | None = None,
         follow_links: bool = False,
         llm: ChatModel | None = None,
+        store: StoreSpec | None = None,
     ) -> AnswerService:
         """A service for the corpus, with the model asked for or the one the index was built with.
 
         ``llm``, the user's language model, also writes answers (``writing``).
         """
-        encoder = encoder_for_corpus(index_dir, model=model, backend=backend)
-        return cls(corpus_dir, index_dir, encoder=encoder, reader=reader, follow_links=follow_links, llm=llm)
+        encoder = encoder_for_corpus(index_dir, model=model, backend=backend, store=store)
+        return cls(
+            corpus_dir, index_dir, encoder=encoder, reader=reader, follow_links=follow_links, llm=llm, store=store
+        )
 
     @property
-    def index(self) -> LocalIndex:
+    def index(self) -> PassageStore:
         """The index being served."""
         if self._index is None:
             raise QAError("the index is not loaded yet")
@@ -147,12 +158,13 @@ class AnswerService:
                     on_wait=on_wait,
                     follow_links=self.follow_links,
                     allow_mass_removal=rebuild or removing,  # the Rebuild button, like `qa index --rebuild`
+                    store=self.store,
                 )
             except EmptyCorpusError as error:
                 # Unlike `qa index`, the app serves on, so that articles can be added from the browser;
                 # the index on disk is left as it was.
                 return self._serve_empty(settings, str(error))
-            fresh = open_index(self.index_dir)
+            fresh = open_store(self.store)
             self._index = fresh  # one assignment: questions in flight keep the old index
             self.report = report
             if report.passages > SPELLING_WAIT_LIMIT:  # minutes to read: in the background, not on a question
@@ -229,7 +241,14 @@ class AnswerService:
     def status(self) -> IndexStatus:
         """What the served index holds, and whether a rebuild is running."""
         summary = self.index.summary()
-        return IndexStatus(summary.documents, summary.passages, summary.model, summary.built_at, self.rebuilding)
+        return IndexStatus(
+            summary.documents,
+            summary.passages,
+            summary.model,
+            summary.built_at,
+            self.rebuilding,
+            backend=self.store.describe(),
+        )
 
     def rebuild_seconds(self) -> float:
         """About how long a rebuild of the served index takes: every passage embedded again."""
