@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,9 @@ def connect(spec: StoreSpec) -> MilvusClient:
     Raises:
         StoreUnavailableError: Milvus cannot be reached (with the place, never the token).
     """
+    # gRPC's core logs to stderr itself, below Python's logging ("GOAWAY ... too_many_pings" when
+    # Milvus Lite throttles the client's keep-alive pings): read once, before gRPC starts.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from pymilvus import MilvusClient
 
     quiet_pymilvus()
