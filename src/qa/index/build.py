@@ -23,10 +23,8 @@ from qa.index.lock import index_lock
 from qa.index.manifest import IndexSettings, Manifest, check_files, read_manifest
 from qa.index.prepare import (
     IndexReport,
-    check_removals,
     check_unique,
-    empty_corpus_error,
-    prepare_documents,
+    prepare_corpus,
 )
 from qa.index.spec import StoreSpec
 from qa.index.stamps import read_stamps, write_stamps
@@ -106,13 +104,16 @@ def index_corpus(
         files = find_corpus_files(corpus_dir, follow_links=follow_links, stamps=recorded)
 
         def prepare(previous: LocalIndex) -> tuple[list[Document], list[Passage], list[Document]]:
-            if not allow_mass_removal:
-                check_removals(previous.documents, files, corpus_dir)
-            reusable = previous.documents if previous.manifest.settings.splits_like(settings) else []
-            prepared = prepare_documents(files, reusable, previous.passages, settings, count_tokens)
-            if not prepared[1]:
-                raise empty_corpus_error(corpus_dir, files)
-            return prepared
+            return prepare_corpus(
+                files,
+                corpus_dir,
+                previous_documents=previous.documents,
+                previous_passages=previous.passages,
+                previous_settings=previous.manifest.settings,
+                settings=settings,
+                count_tokens=count_tokens,
+                allow_mass_removal=allow_mass_removal,
+            )
 
         report = _build_locked(
             index_dir,

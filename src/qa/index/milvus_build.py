@@ -57,10 +57,8 @@ from qa.index.milvus_schema import (
 from qa.index.prepare import (
     EmptyCorpusError,
     IndexReport,
-    check_removals,
     check_unique,
-    empty_corpus_error,
-    prepare_documents,
+    prepare_corpus,
 )
 from qa.index.sentences import SentenceVectors
 from qa.index.spec import StoreSpec
@@ -109,13 +107,16 @@ def index_corpus_milvus(
         def prepare(
             documents: list[Document], passages: Iterable[Passage], previous: IndexSettings | None
         ) -> tuple[list[Document], list[Passage], list[Document]]:
-            if not allow_mass_removal:
-                check_removals(documents, files, corpus_dir)
-            reusable = documents if previous is not None and previous.splits_like(settings) else []
-            prepared = prepare_documents(files, reusable, passages, settings, count_tokens)
-            if not prepared[1]:
-                raise empty_corpus_error(corpus_dir, files)
-            return prepared
+            return prepare_corpus(
+                files,
+                corpus_dir,
+                previous_documents=documents,
+                previous_passages=passages,
+                previous_settings=previous,
+                settings=settings,
+                count_tokens=count_tokens,
+                allow_mass_removal=allow_mass_removal,
+            )
 
         return _build(
             spec,

@@ -117,6 +117,38 @@ def check_unique(documents: list[Document], passages: list[Passage]) -> None:
             )
 
 
+def prepare_corpus(
+    files: list[CorpusFile],
+    corpus_dir: Path,
+    *,
+    previous_documents: list[Document],
+    previous_passages: Iterable[Passage],
+    previous_settings: IndexSettings | None,
+    settings: IndexSettings,
+    count_tokens: Callable[[str], int],
+    allow_mass_removal: bool,
+) -> tuple[list[Document], list[Passage], list[Document]]:
+    """A build's documents and passages from the corpus listing, given what the index held (any backend).
+
+    Documents are reused only when the previous settings split alike
+    (``previous_settings`` ``None``: no usable index).
+
+    Raises:
+        QAError: Most of the index's documents are gone from the corpus (``check_removals``)
+            and ``allow_mass_removal`` is not set.
+        EmptyCorpusError: No file holds article text.
+    """
+    if not allow_mass_removal:
+        check_removals(previous_documents, files, corpus_dir)
+    splits_alike = previous_settings is not None and previous_settings.splits_like(settings)
+    prepared = prepare_documents(
+        files, previous_documents if splits_alike else [], previous_passages, settings, count_tokens
+    )
+    if not prepared[1]:
+        raise empty_corpus_error(corpus_dir, files)
+    return prepared
+
+
 def prepare_documents(
     files: list[CorpusFile],
     old_documents: list[Document],
