@@ -42,6 +42,7 @@ import numpy as np
 from qa.index.postings import (
     Postings,
     assemble,
+    compact,
     concatenated,
     first_copies,
     merge_postings,
@@ -151,7 +152,7 @@ class LexicalIndex:
         chunks, lengths = [], []
         for start in range(0, len(texts), CHUNK_ROWS):
             postings, chunk_lengths = tokenized_postings(list(texts[start : start + CHUNK_ROWS]), vocabulary, start)
-            chunks.append(postings)
+            chunks.append(compact(postings))
             lengths.append(chunk_lengths)
         tokens, offsets, rows, frequencies = assemble(chunks, vocabulary)
         return cls(tokens, offsets, rows, frequencies, concatenated(lengths, np.int32), k1=k1, b=b)

@@ -52,6 +52,15 @@ def assemble(
     return tokens, offsets, rows, frequencies
 
 
+def compact(postings: Postings) -> Postings:
+    """The same postings in the narrowest types that hold them (int32 tokens and rows): a build holds every chunk's."""
+    return Postings(
+        postings.tokens.astype(np.int32),
+        postings.rows.astype(np.int32),
+        postings.frequencies.astype(frequency_dtype(postings.frequencies)),
+    )
+
+
 def sort_postings(postings: Postings, rows: int) -> Postings:
     """``postings`` sorted by token, then row."""
     order = np.argsort(postings.tokens.astype(np.int64) * max(rows, 1) + postings.rows)
