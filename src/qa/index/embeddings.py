@@ -6,7 +6,7 @@ import hashlib
 import itertools
 import sqlite3
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +14,12 @@ import numpy as np
 
 from qa.embed.encoder import Encoder, normalize
 from qa.errors import QAError, os_error_fix
+from qa.index.scratch import ScratchRows
 
 CACHE_NAME = "embeddings.sqlite"
 EMBED_BATCH_SIZE = 32
+# Vectors scaled to unit length and put in place at a time: bounds the float32 temporaries.
+UNIT_BLOCK = 4096
 
 
 def text_hash(text: str) -> str:
@@ -150,7 +153,7 @@ def embed_texts(
     texts: list[str],
     encoder: Encoder,
     *,
-    known: dict[str, np.ndarray],
+    known: Mapping[str, np.ndarray],
     cache: EmbeddingCache | None,
     progress: bool,
 ) -> tuple[np.ndarray, EmbedStats]:
@@ -159,6 +162,61 @@ def embed_texts(
     Each vector goes straight into its rows of the result: a million passages hold one
     matrix, not a vector per text besides it.
     """
+    matrix = np.zeros((0, 0), dtype=np.float32)
+
+    def put(rows: np.ndarray, block: np.ndarray) -> None:
+        nonlocal matrix
+        if not matrix.size:
+            matrix = np.empty((len(texts), block.shape[1]), dtype=np.float32)
+        matrix[rows] = block
+
+    stats = _embed_rows(texts, encoder, known=known, cache=cache, progress=progress, put=put)
+    return matrix, stats
+
+
+def embed_to_scratch(
+    texts: list[str],
+    encoder: Encoder,
+    *,
+    known: Mapping[str, np.ndarray],
+    cache: EmbeddingCache | None,
+    progress: bool,
+) -> tuple[ScratchRows, EmbedStats]:
+    """Like ``embed_texts``, with the vectors written to a temporary file (``qa.index.scratch``), not held.
+
+    The caller closes the file. For no texts, it has no rows and no width.
+    """
+    scratch = ScratchRows(0, 0)
+
+    def put(rows: np.ndarray, block: np.ndarray) -> None:
+        nonlocal scratch
+        if not scratch.shape[1]:
+            scratch.close()
+            scratch = ScratchRows(len(texts), block.shape[1])
+        scratch.write(rows, block)
+
+    try:
+        stats = _embed_rows(texts, encoder, known=known, cache=cache, progress=progress, put=put)
+    except BaseException:
+        scratch.close()
+        raise
+    return scratch, stats
+
+
+def _embed_rows(
+    texts: list[str],
+    encoder: Encoder,
+    *,
+    known: Mapping[str, np.ndarray],
+    cache: EmbeddingCache | None,
+    progress: bool,
+    put: Callable[[np.ndarray, np.ndarray], None],
+) -> EmbedStats:
+    """Find or embed each distinct text's vector, and ``put`` them as unit rows, ``UNIT_BLOCK`` vectors at a time.
+
+    ``put(rows, block)`` gets the rows of ``texts`` that ``block``'s vectors belong to (a
+    repeated text's vector once for each of its rows). Nothing is put for no texts.
+    """
     rows_of: dict[str, list[int]] = {}
     for row, text in enumerate(texts):
         rows_of.setdefault(text_hash(text), []).append(row)
@@ -166,16 +224,14 @@ def embed_texts(
     cached = cache.get_many(encoder.name, [h for h in rows_of if h not in from_known]) if cache else {}
     to_embed = {h: texts[rows[0]] for h, rows in rows_of.items() if h not in from_known and h not in cached}
     stats = EmbedStats(reused=len(from_known), cached=len(cached), embedded=len(to_embed))
-    if not texts:
-        return np.zeros((0, 0), dtype=np.float32), stats
-    matrix: np.ndarray | None = None
     found = itertools.chain(from_known.items(), cached.items(), _encoded(to_embed, encoder, cache, progress))
-    for h, vector in found:
-        if matrix is None:
-            matrix = np.empty((len(texts), len(vector)), dtype=np.float32)
-        matrix[rows_of[h]] = vector
-    assert matrix is not None
-    return _unit_rows(matrix), stats
+    while batch := list(itertools.islice(found, UNIT_BLOCK)):
+        rows = [rows_of[h] for h, _ in batch]
+        # Each row is scaled on its own, so a block gives the rows a whole matrix would.
+        block = _unit_rows(np.stack([vector for _, vector in batch]).astype(np.float32, copy=False))
+        targets = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64)
+        put(targets, np.repeat(block, [len(each) for each in rows], axis=0))
+    return stats
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:

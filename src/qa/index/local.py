@@ -27,15 +27,16 @@ import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
 from qa.embed.encoder import Encoder
 from qa.errors import IndexCorruptError, QAError
-from qa.index.embeddings import EmbeddingCache, EmbedStats, embed_texts, text_hash
+from qa.index.embeddings import EmbeddingCache, EmbedStats, embed_texts, embed_to_scratch, text_hash
 from qa.index.files import (
     document_from_json,
     document_to_json,
@@ -63,6 +64,7 @@ from qa.index.manifest import (
     read_manifest,
 )
 from qa.index.passages import PassageTable
+from qa.index.scratch import ScratchRows, ScratchRowsByKey
 from qa.index.sentences import PassageSentences, SentenceVectors, passage_text_hash
 from qa.index.store import Candidates, SearchFilter, StoreSummary, check_model
 from qa.index.vectors import VectorIndex, read_faiss, valid_slots
@@ -225,36 +227,36 @@ class LocalIndex:
         old = self._keys()
         text_hashes = [passage_text_hash(p.text) for p in passages]  # once, for every use below
         titles = [p.title for p in passages]
+        lexical_sources = _sources(old.lexical, _keys_of(text_hashes, titles, with_title=settings.title_in_bm25))
         keys = _keys_of(text_hashes, titles, with_title=settings.title_in_dense)
+        del titles
         slots = self._reusable_slots(old.embedded, keys)
         fresh = np.flatnonzero(slots < 0)
-        fresh_texts = [embedding_text(passages[row], settings) for row in fresh]
-        fresh_hashes = [text_hash(text) for text in fresh_texts]  # the embedding cache's keys
-        wanted = {keys[row]: cache_key for row, cache_key in zip(fresh.tolist(), fresh_hashes, strict=True)}
-        fresh_vectors, stats = embed_texts(
-            fresh_texts,
-            encoder,
-            known=self._stored_vectors(old.embedded, wanted),
+        fresh_vectors, known, stats = self._embedded(
+            passages,
+            fresh,
+            old_keys=old.embedded,
+            keys=keys,
+            encoder=encoder,
+            settings=settings,
             cache=cache,
             progress=progress,
         )
         stats = dataclasses.replace(stats, reused=stats.reused + len(set(keys)) - len({keys[r] for r in fresh}))
-        # Sentences first, while the passages' fresh vectors can serve one-sentence passages; then
-        # the vectors go into FAISS and are let go before BM25 is built: the three never peak at once.
-        dimension = fresh_vectors.shape[1] if len(fresh) else self._vectors.dimension
-        just_embedded = dict(zip(fresh_hashes, fresh_vectors, strict=True))
-        del fresh_texts, fresh_hashes
-        sentences, sentences_embedded = self._updated_sentences(
-            passages, text_hashes, encoder=encoder, cache=cache, known=just_embedded, dimension=dimension
-        )
-        del just_embedded
-        vectors = self._vectors.updated(slots, fresh, fresh_vectors)
-        del fresh_vectors
-        lexical_sources = _sources(old.lexical, _keys_of(text_hashes, titles, with_title=settings.title_in_bm25))
-        del text_hashes, titles
-        lexical = self._lexical.updated(
-            lexical_sources, [lexical_text(passages[row], settings) for row in np.flatnonzero(lexical_sources < 0)]
-        )
+        del old, keys
+        # One part at a time, each letting go of what it needed before the next: the sentences
+        # (while the passages' fresh vectors can serve one-sentence passages), BM25, then the
+        # graph, from the fresh vectors' scratch file a block at a time.
+        with fresh_vectors:
+            dimension = fresh_vectors.shape[1] if len(fresh) else self._vectors.dimension
+            sentences, sentences_embedded = self._updated_sentences(
+                passages, text_hashes, encoder=encoder, cache=cache, known=known, dimension=dimension
+            )
+            del known, text_hashes
+            lexical_texts = _LexicalTexts(passages, np.flatnonzero(lexical_sources < 0), settings)
+            lexical = self._lexical.updated(lexical_sources, lexical_texts)
+            del lexical_texts
+            vectors = self._vectors.updated(slots, fresh, fresh_vectors)
         stats = dataclasses.replace(stats, sentences_embedded=sentences_embedded)
         manifest = dataclasses.replace(
             self.manifest,
@@ -277,6 +279,27 @@ class LocalIndex:
         index.embed_stats = stats
         return index
 
+    def _embedded(
+        self,
+        passages: Sequence[Passage],
+        fresh: np.ndarray,
+        *,
+        old_keys: list[_TextKey],
+        keys: list[_TextKey],
+        encoder: Encoder,
+        settings: IndexSettings,
+        cache: EmbeddingCache | None,
+        progress: bool,
+    ) -> tuple[ScratchRows, Mapping[str, np.ndarray], EmbedStats]:
+        """The vectors of the ``fresh`` rows' texts, in a scratch file, and the same by embedding-cache hash."""
+        fresh_texts = [embedding_text(passages[row], settings) for row in fresh]
+        fresh_hashes = [text_hash(text) for text in fresh_texts]  # the embedding cache's keys
+        wanted = {keys[row]: cache_key for row, cache_key in zip(fresh.tolist(), fresh_hashes, strict=True)}
+        known = self._stored_vectors(old_keys, wanted)
+        del wanted
+        fresh_vectors, stats = embed_to_scratch(fresh_texts, encoder, known=known, cache=cache, progress=progress)
+        return fresh_vectors, ScratchRowsByKey(fresh_vectors, fresh_hashes), stats
+
     def _updated_sentences(
         self,
         passages: list[Passage],
@@ -284,7 +307,7 @@ class LocalIndex:
         *,
         encoder: Encoder,
         cache: EmbeddingCache | None,
-        known: dict[str, np.ndarray],
+        known: Mapping[str, np.ndarray],
         dimension: int,
     ) -> tuple[SentenceVectors, int]:
         """The sentence vectors of ``passages``, copying those of texts this index holds; and how many were embedded."""
@@ -468,3 +491,26 @@ def _sources(old_keys: list[_TextKey], keys: list[_TextKey]) -> np.ndarray:
     """For each new text, a row of an old one with the same key (rows may serve several), else -1."""
     row_of = {key: row for row, key in enumerate(old_keys)}
     return np.fromiter((row_of.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
+
+
+class _LexicalTexts(Sequence[str]):
+    """The BM25 texts of some passages (``lexical_text``), made as they are read: BM25 reads a chunk at a time."""
+
+    def __init__(self, passages: Sequence[Passage], rows: np.ndarray, settings: IndexSettings) -> None:
+        self._passages = passages
+        self._rows = rows
+        self._settings = settings
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [lexical_text(self._passages[row], self._settings) for row in self._rows[index].tolist()]
+        return lexical_text(self._passages[int(self._rows[index])], self._settings)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -34,6 +34,11 @@ HNSW_EF_CONSTRUCTION = 160
 HNSW_EF_SEARCH = 768
 # An HNSW graph with more dead slots than this is rebuilt: tombstones cost search time and memory.
 MAX_DEAD_FRACTION = 0.2
+# Vectors added to FAISS at a time while building: bounds the float32 rows held beside the index.
+# Added in blocks, an HNSW graph links each block's upper-level nodes before its lower ones, as an
+# update does: at 100,000 clustered 384-wide vectors recall@10 against exact search was 0.990 from
+# one add, 0.990 in blocks of 65,536 and 0.991 in blocks of 16,384.
+ADD_BLOCK = 65_536
 
 
 def valid_slots(slots: np.ndarray, total: int) -> bool:
@@ -65,15 +70,29 @@ def _extends_in_place(vectors: faiss.Index, *, passages: int, dead: int, total: 
     return dead <= MAX_DEAD_FRACTION * total
 
 
-def build_vector_index(vectors: np.ndarray) -> faiss.Index:
+class Rows(Protocol):
+    """Float32 vectors that a build reads a block of consecutive rows at a time: an array, or ``ScratchRows``."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(rows, width)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: slice, /) -> np.ndarray: ...
+
+
+def build_vector_index(vectors: Rows) -> faiss.Index:
     """Exact inner-product search for up to ``EXACT_SEARCH_LIMIT`` vectors, HNSW over float16 codes above.
 
     HNSW answers in about a millisecond at a million vectors where exact search
-    takes a hundred; float16 codes keep its memory at half of float32.
+    takes a hundred; float16 codes keep its memory at half of float32. The vectors
+    are added ``ADD_BLOCK`` rows at a time, so that only those are held as float32
+    beside the index (``vectors`` may be a file: ``qa.index.scratch``).
     """
     import faiss
 
-    dimension = vectors.shape[1] if vectors.size else 1
+    dimension = vectors.shape[1] if len(vectors) and vectors.shape[1] else 1
     index: faiss.Index
     if len(vectors) <= EXACT_SEARCH_LIMIT:
         index = faiss.IndexFlatIP(dimension)
@@ -82,13 +101,18 @@ def build_vector_index(vectors: np.ndarray) -> faiss.Index:
         quantizer = faiss.ScalarQuantizer.QT_fp16
         hnsw = faiss.IndexHNSWSQ(dimension, quantizer, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
         hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        hnsw.train(vectors)
+        hnsw.train(vectors[:ADD_BLOCK])  # float16 codes learn nothing from the data: any rows will do
         index = hnsw
-    if vectors.size:
-        with _openmp_threads(usable_cpus()):  # building a graph is batch work: every core helps
-            index.add(vectors)
+    add_blocks(index, vectors)
     _tune_for_queries(index)
     return index
+
+
+def add_blocks(index: faiss.Index, vectors: Rows) -> None:
+    """Add ``vectors`` to ``index`` in order, ``ADD_BLOCK`` rows at a time, with every core."""
+    with _openmp_threads(usable_cpus()):  # building a graph is batch work: every core helps
+        for start in range(0, len(vectors) if vectors.shape[1] else 0, ADD_BLOCK):
+            index.add(np.ascontiguousarray(vectors[start : start + ADD_BLOCK], dtype=np.float32))
 
 
 def _tune_for_queries(index: faiss.Index) -> None:
@@ -142,7 +166,7 @@ class VectorIndex:
         self._live: Any = None  # FAISS selector skipping dead slots, made on first use
 
     @classmethod
-    def build(cls, vectors: np.ndarray) -> VectorIndex:
+    def build(cls, vectors: Rows) -> VectorIndex:
         """An index of ``vectors``, row ``i`` in slot ``i``."""
         return cls(build_vector_index(vectors))
 
@@ -193,33 +217,25 @@ class VectorIndex:
         """The stored vectors of ``rows``."""
         return np.asarray(self._index.reconstruct_batch(self.slots[rows.astype(np.int64)]), dtype=np.float32)
 
-    def updated(self, slots: np.ndarray, fresh: np.ndarray, fresh_vectors: np.ndarray) -> VectorIndex:
+    def updated(self, slots: np.ndarray, fresh: np.ndarray, fresh_vectors: Rows) -> VectorIndex:
         """The index for a new list of rows: this one extended in place if that is worth it, else rebuilt.
 
         ``slots[row]`` is the slot whose vector a new row keeps, or -1 for the
-        rows in ``fresh``, whose vectors are ``fresh_vectors``. ``self`` is left
-        as it was, so it can keep answering until the new index replaces it.
+        rows in ``fresh`` (ascending), whose vectors are ``fresh_vectors``, in the
+        same order. ``self`` is left as it was, so it can keep answering until the
+        new index replaces it.
         """
         slots = slots.copy()
         dead = self._index.ntotal - int((slots >= 0).sum())
         if _extends_in_place(self._index, passages=len(slots), dead=dead, total=self._index.ntotal + len(fresh)):
             index = self._growable_copy()
             slots[fresh] = np.arange(index.ntotal, index.ntotal + len(fresh))
-            if len(fresh):
-                with _openmp_threads(usable_cpus()):
-                    index.add(fresh_vectors)
+            add_blocks(index, fresh_vectors)
             _tune_for_queries(index)
             return VectorIndex(index, slots)
-        kept = np.flatnonzero(slots >= 0)
-        if not len(kept) and np.array_equal(fresh, np.arange(len(slots))):
-            return VectorIndex.build(fresh_vectors)  # every row new and in order: no second copy of a million
-        dimension = fresh_vectors.shape[1] if len(fresh) else self._index.d
-        matrix = np.zeros((len(slots), dimension), dtype=np.float32)
-        if len(kept):
-            matrix[kept] = self._index.reconstruct_batch(slots[kept])
-        if len(fresh):
-            matrix[fresh] = fresh_vectors
-        return VectorIndex.build(matrix)
+        if not (slots >= 0).any() and np.array_equal(fresh, np.arange(len(slots))):
+            return VectorIndex.build(fresh_vectors)  # every row new and in order
+        return VectorIndex.build(_KeptAndFresh(self._index, slots, fresh, fresh_vectors))
 
     def _growable_copy(self) -> faiss.Index:
         """A copy of the FAISS index in memory, which may grow while ``self`` keeps answering.
@@ -248,3 +264,29 @@ class VectorIndex:
         faiss.write_index(self._index, str(vectors_path))
         with slots_path.open("wb") as stream:
             np.save(stream, self.slots, allow_pickle=False)
+
+
+class _KeptAndFresh:
+    """The rows of a rebuilt index (``Rows``): kept ones from the old index's slots, fresh ones from their own rows."""
+
+    def __init__(self, index: faiss.Index, slots: np.ndarray, fresh: np.ndarray, fresh_vectors: Rows) -> None:
+        self._index = index
+        self._slots = slots
+        self._fresh = fresh
+        self._fresh_vectors = fresh_vectors
+        width = fresh_vectors.shape[1] if len(fresh) else index.d
+        self.shape = (len(slots), width)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice, /) -> np.ndarray:
+        start, stop, _ = rows.indices(len(self))
+        block = np.zeros((max(stop - start, 0), self.shape[1]), dtype=np.float32)
+        kept = np.flatnonzero(self._slots[start:stop] >= 0)
+        if len(kept):
+            block[kept] = self._index.reconstruct_batch(self._slots[start:stop][kept])
+        first, last = np.searchsorted(self._fresh, [start, stop])  # fresh rows ascend: theirs are a run
+        if last > first:
+            block[self._fresh[first:last] - start] = self._fresh_vectors[int(first) : int(last)]
+        return block
