@@ -217,6 +217,14 @@ def test_each_long_enough_paragraph_is_one_passage_with_metadata() -> None:
     assert first.passage_id == passage_id("doc", 1, first.text)
 
 
+def test_a_passage_that_is_a_whole_paragraph_holds_that_paragraphs_text_not_a_copy() -> None:
+    document = make_document(body(stem="a"), f"  {body(stem='b')}")
+    whole, padded = split_passages(document, max_tokens=100)
+    assert whole.text is document.paragraphs[0]  # a million passages would otherwise double the corpus in memory
+    assert padded.text == body(stem="b") and padded.text is not document.paragraphs[1]  # a slice of it
+    assert_offsets_hold(document, [whole, padded])
+
+
 def test_empty_document_has_no_passages() -> None:
     assert split_passages(make_document(), max_tokens=10) == []
 

@@ -360,6 +360,9 @@ def _piece_target(remaining_tokens: int, max_tokens: int) -> float:
 def _to_passage(document: Document, document_text: str, ordinal: int, segment: _Segment) -> Passage:
     # document_text is passed in because Document.text re-joins paragraphs per call.
     text = document_text[segment.start : segment.end]
+    paragraph = document.paragraphs[segment.paragraph - 1]
+    if text == paragraph:  # a whole paragraph: one copy of its text, not two (a build holds both)
+        text = paragraph
     return Passage(
         passage_id=passage_id(document.doc_id, ordinal, text),
         doc_id=document.doc_id,
