@@ -68,6 +68,7 @@ from qa.index.scratch import ScratchRows, ScratchRowsByKey
 from qa.index.sentences import PassageSentences, SentenceVectors, passage_text_hash
 from qa.index.store import Candidates, SearchFilter, StoreSummary, check_model
 from qa.index.vectors import VectorIndex, read_faiss, valid_slots
+from qa.memory import release_free_memory
 from qa.records import Document, Passage
 
 
@@ -244,18 +245,21 @@ class LocalIndex:
         )
         stats = dataclasses.replace(stats, reused=stats.reused + len(set(keys)) - len({keys[r] for r in fresh}))
         del old, keys
-        # One part at a time, each letting go of what it needed before the next: the sentences
-        # (while the passages' fresh vectors can serve one-sentence passages), BM25, then the
-        # graph, from the fresh vectors' scratch file a block at a time.
+        # One part at a time, each letting go of what it needed before the next (and the pages
+        # freed given back): the sentences (while the passages' fresh vectors can serve
+        # one-sentence passages), BM25, then the graph, from the fresh vectors' scratch file
+        # a block at a time.
         with fresh_vectors:
             dimension = fresh_vectors.shape[1] if len(fresh) else self._vectors.dimension
             sentences, sentences_embedded = self._updated_sentences(
                 passages, text_hashes, encoder=encoder, cache=cache, known=known, dimension=dimension
             )
             del known, text_hashes
+            release_free_memory()
             lexical_texts = _LexicalTexts(passages, np.flatnonzero(lexical_sources < 0), settings)
             lexical = self._lexical.updated(lexical_sources, lexical_texts)
             del lexical_texts
+            release_free_memory()
             vectors = self._vectors.updated(slots, fresh, fresh_vectors)
         stats = dataclasses.replace(stats, sentences_embedded=sentences_embedded)
         manifest = dataclasses.replace(
