@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,9 @@ import pytest
 
 from conftest import FakeEncoder, make_documents
 from qa.embed.encoder import normalize
-from qa.index.embeddings import EmbeddingCache, embed_texts, embed_to_scratch
+from qa.errors import QAError
+from qa.index.build import index_documents
+from qa.index.embeddings import CACHE_NAME, EmbeddingCache, embed_texts, embed_to_scratch
 from qa.index.local import LocalIndex
 from qa.index.manifest import IndexSettings, read_manifest
 from qa.index.scratch import ScratchRows, ScratchRowsByKey
@@ -156,3 +160,44 @@ def test_a_graph_updated_in_blocks_holds_every_passage_vector(monkeypatch: pytes
     expected = normalize(FakeEncoder().encode([p.text for p in index.passages]))
     stored = index._vectors.vectors_of(np.arange(len(index.passages)))
     np.testing.assert_allclose(stored, expected, atol=1e-3)  # float16 codes of the right vectors, row by row
+
+
+@pytest.mark.parametrize("part", ["passage vectors", "sentence codes"])
+def test_a_full_temporary_folder_stops_the_build_with_one_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part: str
+) -> None:
+    import tempfile
+
+    encoder = FakeEncoder()
+    documents = make_documents(12)
+    index_documents(
+        *documents_and_passages(documents[:6]), tmp_path, fingerprint="six", encoder=encoder, settings=SETTINGS
+    )
+    saved = index_files(tmp_path)
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if part == "passage vectors":
+        monkeypatch.setattr("qa.index.scratch._write_all", full)  # not os.pwrite: the lock writes with it too
+    else:
+        monkeypatch.setattr("qa.index.sentences.scratch_file", FullFile)
+    with pytest.raises(QAError) as raised:
+        index_documents(
+            *documents_and_passages(documents), tmp_path, fingerprint="twelve", encoder=encoder, settings=SETTINGS
+        )
+    assert f"temporary files in {tempfile.gettempdir()} (No space left on device)" in str(raised.value)
+    assert "TMPDIR" in str(raised.value)
+    assert index_files(tmp_path) == saved
+
+
+def index_files(folder: Path) -> dict[str, bytes]:
+    """The index's files and their bytes (not the embedding cache, which keeps what a stopped build embedded)."""
+    return {path.name: path.read_bytes() for path in folder.rglob("*") if path.is_file() and path.name != CACHE_NAME}
+
+
+class FullFile(io.BytesIO):
+    """A temporary file on a full disk: nothing can be written to it."""
+
+    def write(self, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")

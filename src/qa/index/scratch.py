@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
+from typing import IO
 
 import numpy as np
+
+from qa.errors import QAError
 
 # Rows read or written at a time by callers that go through every row.
 BLOCK_ROWS = 65_536
@@ -29,8 +32,12 @@ class ScratchRows:
 
     def __init__(self, rows: int, width: int) -> None:
         self.shape = (rows, width)
-        self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by ``close``: it holds the rows)
-        self._file.truncate(rows * width * _ITEM)  # unwritten rows read as zeros, as in np.zeros
+        self._file = scratch_file()
+        try:
+            self._file.truncate(rows * width * _ITEM)  # unwritten rows read as zeros, as in np.zeros
+        except OSError as error:
+            self._file.close()
+            raise scratch_failure(error) from error
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -53,8 +60,11 @@ class ScratchRows:
         order = np.argsort(rows, kind="stable")
         rows, block = rows[order], np.ascontiguousarray(block[order], dtype=np.float32)
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        for start, stop in zip([0, *breaks.tolist()], [*breaks.tolist(), len(rows)], strict=True):
-            _write_all(self._file.fileno(), block[start:stop].data.cast("B"), self._offset(int(rows[start])))
+        try:
+            for start, stop in zip([0, *breaks.tolist()], [*breaks.tolist(), len(rows)], strict=True):
+                _write_all(self._file.fileno(), block[start:stop].data.cast("B"), self._offset(int(rows[start])))
+        except OSError as error:
+            raise scratch_failure(error) from error
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         """Consecutive rows, read from the file into a new array."""
@@ -88,6 +98,24 @@ class ScratchRowsByKey(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self._row_of)
+
+
+def scratch_file() -> IO[bytes]:
+    """A new unnamed temporary file (gone when closed, or when the process ends however it ends)."""
+    try:
+        return tempfile.TemporaryFile()
+    except OSError as error:
+        raise scratch_failure(error) from error
+
+
+def scratch_failure(error: OSError) -> QAError:
+    """The error for a build whose temporary files (these rows, the sentence codes) could not be written."""
+    reason = error.strerror or str(error) or type(error).__name__
+    return QAError(
+        f"could not write the build's temporary files in {tempfile.gettempdir()} ({reason}); the index is unchanged",
+        fix="free some disk space there, or set TMPDIR to a folder on a disk with room (a million passages "
+        "take about 3 GB)",
+    )
 
 
 def _write_all(descriptor: int, data: memoryview, offset: int) -> None:

@@ -21,7 +21,6 @@ import hashlib
 import itertools
 import json
 import shutil
-import tempfile
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import IO
 
 import numpy as np
 
+from qa.index.scratch import scratch_failure, scratch_file
 from qa.ingest.split import split_sentences
 
 SENTENCES_FORMAT = 1
@@ -136,7 +136,7 @@ class SentenceVectors:
         width = dimension or self.codes.shape[1]
         fresh_of_row = np.full(len(sources), -1, dtype=np.int64)
         fresh_of_row[fresh_rows] = np.arange(len(fresh_rows))
-        scratch = tempfile.TemporaryFile()  # noqa: SIM115 (kept open: the table's codes live in it)
+        scratch = scratch_file()  # kept open: the table's codes live in it
         counts, spans, scales = [], [], []
         for start in range(0, len(sources), ROW_CHUNK):
             block = self._block(
@@ -148,7 +148,7 @@ class SentenceVectors:
             counts.append(block.counts)
             spans.append(block.spans)
             scales.append(block.scales)
-            scratch.write(block.codes.tobytes())
+            _write_scratch(scratch, block.codes.tobytes())
         hashes = np.zeros((len(sources), 16), dtype=np.uint8)  # not NumPy's "S16": it drops trailing zero bytes
         kept = sources >= 0
         hashes[kept] = self.text_hashes[sources[kept]]
@@ -267,6 +267,16 @@ class _Block:
     spans: np.ndarray
     codes: np.ndarray
     scales: np.ndarray
+
+
+def _write_scratch(scratch: IO[bytes], data: bytes) -> None:
+    """Write ``data`` and flush; a full disk closes (deletes) the scratch file and says where it was."""
+    try:
+        scratch.write(data)
+        scratch.flush()
+    except OSError as error:
+        scratch.close()
+        raise scratch_failure(error) from error
 
 
 def _scratch_codes(scratch: IO[bytes], sentences: int, width: int) -> np.ndarray:
