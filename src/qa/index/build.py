@@ -29,7 +29,7 @@ from qa.index.prepare import (
 from qa.index.spec import StoreSpec
 from qa.index.stamps import read_stamps, write_stamps
 from qa.index.store import PassageStore
-from qa.ingest.corpus import CorpusStamps, corpus_fingerprint, corpus_stamps, find_corpus_files
+from qa.ingest.listing import CorpusListing, list_corpus
 from qa.ingest.split import approximate_token_count
 from qa.records import Document, Passage
 
@@ -99,13 +99,13 @@ def index_corpus(
             allow_mass_removal=allow_mass_removal,
         )
     with index_lock(index_dir, wait=wait, on_wait=on_wait):
-        started, listed_ns = time.perf_counter(), time.time_ns()
+        started = time.perf_counter()
         recorded = read_stamps(index_dir)
-        files = find_corpus_files(corpus_dir, follow_links=follow_links, stamps=recorded)
+        listing = list_corpus(corpus_dir, follow_links=follow_links, stamps=recorded)
 
         def prepare(previous: LocalIndex) -> tuple[list[Document], list[Passage], list[Document]]:
             return prepare_corpus(
-                files,
+                listing.files(),
                 corpus_dir,
                 previous_documents=previous.documents,
                 previous_passages=previous.passages,
@@ -118,24 +118,24 @@ def index_corpus(
         report = _build_locked(
             index_dir,
             started=started,
-            fingerprint=corpus_fingerprint(files),
-            files=len(files),
+            fingerprint=listing.fingerprint(),
+            files=len(listing.sources),
             prepare=prepare,
             encoder=encoder,
             settings=settings,
             rebuild=rebuild,
             progress=progress,
         )
-        _record_stamps(index_dir, corpus_stamps(corpus_dir, files, taken_ns=listed_ns), recorded)
+        _record_stamps(index_dir, listing)
         return report
 
 
-def _record_stamps(index_dir: Path, stamps: CorpusStamps, recorded: CorpusStamps | None) -> None:
+def _record_stamps(index_dir: Path, listing: CorpusListing) -> None:
     """Keep the stamps of the files just indexed, unless those recorded already give every checksum."""
-    if recorded is not None and recorded.serve_for(stamps):
+    if listing.from_stamps:
         return
     try:
-        write_stamps(index_dir, stamps)
+        write_stamps(index_dir, listing.stamps)
     except OSError:  # a cache: without it the next build reads every file, as it did before stamps
         return
 
