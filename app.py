@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
-from qa.reader.model import READER_CHOICES, reader_for
+from qa.reader.choice import READER_CHOICES
+from qa.reader.model import reader_for
 from qa.safe_text import terminal_text
 
 if TYPE_CHECKING:

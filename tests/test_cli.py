@@ -410,6 +410,33 @@ def test_search_does_not_import_the_web_app_or_torch(index_dir: Path) -> None:
     assert run.stdout.strip().splitlines()[-1] == "0 []"
 
 
+def test_an_unchanged_qa_index_loads_no_model_tokenizer_numpy_or_faiss(corpus_copy: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import REPO, FakeEncoder
+    from qa.embed.encoder import SentenceTransformerEncoder
+    from qa.embed.models import DEFAULT_MODEL
+    from qa.index.build import index_corpus, settings_for
+
+    index = tmp_path / "index"
+    # Built as `qa index` builds (the bundled model's settings and tokenizer), vectors from the fake.
+    settings, count_tokens = settings_for(SentenceTransformerEncoder(DEFAULT_MODEL))
+    encoder = FakeEncoder(DEFAULT_MODEL)
+    index_corpus(corpus_copy, index, encoder=encoder, settings=settings, count_tokens=count_tokens)
+    heavy = ("numpy", "faiss", "tokenizers", "torch", "sentence_transformers", "openvino", "sqlite3", "gradio")
+    code = (
+        "import sys; from qa.cli import main;"
+        f"status = main(['index', '--corpus', {str(corpus_copy)!r}, '--index', {str(index)!r}]);"
+        f"print(status, sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    environment.pop("QA_MODEL", None)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
+    assert "Index up to date" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "0 []"
+
+
 # --- the index folder: only qa's files, one line for every way it cannot be used ---------------
 
 

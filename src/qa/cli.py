@@ -20,7 +20,7 @@ from qa.cli_written import chat_model, stream_written, writer, written
 from qa.embed.encoder import BACKENDS
 from qa.errors import QAError
 from qa.index.lock import DEFAULT_WAIT_SECONDS
-from qa.reader.model import READER_CHOICES, reader_for
+from qa.reader.choice import READER_CHOICES
 from qa.records import Passage, SearchResult, result_to_dict
 from qa.safe_text import json_text, terminal_text
 from qa.search.modes import MODES, Mode, parse_modes
@@ -333,6 +333,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise QAError("--k must be at least 1")
     from qa.index.build import open_store
+    from qa.reader.model import reader_for
     from qa.search.evidence import SentenceMemory
     from qa.search.filters import resolve_filter
 
@@ -482,6 +483,7 @@ def _questions_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport
     from qa.evaluation.questions import evaluate_questions, load_questions
     from qa.evaluation.results import EvalReport
     from qa.index.build import open_store
+    from qa.reader.model import reader_for
 
     questions = load_questions(args.questions)
     index = open_store(_store(args))
@@ -504,6 +506,7 @@ def _beir_report(args: argparse.Namespace, modes: list[Mode]) -> EvalReport:
     from qa.evaluation.beir import beir_index, evaluate_beir, load_beir
     from qa.evaluation.results import EvalReport
     from qa.index.build import settings_for
+    from qa.reader.model import reader_for
 
     dataset = load_beir(args.beir, split=args.split)
     encoder = SentenceTransformerEncoder(model_from_environment(args.model) or DEFAULT_MODEL, backend=args.backend)

@@ -650,15 +650,15 @@ def test_an_unchanged_corpus_is_listed_not_read_and_its_stamps_are_not_rewritten
     stamps = index_dir / STAMPS_NAME
     recorded = stamps.read_bytes()
     read: list[str] = []
-    import qa.ingest.corpus
+    import qa.ingest.listing
 
-    real = qa.ingest.corpus.file_checksum
+    real = qa.ingest.listing.file_checksum
 
     def file_checksum(path: Path, sidecar: Path | None = None) -> str:
         read.append(path.name)
         return real(path, sidecar)
 
-    monkeypatch.setattr("qa.ingest.corpus.file_checksum", file_checksum)
+    monkeypatch.setattr("qa.ingest.listing.file_checksum", file_checksum)
     assert run(corpus_copy, index_dir, RefusingEncoder()).unchanged
     assert read == []
     assert stamps.read_bytes() == recorded

@@ -15,14 +15,9 @@ import pytest
 from conftest import CORPUS, GOLD
 from qa.errors import QAError
 from qa.ingest.clean import CleanedText
-from qa.ingest.corpus import (
-    MetadataWarning,
-    PlainTextFallbackWarning,
-    SkippedFileWarning,
-    corpus_fingerprint,
-    find_corpus_files,
-    load_documents,
-)
+from qa.ingest.corpus import MetadataWarning, PlainTextFallbackWarning, load_documents
+from qa.ingest.folders import SkippedFileWarning
+from qa.ingest.listing import CorpusListing, CorpusStamps, corpus_fingerprint, find_corpus_files, list_corpus
 
 PROSE = "This paragraph is long enough to be read as part of an article, and it ends with a period."
 
@@ -242,16 +237,16 @@ def test_missing_corpus_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_file_that_cannot_be_opened_is_skipped_when_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import qa.ingest.corpus
+    import qa.ingest.listing
 
-    real_checksum = qa.ingest.corpus.file_checksum
+    real_checksum = qa.ingest.listing.file_checksum
 
     def file_checksum(path: Path, sidecar: Path | None = None) -> str:
         if path.name == "locked.txt":
             raise PermissionError(13, "Permission denied", str(path))
         return real_checksum(path, sidecar)
 
-    monkeypatch.setattr("qa.ingest.corpus.file_checksum", file_checksum)
+    monkeypatch.setattr("qa.ingest.listing.file_checksum", file_checksum)
     (tmp_path / "locked.txt").write_text(PROSE)
     (tmp_path / "open.txt").write_text(PROSE)
     with pytest.warns(SkippedFileWarning, match=r"skipped locked\.txt: .*Permission denied"):
@@ -426,6 +421,16 @@ def test_links_inside_the_corpus_are_followed_and_no_file_is_read_twice(tmp_path
     ]
 
 
+def test_a_file_with_two_names_is_listed_once_by_the_first_in_path_order(tmp_path: Path) -> None:
+    (tmp_path / "b.txt").write_text(PROSE)
+    (tmp_path / "a").mkdir()
+    os.link(tmp_path / "b.txt", tmp_path / "a" / "again.txt")  # a hard link: no symbolic link anywhere
+    (tmp_path / "c.txt").write_text(PROSE_DEEP)
+    with pytest.warns(SkippedFileWarning) as caught:
+        assert [f.source for f in find_corpus_files(tmp_path)] == ["a/again.txt", "c.txt"]
+    assert [str(w.message) for w in caught] == ["skipped b.txt: the same file as a/again.txt"]
+
+
 def aged(path: Path, seconds: float = 60) -> None:
     """Give ``path`` a modification time ``seconds`` ago: older than any listing's racy window."""
     past = path.stat().st_mtime - seconds
@@ -436,25 +441,20 @@ class CountingChecksums:
     """``file_checksum`` that records which files it read."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import qa.ingest.corpus
+        import qa.ingest.listing
 
-        self.real = qa.ingest.corpus.file_checksum
+        self.real = qa.ingest.listing.file_checksum
         self.read: list[str] = []
-        monkeypatch.setattr("qa.ingest.corpus.file_checksum", self)
+        monkeypatch.setattr("qa.ingest.listing.file_checksum", self)
 
     def __call__(self, path: Path, sidecar: Path | None = None) -> str:
         self.read.append(path.name)
         return self.real(path, sidecar)
 
 
-def stamped_listing(corpus: Path) -> tuple[list[Any], Any]:
-    import time
-
-    from qa.ingest.corpus import corpus_stamps
-
-    taken = time.time_ns()
-    files = find_corpus_files(corpus)
-    return files, corpus_stamps(corpus, files, taken_ns=taken)
+def stamped_listing(corpus: Path) -> tuple[CorpusListing, CorpusStamps]:
+    listing = list_corpus(corpus)
+    return listing, listing.stamps
 
 
 def test_files_whose_stamps_hold_are_not_read_again_and_keep_their_checksums(
@@ -465,21 +465,35 @@ def test_files_whose_stamps_hold_are_not_read_again_and_keep_their_checksums(
         aged(tmp_path / name)
     (tmp_path / "c.meta.json").write_text(json.dumps({"outlet": "Gazette"}))
     aged(tmp_path / "c.meta.json")
-    files, stamps = stamped_listing(tmp_path)
+    listing, stamps = stamped_listing(tmp_path)
     counting = CountingChecksums(monkeypatch)
-    again = find_corpus_files(tmp_path, stamps=stamps)
+    again = list_corpus(tmp_path, stamps=stamps)
     assert counting.read == []
-    assert again == files
-    assert stamps.serve_for(stamped_listing(tmp_path)[1])
+    assert again.files() == listing.files()
+    assert again.from_stamps  # nothing to record
+    assert not listing.from_stamps  # listed without stamps: every file was read
 
 
-@pytest.mark.parametrize("change", ["same size, new time", "new inode", "sidecar", "new file", "racy"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "same size, new time",
+        "new inode",
+        "sidecar",
+        "sidecar edited",
+        "sidecar removed",
+        "new file",
+        "removed file",
+        "racy",
+    ],
+)
 def test_a_changed_stamp_reads_that_file_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
     (tmp_path / "a.txt").write_text(PROSE)
     (tmp_path / "b.txt").write_text(PROSE_DEEP)
-    for name in ("a.txt", "b.txt"):
+    (tmp_path / "a.meta.json").write_text(json.dumps({"outlet": "Herald"}))
+    for name in ("a.txt", "b.txt", "a.meta.json"):
         aged(tmp_path / name)
-    _, stamps = stamped_listing(tmp_path)
+    before, stamps = stamped_listing(tmp_path)
     b = tmp_path / "b.txt"
     if change == "same size, new time":
         b.write_text(PROSE_DEEP.replace("Lakes", "LAKES"))  # the same length: only the time shows it
@@ -490,17 +504,24 @@ def test_a_changed_stamp_reads_that_file_again(tmp_path: Path, monkeypatch: pyte
         os.replace(tmp_path / "b.new", b)
     elif change == "sidecar":
         (tmp_path / "b.meta.json").write_text(json.dumps({"outlet": "Herald"}))
+    elif change == "sidecar edited":  # the same size: only the time shows it
+        (tmp_path / "a.meta.json").write_text(json.dumps({"outlet": "HERALD"}))
+    elif change == "sidecar removed":
+        (tmp_path / "a.meta.json").unlink()
     elif change == "new file":
         (tmp_path / "b2.txt").write_text(PROSE)
+    elif change == "removed file":
+        b.unlink()
     elif change == "racy":  # stamped within the racy window: a second edit may not show in the time
         b.write_text(PROSE_DEEP.replace("Lakes", "LAKES"))
-        _, stamps = stamped_listing(tmp_path)
+        before, stamps = stamped_listing(tmp_path)
     counting = CountingChecksums(monkeypatch)
-    again = find_corpus_files(tmp_path, stamps=stamps)
-    assert "a.txt" not in counting.read
-    assert counting.read == (["b2.txt"] if change == "new file" else ["b.txt"])
-    assert corpus_fingerprint(again) == corpus_fingerprint(find_corpus_files(tmp_path))  # as if read afresh
-    assert not stamps.serve_for(stamped_listing(tmp_path)[1])
+    again = list_corpus(tmp_path, stamps=stamps)
+    expected = {"new file": ["b2.txt"], "removed file": [], "sidecar edited": ["a.txt"], "sidecar removed": ["a.txt"]}
+    assert counting.read == expected.get(change, ["b.txt"])
+    assert (again.fingerprint() == before.fingerprint()) == (change == "racy")  # nothing changed since, there
+    assert again.fingerprint() == corpus_fingerprint(find_corpus_files(tmp_path))  # as if read afresh
+    assert not again.from_stamps  # the stamps are recorded again
 
 
 def test_stamps_of_another_corpus_folder_are_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

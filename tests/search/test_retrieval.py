@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from qa.index.manifest import IndexSettings
 from qa.index.store import Candidates, SearchFilter
 from qa.ingest.split import split_passages, split_sentences
 from qa.records import Document, Hit, Passage
+from qa.search.ask import ask
 from qa.search.duplicates import fold_duplicates
 from qa.search.modes import Mode
 from qa.search.query import embed_query, lexical_query
@@ -524,6 +526,38 @@ def test_an_error_in_the_bm25_thread_reaches_the_caller_after_the_work_is_done()
     assert done == [True]
     with pytest.raises(QAError, match="unreadable"):
         retrieve(store, "army border", encoder=encoder)  # type: ignore[arg-type]
+
+
+class OverlapStore(CountingStore):
+    """Records whether BM25 was asked while the nearest vectors were being searched, and how often each ran."""
+
+    def __init__(self, index: LocalIndex) -> None:
+        super().__init__(index)
+        self.dense_searched = threading.Event()
+        self.dense_calls = 0
+        self.bm25_saw_dense: list[bool] = []
+
+    def dense_candidates(self, vector: np.ndarray, *, depth: int, where: SearchFilter | None) -> Candidates:
+        self.dense_calls += 1
+        self.dense_searched.set()
+        return self.index.dense_candidates(vector, depth=depth, where=where)
+
+    def bm25_candidates(self, text: str, *, depth: int, where: SearchFilter | None) -> Candidates:
+        # Waits for the vector search: were it done only after BM25, this would time out.
+        self.bm25_saw_dense.append(self.dense_searched.wait(timeout=10))
+        return self.index.bm25_candidates(text, depth=depth, where=where)
+
+
+@pytest.mark.parametrize("history", [(), ("Who crossed the river?",)])
+def test_ask_searches_the_vectors_once_while_bm25_runs_beside_it(history: tuple[str, ...]) -> None:
+    encoder = FakeEncoder()
+    index = build(random_documents(14), encoder)
+    store = OverlapStore(index)
+    question = "Why did the defector cross the river bridge?"
+    answered = ask(store, question, encoder=encoder, history=history, where=FILTERS[1])  # type: ignore[arg-type]
+    assert store.bm25_saw_dense == [True]
+    assert store.dense_calls == 1
+    assert answered == ask(index, question, encoder=encoder, history=history, where=FILTERS[1])
 
 
 def test_evidence_takes_the_stored_sentence_spans_without_splitting_passages_again(

@@ -99,5 +99,7 @@ def test_a_new_conversation_stops_a_written_answer_on_its_way(page: Any) -> None
     streaming = f"(document.querySelectorAll('{BOT}')[1]?.innerText || '').includes('checked when it ends')"
     page.wait_for_function(f"() => {streaming}", timeout=ANSWER_MS)
     page.locator("#qa-new").click()
-    page.wait_for_timeout(2_500)  # the model writes on meanwhile: a word every 0.1 s
+    empty = "document.querySelectorAll('#qa-chat .message-row').length === 0"
+    page.wait_for_function(f"() => {empty}", timeout=ANSWER_MS)  # a loaded machine takes a while to clear
+    page.wait_for_timeout(2_500)  # the model writes on meanwhile, a word every 0.1 s: nothing may come back
     assert page.locator(BOT).count() == 0 and page.locator("#qa-chat .message-row").count() == 0

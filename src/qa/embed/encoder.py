@@ -31,6 +31,7 @@ bf16 rounding, so an index built with one backend is searched with another.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -38,8 +39,6 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
-
-import numpy as np
 
 from qa.cpus import usable_cpus
 from qa.embed.models import (
@@ -54,7 +53,10 @@ from qa.embed.models import (
 from qa.errors import QAError
 
 if TYPE_CHECKING:
+    # numpy is imported where vectors are made: a `qa index` that finds nothing changed never needs it.
+    import numpy as np
     from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
 
     from qa.embed.openvino import ExportedModel
 
@@ -129,6 +131,8 @@ class SentenceTransformerEncoder:
         if self._exported is not None:
             return self._exported.encode(texts, batch_size=self.batch_size)
         assert self._model is not None
+        import numpy as np
+
         vectors = self._model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
 
@@ -192,18 +196,25 @@ class SentenceTransformerEncoder:
         return window - 2
 
     def token_counter(self) -> Callable[[str], int] | None:
-        """Count word pieces with the model's own tokenizer when it is on disk (fast, no torch)."""
+        """Count word pieces with the model's own tokenizer when it is on disk (fast, no torch).
+
+        The tokenizer is loaded by the first count: a build that finds nothing to read never loads it.
+        """
         tokenizer_file = Path(self.location) / "tokenizer.json"
         if not tokenizer_file.is_file():
             return None
-        from tokenizers import Tokenizer
 
-        tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        tokenizer.no_truncation()
-        tokenizer.no_padding()  # the saved tokenizer pads to a fixed length
+        @functools.cache
+        def tokenizer() -> Tokenizer:
+            from tokenizers import Tokenizer
+
+            loaded = Tokenizer.from_file(str(tokenizer_file))
+            loaded.no_truncation()
+            loaded.no_padding()  # the saved tokenizer pads to a fixed length
+            return loaded
 
         def count_tokens(text: str) -> int:
-            return len(tokenizer.encode(text, add_special_tokens=False).ids)
+            return len(tokenizer().encode(text, add_special_tokens=False).ids)
 
         return count_tokens
 
@@ -215,6 +226,8 @@ def _describe(error: BaseException) -> str:
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Unit-length rows (zero rows stay zero), so inner product is cosine similarity."""
+    import numpy as np
+
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)

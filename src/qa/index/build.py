@@ -12,26 +12,26 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from qa.embed.encoder import Encoder, SentenceTransformerEncoder
 from qa.embed.models import DEFAULT_MODEL, model_from_environment
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
-from qa.index.embeddings import CACHE_NAME, EmbeddingCache
 from qa.index.files import remove_stale_files
-from qa.index.local import LocalIndex
 from qa.index.lock import index_lock
 from qa.index.manifest import IndexSettings, Manifest, check_files, read_manifest
-from qa.index.prepare import (
-    IndexReport,
-    check_unique,
-    prepare_corpus,
-)
+from qa.index.prepare import IndexReport, check_unique, prepare_corpus
 from qa.index.spec import StoreSpec
 from qa.index.stamps import read_stamps, write_stamps
-from qa.index.store import PassageStore
-from qa.ingest.corpus import CorpusStamps, corpus_fingerprint, corpus_stamps, find_corpus_files
+from qa.ingest.listing import CorpusListing, list_corpus
 from qa.ingest.split import approximate_token_count
-from qa.records import Document, Passage
+
+if TYPE_CHECKING:
+    # Imported where a build updates or opens an index (numpy, FAISS, SQLite): a `qa index`
+    # that finds nothing changed never needs them.
+    from qa.index.local import LocalIndex
+    from qa.index.store import PassageStore
+    from qa.records import Document, Passage
 
 # Paragraphs shorter than this join a neighbour: alone they carry too little context.
 MIN_WORDS = 12
@@ -42,7 +42,7 @@ MIN_WORDS = 12
 SPLIT_VERSION = 2
 # Documents and passages for a build, given the index it updates; the third list holds
 # the documents read afresh.
-Prepare = Callable[[LocalIndex], tuple[list[Document], list[Passage], list[Document]]]
+Prepare: TypeAlias = "Callable[[LocalIndex], tuple[list[Document], list[Passage], list[Document]]]"
 
 
 def index_corpus(
@@ -99,13 +99,13 @@ def index_corpus(
             allow_mass_removal=allow_mass_removal,
         )
     with index_lock(index_dir, wait=wait, on_wait=on_wait):
-        started, listed_ns = time.perf_counter(), time.time_ns()
+        started = time.perf_counter()
         recorded = read_stamps(index_dir)
-        files = find_corpus_files(corpus_dir, follow_links=follow_links, stamps=recorded)
+        listing = list_corpus(corpus_dir, follow_links=follow_links, stamps=recorded)
 
         def prepare(previous: LocalIndex) -> tuple[list[Document], list[Passage], list[Document]]:
             return prepare_corpus(
-                files,
+                listing.files(),
                 corpus_dir,
                 previous_documents=previous.documents,
                 previous_passages=previous.passages,
@@ -118,24 +118,24 @@ def index_corpus(
         report = _build_locked(
             index_dir,
             started=started,
-            fingerprint=corpus_fingerprint(files),
-            files=len(files),
+            fingerprint=listing.fingerprint(),
+            files=len(listing.sources),
             prepare=prepare,
             encoder=encoder,
             settings=settings,
             rebuild=rebuild,
             progress=progress,
         )
-        _record_stamps(index_dir, corpus_stamps(corpus_dir, files, taken_ns=listed_ns), recorded)
+        _record_stamps(index_dir, listing)
         return report
 
 
-def _record_stamps(index_dir: Path, stamps: CorpusStamps, recorded: CorpusStamps | None) -> None:
+def _record_stamps(index_dir: Path, listing: CorpusListing) -> None:
     """Keep the stamps of the files just indexed, unless those recorded already give every checksum."""
-    if recorded is not None and recorded.serve_for(stamps):
+    if listing.from_stamps:
         return
     try:
-        write_stamps(index_dir, stamps)
+        write_stamps(index_dir, listing.stamps)
     except OSError:  # a cache: without it the next build reads every file, as it did before stamps
         return
 
@@ -173,6 +173,8 @@ def index_documents(
 
 def open_index(index_dir: Path) -> LocalIndex:
     """The index in ``index_dir``; a missing, damaged or foreign one raises a ``QAError`` saying what to do."""
+    from qa.index.local import LocalIndex
+
     return LocalIndex.load(index_dir)
 
 
@@ -208,6 +210,8 @@ def _build_locked(
         if manifest:
             remove_stale_files(index_dir, keep=set(manifest.files.values()))  # left by a killed build
             return _unchanged(manifest, files, started)
+    from qa.index.embeddings import CACHE_NAME, EmbeddingCache
+
     previous, reason = _previous_index(index_dir, manifest, encoder.name, settings, reason)
     documents, passages, fresh = prepare(previous)
     check_unique(documents, passages)
@@ -278,6 +282,8 @@ def _previous_index(
     index_dir: Path, manifest: Manifest | None, model: str, settings: IndexSettings, reason: str
 ) -> tuple[LocalIndex, str]:
     """The index to update: the saved one, or an empty one when it cannot be used."""
+    from qa.index.local import LocalIndex
+
     if manifest is not None:
         try:
             return LocalIndex.load(index_dir), reason

@@ -62,7 +62,7 @@ from qa.index.prepare import (
 )
 from qa.index.sentences import SentenceVectors
 from qa.index.spec import StoreSpec
-from qa.ingest.corpus import corpus_fingerprint, find_corpus_files
+from qa.ingest.listing import corpus_fingerprint, find_corpus_files
 from qa.ingest.split import approximate_token_count
 from qa.records import Document, Passage
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from qa.errors import QAError
 from qa.index.manifest import IndexSettings
-from qa.ingest.corpus import SUPPORTED_SUFFIXES, CorpusFile, load_document
+from qa.ingest.corpus import load_document
 from qa.ingest.folders import SkippedFileWarning
+from qa.ingest.listing import SUPPORTED_SUFFIXES, CorpusFile
 from qa.ingest.split import split_passages
 from qa.records import Document, Passage
 

@@ -1,4 +1,4 @@
-"""Find and read the corpus: text, Markdown and HTML files, with optional metadata sidecars.
+"""Read the corpus: text, Markdown and HTML files, with optional metadata sidecars.
 
 A sidecar ``NAME.meta.json`` next to ``NAME.txt`` (or .md, .html) holds facts
 that are not in the text, such as a URL. Its fields (``title``, ``outlet``,
@@ -8,40 +8,30 @@ the wrong type or shape is ignored with a warning naming the file and field.
 One bad file never stops a build: a file that cannot be read (empty, binary,
 undecodable, no article text, or an unexpected error in a parser) is left out
 with a warning that names it and says why, and the other files are read. So
-is a folder that cannot be listed; a corpus folder that cannot be listed at
-all is an error, never an empty corpus. Symbolic links are followed while they
-stay inside the corpus folder, and no file is read twice.
+is a folder that cannot be listed (``qa.ingest.listing`` finds the files); a
+corpus folder that cannot be listed at all is an error, never an empty corpus.
+Symbolic links are followed while they stay inside the corpus folder, and no
+file is read twice.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import warnings
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
-from pathlib import Path, PurePath, PurePosixPath
-from typing import Any, TypeVar
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from qa.errors import QAError
 from qa.ingest.clean import CleanedText, clean_text, parse_date
 from qa.ingest.decode import decode_bytes
-from qa.ingest.folders import CorpusWalk, SkippedFileWarning
+from qa.ingest.folders import SkippedFileWarning
+from qa.ingest.listing import HTML_SUFFIXES, MARKDOWN_SUFFIXES, CorpusFile, find_corpus_files, sidecar_path
 from qa.records import Document
 
-TEXT_SUFFIXES = (".txt",)
-MARKDOWN_SUFFIXES = (".md", ".markdown")
-HTML_SUFFIXES = (".html", ".htm")
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES + HTML_SUFFIXES
-SIDECAR_SUFFIX = ".meta.json"
 METADATA_FIELDS = ("title", "outlet", "author", "date", "url")
-# A file changed this close before its stamp was taken is read again on the next listing: its
-# time stamp may not show a second change within the file system's resolution.
-RACY_SECONDS = 2
 # The longest value a sidecar field may hold. No headline, name or address comes near
 # these; a longer value is a mistake (an article pasted into "title") and is ignored.
 METADATA_MAX_CHARS = {"title": 500, "outlet": 200, "author": 300, "date": 40, "url": 2048}
@@ -49,83 +39,6 @@ _WEB_ADDRESS = re.compile(r"https?://\S+", re.I)
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Control characters (escape, bell, NUL...) are dropped from sidecar values, as from text.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_AnyPath = TypeVar("_AnyPath", bound=PurePath)
-
-
-@dataclass(frozen=True)
-class FileStamp:
-    """What a file and its sidecar looked like when their checksum was taken.
-
-    While a file keeps its stamp (size, modification time and inode, and its
-    sidecar's size and time), its checksum is taken as unchanged, as ``git`` and
-    ``make`` take it: an unchanged corpus is listed, not read again.
-    """
-
-    size: int
-    mtime_ns: int
-    inode: int
-    sidecar_size: int  # -1: no sidecar
-    sidecar_mtime_ns: int
-    checksum: str
-
-    def same_file(self, other: FileStamp) -> bool:
-        """Whether ``other`` was taken of the same, unchanged file and sidecar (checksums aside)."""
-        return (self.size, self.mtime_ns, self.inode, self.sidecar_size, self.sidecar_mtime_ns) == (
-            other.size,
-            other.mtime_ns,
-            other.inode,
-            other.sidecar_size,
-            other.sidecar_mtime_ns,
-        )
-
-
-@dataclass(frozen=True)
-class CorpusStamps:
-    """The stamps of a corpus's files, taken by one listing that began at ``taken_ns`` (``time.time_ns``)."""
-
-    corpus: str  # the corpus folder, resolved: stamps of another folder say nothing of this one
-    taken_ns: int
-    files: Mapping[str, FileStamp]
-
-    def checksum(self, source: str, stamp: FileStamp) -> str | None:
-        """The recorded checksum of ``source`` if ``stamp`` shows it unchanged since, else ``None``.
-
-        A file changed within ``RACY_SECONDS`` before the recording listing may have
-        changed again within its time stamp's resolution after being read: it is read again.
-        """
-        recorded = self.files.get(source)
-        if recorded is None or not recorded.same_file(stamp):
-            return None
-        newest = max(stamp.mtime_ns, stamp.sidecar_mtime_ns)
-        return recorded.checksum if newest < self.taken_ns - RACY_SECONDS * 10**9 else None
-
-    def serve_for(self, current: CorpusStamps) -> bool:
-        """Whether these stamps give every checksum of ``current``'s listing, so recording it would add nothing."""
-        return (
-            self.corpus == current.corpus
-            and self.files.keys() == current.files.keys()
-            and all(self.checksum(source, stamp) == stamp.checksum for source, stamp in current.files.items())
-        )
-
-
-@dataclass(frozen=True)
-class CorpusFile:
-    """A corpus file found on disk, before it is read and cleaned.
-
-    ``sidecar`` is its metadata file, if it has one that may be read; ``stamp``
-    what the file looked like when ``checksum`` was taken.
-    """
-
-    path: Path
-    source: str
-    checksum: str
-    sidecar: Path | None = None
-    stamp: FileStamp | None = None
-
-    @property
-    def doc_id(self) -> str:
-        """The document id: the source path, suffix included, so ``story.txt`` and ``story.md`` are two documents."""
-        return self.source
 
 
 class MetadataWarning(UserWarning):
@@ -138,93 +51,6 @@ class PlainTextFallbackWarning(UserWarning):
 
 class HtmlExtractionError(QAError):
     """trafilatura cannot read a page: nested too deep for lxml, or it failed on it."""
-
-
-def find_corpus_files(
-    corpus_dir: Path, *, follow_links: bool = False, stamps: CorpusStamps | None = None
-) -> list[CorpusFile]:
-    """List supported files under ``corpus_dir`` (recursively, hidden ones skipped), sorted by path.
-
-    A folder that cannot be listed, a file that cannot be read, a dangling
-    symbolic link, and a link leading out of ``corpus_dir`` (unless
-    ``follow_links``) are skipped with a ``SkippedFileWarning`` naming them.
-    Links inside the corpus are followed; a file reached twice (by a link and
-    by its own name, or as two hard links) is listed once, by its own name.
-    A file whose stamp is unchanged since ``stamps`` were taken keeps its
-    recorded checksum; the others are read and hashed.
-
-    Raises:
-        QAError: ``corpus_dir`` is not a folder, or cannot be listed: an
-            unreadable corpus is never taken for an empty one.
-    """
-    if not corpus_dir.is_dir():
-        raise QAError(f"corpus folder not found: {corpus_dir}")
-    if stamps is not None and stamps.corpus != str(corpus_dir.resolve()):
-        stamps = None
-    walk = CorpusWalk(corpus_dir, suffixes=SUPPORTED_SUFFIXES, follow_links=follow_links)
-    files = []
-    for path, source in walk.files():
-        sidecar = _sidecar_of(walk, path, source)
-        try:
-            status = walk.status.get(source) or os.stat(path)
-            sidecar_status = sidecar.stat() if sidecar is not None else None
-            stamp = _stamp(status, sidecar_status)
-            known = stamps.checksum(source, stamp) if stamps is not None else None
-            checksum = known or file_checksum(path, sidecar)
-            stamp = _stamp(status, sidecar_status, checksum=checksum)
-            files.append(CorpusFile(path, source, checksum, sidecar, stamp))
-        except OSError as error:  # no permission, or gone since the folder was listed
-            message = f"skipped {source}: {error.strerror or error}"
-            warnings.warn(message, SkippedFileWarning, stacklevel=2)
-    return files
-
-
-def _sidecar_of(walk: CorpusWalk, path: Path, source: str) -> Path | None:
-    """The file's sidecar, if one was listed beside it and may be read."""
-    sidecar_source = os.path.splitext(source)[0] + SIDECAR_SUFFIX  # as sidecar_path, without pathlib's cost
-    if sidecar_source not in walk.listed:
-        return None
-    beside = sidecar_path(path)  # a sidecar that is a link is read on the terms of any other file
-    return beside if walk.may_read(beside, sidecar_source) and beside.is_file() else None
-
-
-def _stamp(status: os.stat_result, sidecar_status: os.stat_result | None, *, checksum: str = "") -> FileStamp:
-    """The file's stamp, from its status and its sidecar's."""
-    return FileStamp(
-        size=status.st_size,
-        mtime_ns=status.st_mtime_ns,
-        inode=status.st_ino,
-        sidecar_size=sidecar_status.st_size if sidecar_status else -1,
-        sidecar_mtime_ns=sidecar_status.st_mtime_ns if sidecar_status else 0,
-        checksum=checksum,
-    )
-
-
-def corpus_stamps(corpus_dir: Path, files: Iterable[CorpusFile], *, taken_ns: int) -> CorpusStamps:
-    """The stamps of ``files``, listed from ``corpus_dir`` by a listing that began at ``taken_ns``."""
-    stamps = {corpus_file.source: corpus_file.stamp for corpus_file in files if corpus_file.stamp is not None}
-    return CorpusStamps(str(corpus_dir.resolve()), taken_ns, stamps)
-
-
-def corpus_fingerprint(files: list[CorpusFile]) -> str:
-    """One hash for the corpus: every file's path and content."""
-    digest = hashlib.sha256()
-    for corpus_file in sorted(files, key=lambda f: f.source):
-        digest.update(f"{corpus_file.source}\0{corpus_file.checksum}\n".encode())
-    return digest.hexdigest()
-
-
-def sidecar_path(path: _AnyPath) -> _AnyPath:
-    """The metadata sidecar of a corpus file: ``NAME.meta.json`` beside ``NAME.txt``."""
-    return path.with_name(path.name[: -len(path.suffix)] + SIDECAR_SUFFIX)
-
-
-def file_checksum(path: Path, sidecar: Path | None = None) -> str:
-    """SHA-256 of a file and its sidecar, so editing either marks the document changed."""
-    digest = hashlib.sha256(path.read_bytes())
-    if sidecar is not None and sidecar.is_file():
-        digest.update(b"\0sidecar\0" + sidecar.read_bytes())
-    return digest.hexdigest()
 
 
 def load_documents(corpus_dir: Path, *, follow_links: bool = False) -> list[Document]:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import warnings
 from collections import deque
+from operator import attrgetter
 from pathlib import Path
 
 from qa.errors import QAError
 
+_NAME = attrgetter("name")  # a listed entry's name, to sort by (no Python call per entry)
 FOLLOW_LINKS_ADVICE = "links out of the corpus are followed only when asked (`qa index --follow-links`)"
 
 
@@ -47,20 +49,23 @@ class CorpusWalk:
         self.root = corpus_dir.resolve()
         self.suffixes = suffixes
         self.follow_links = follow_links
-        # The source of every visible name listed (files of any kind): a sidecar that is not
-        # listed need not be looked for, one file system call saved per file.
-        self.listed: set[str] = set()
-        # Each found file's status (``os.stat``, links followed), taken once while listing.
-        self.status: dict[str, os.stat_result] = {}
+        # Every other visible name listed (a sidecar, say), by source: a file beside one of
+        # the files found is looked up here, with no file system call.
+        self.others: dict[str, os.DirEntry[str]] = {}
 
-    def files(self) -> list[tuple[Path, str]]:
-        """``(path, source)`` of each file with one of the suffixes, each file once, sorted by path."""
-        folders: deque[tuple[Path, str]] = deque([(self.corpus_dir, "")])
+    def files(self) -> list[tuple[str, str, os.stat_result | None]]:
+        """``(path, source, status)`` of each file with one of the suffixes, each file once, sorted by path.
+
+        ``status`` is the file's ``os.stat`` (links followed), ``None`` if it could not be taken.
+        Paths are strings: this runs for every file of the corpus (a hundred thousand at scale).
+        """
+        folders: deque[tuple[str, str]] = deque([(str(self.corpus_dir), "")])
         # Folders reached by a link wait until every real folder is read, so a file is
         # named by its own path rather than by a link's.
-        linked: deque[tuple[Path, str]] = deque()
+        linked: deque[tuple[str, str]] = deque()
         seen_folders: dict[tuple[int, int], str] = {}
-        found: list[tuple[Path, str, bool]] = []
+        found: list[tuple[bool, str, str, str]] = []  # (a link, sort key, path, source)
+        suffixes = self.suffixes
         while folders or linked:
             folder, prefix = folders.popleft() if folders else linked.popleft()
             identity = _identity(folder)
@@ -70,24 +75,40 @@ class CorpusWalk:
                     continue
                 seen_folders[identity] = prefix
             for entry in self._entries(folder, prefix):
+                # This runs for every name of the corpus: the listing's own file types tell
+                # files, folders and links apart (no system call), the commonest case first.
                 source = prefix + entry.name
-                self.listed.add(source)
-                is_folder, link = _is_dir(entry), entry.is_symlink()
-                # os.path, not pathlib: this runs for every name of the corpus (a million at scale).
-                supported = _suffix(entry.name) in self.suffixes
-                # A dangling link is named whatever its name: it may be a folder that is gone.
-                if not (is_folder or supported or (link and not os.path.exists(entry.path))):
-                    continue
-                path = folder / entry.name
-                if link and not self.may_follow(path, source):
-                    continue
-                if is_folder:
-                    (linked if link else folders).append((path, source + "/"))
-                elif supported and _is_file(entry):
-                    found.append((path, source, link))
+                if entry.is_symlink():
+                    self._link(entry, source, linked=linked, found=found)
+                elif _suffix(entry.name) in suffixes and is_file(entry):
+                    found.append((False, source.replace("/", "\0"), entry.path, source))  # _path_order, inlined
+                elif _is_dir(entry):
+                    folders.append((entry.path, source + "/"))
+                else:
+                    self.others[source] = entry
         return self._once_each(found)
 
-    def _entries(self, folder: Path, prefix: str) -> list[os.DirEntry[str]]:
+    def _link(
+        self,
+        entry: os.DirEntry[str],
+        source: str,
+        *,
+        linked: deque[tuple[str, str]],
+        found: list[tuple[bool, str, str, str]],
+    ) -> None:
+        """A symbolic link: a folder to list later, a file, something else, or skipped with a warning."""
+        is_folder, supported = _is_dir(entry), _suffix(entry.name) in self.suffixes
+        # A dangling link is named whatever its name: it may be a folder that is gone.
+        if not (is_folder or supported or not os.path.exists(entry.path)):
+            self.others[source] = entry
+        elif not self.may_follow(Path(entry.path), source):
+            return
+        elif is_folder:
+            linked.append((entry.path, source + "/"))
+        elif supported and is_file(entry):
+            found.append((True, _path_order(source), entry.path, source))
+
+    def _entries(self, folder: str, prefix: str) -> list[os.DirEntry[str]]:
         """The visible entries of ``folder`` by name; a subfolder that cannot be listed is skipped with a warning.
 
         Raises:
@@ -95,7 +116,7 @@ class CorpusWalk:
         """
         try:
             with os.scandir(folder) as entries:
-                return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
+                return sorted((e for e in entries if not e.name.startswith(".")), key=_NAME)
         except OSError as error:  # no permission, or an I/O error half-way through the listing
             if not prefix:
                 raise QAError(
@@ -120,28 +141,37 @@ class CorpusWalk:
         _skip(f"skipped {source}: a symbolic link to {target}, outside the corpus folder; {FOLLOW_LINKS_ADVICE}")
         return False
 
-    def may_read(self, path: Path, source: str) -> bool:
-        """Whether a file beside those listed (a sidecar) may be read: not a link, or one ``may_follow`` allows."""
-        return not path.is_symlink() or self.may_follow(path, source)
-
-    def _once_each(self, found: list[tuple[Path, str, bool]]) -> list[tuple[Path, str]]:
+    def _once_each(self, found: list[tuple[bool, str, str, str]]) -> list[tuple[str, str, os.stat_result | None]]:
         """Each file once, by its own name where it has one (not a link's), sorted by path."""
-        kept: dict[tuple[int, int] | str, str] = {}
+        found.sort()  # files by their own names first, each group by path
+        # A file has another name only if it has several (hard links), or if a link was found:
+        # only then is it looked up among those kept (a dictionary entry per file saved).
+        any_link = bool(found) and found[-1][0]
+        kept: dict[tuple[int, int], str] = {}
         files = []
-        for path, source, _link in sorted(found, key=lambda item: (item[2], item[1].split("/"))):
-            status = _status(str(path))
-            if status is not None:
-                self.status[source] = status
-            identity = (status.st_dev, status.st_ino) if status is not None and status.st_ino else source
-            if identity in kept:
-                _skip(f"skipped {source}: the same file as {kept[identity]}")
-                continue
-            kept[identity] = source
-            files.append((path, source))
-        return sorted(files, key=lambda item: item[1].split("/"))
+        for _link, _order, path, source in found:
+            status = _status(path)
+            if status is not None and status.st_ino and (any_link or status.st_nlink > 1):
+                identity = (status.st_dev, status.st_ino)
+                if identity in kept:
+                    _skip(f"skipped {source}: the same file as {kept[identity]}")
+                    continue
+                kept[identity] = source
+            files.append((path, source, status))
+        if any_link:  # a file found by a link: its place is among the others'
+            files.sort(key=lambda file: _path_order(file[1]))
+        return files
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def _path_order(source: str) -> str:
+    """A key that sorts sources as lists of their parts ("a/b.txt" before "a.txt"), as ``Path`` sorts them.
+
+    NUL sorts before every character a name may hold, and no name holds it.
+    """
+    return source.replace("/", "\0")
+
+
+def _identity(path: str) -> tuple[int, int] | None:
     """Device and inode of what ``path`` leads to; ``None`` when unknown (some file systems report inode 0)."""
     status = _status(path)
     return (status.st_dev, status.st_ino) if status is not None and status.st_ino else None
@@ -167,7 +197,8 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _is_file(entry: os.DirEntry[str]) -> bool:
+def is_file(entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` is a regular file (links followed); ``False`` when that cannot be told."""
     try:
         return entry.is_file()  # a regular file: never a pipe or a device, which reading would hang on
     except OSError:

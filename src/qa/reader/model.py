@@ -22,6 +22,7 @@ from qa.cpus import usable_cpus
 from qa.embed.models import DEFAULT_MODEL, local_model_folder, model_cache_root, resolve_model_location
 from qa.embed.openvino import build_once, compile_for_cpu, import_openvino, openvino_core, source_fingerprint
 from qa.errors import QAError
+from qa.reader.choice import READER_CHOICES, READER_ENV_VAR
 from qa.reader.spans import best_span
 
 TRAINED_FOLDER = Path(__file__).parent / "trained"
@@ -264,10 +265,6 @@ def assemble_network(trained: Path, base: Path) -> Any:
     if unexpected or any(not name.startswith("encoder.embeddings.word_embeddings.") for name in missing):
         raise QAError(f"the reader's weights in {trained} do not fit its network", fix="reinstall qa")
     return network
-
-
-READER_ENV_VAR = "QA_READER"
-READER_CHOICES = ("on", "off")
 
 
 def reader_for(choice: str | None) -> Reader | None:

@@ -51,6 +51,7 @@ def retrieve(
     reader: PassageReader | None = None,
     read_depth: int = READ_DEPTH,
     lexical: Candidates | None = None,
+    dense: Candidates | None = None,
 ) -> list[Hit]:
     """The ``k`` passages of ``store`` that best match ``question``, best first.
 
@@ -74,6 +75,8 @@ def retrieve(
         read_depth: How many of the best candidates the reader reads.
         lexical: The BM25 candidates for ``lexical_query(question, history)`` under
             ``where``, if the caller found them already (``bm25_meanwhile``).
+        dense: The nearest passages to ``query_vector`` under ``where``, if the caller
+            found them already (``nearest``).
 
     Raises:
         QAError: The question is empty, the mode unknown or the encoder not the index's model.
@@ -93,6 +96,7 @@ def retrieve(
         where=where,
         query_vector=query_vector,
         lexical=lexical,
+        dense=dense,
     )
     if mode != "hybrid":
         return fold_duplicates(ranked, limit=k)
@@ -128,27 +132,32 @@ def first_stage(
     where: SearchFilter | None = None,
     query_vector: np.ndarray | None = None,
     lexical: Candidates | None = None,
+    dense: Candidates | None = None,
 ) -> tuple[Iterator[Hit], np.ndarray | None]:
     """The question's ranked candidates (``ranked_hits``), and its vector (``None`` in BM25 mode).
 
     In hybrid mode BM25 runs while the question is embedded and its nearest vectors
-    are found (``bm25_meanwhile``). ``query_vector`` and ``lexical``: what the caller
-    has already found.
+    are found (``bm25_meanwhile``). ``query_vector``, ``lexical`` and ``dense``: what
+    the caller has already found.
     """
     query_text = lexical_query(question, history)
-    dense = None
     if mode == "hybrid" and query_vector is None and lexical is None:
 
-        def nearest() -> tuple[np.ndarray, Candidates]:
+        def embedded_and_nearest() -> tuple[np.ndarray, Candidates]:
             vector = embed_query(encoder, question, history)
-            return vector, store.dense_candidates(vector, depth=CANDIDATE_DEPTH, where=where)
+            return vector, nearest(store, vector, where=where)
 
-        lexical, (vector, dense) = bm25_meanwhile(store, query_text, where=where, work=nearest)
+        lexical, (vector, dense) = bm25_meanwhile(store, query_text, where=where, work=embedded_and_nearest)
         query_vector = vector
     elif mode != "bm25" and query_vector is None:
         query_vector = embed_query(encoder, question, history)
     ranked = ranked_hits(store, query_vector, query_text, mode=mode, where=where, dense=dense, lexical=lexical)
     return ranked, query_vector
+
+
+def nearest(store: PassageStore, query_vector: np.ndarray, *, where: SearchFilter | None) -> Candidates:
+    """The store's ``CANDIDATE_DEPTH`` passages nearest to ``query_vector`` among those ``where`` allows."""
+    return store.dense_candidates(query_vector, depth=CANDIDATE_DEPTH, where=where)
 
 
 def bm25_meanwhile(
@@ -211,7 +220,7 @@ def ranked_hits(
         dense = None
     elif dense is None:
         assert query_vector is not None
-        dense = store.dense_candidates(query_vector, depth=CANDIDATE_DEPTH, where=where)
+        dense = nearest(store, query_vector, where=where)
     if mode != "dense" and lexical is None:
         lexical = store.bm25_candidates(query_text, depth=CANDIDATE_DEPTH, where=where)
     elif mode == "dense":

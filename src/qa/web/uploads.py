@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from qa.errors import QAError
-from qa.ingest.corpus import SIDECAR_SUFFIX, SUPPORTED_SUFFIXES, CorpusFile, load_document, read_sidecar, sidecar_path
+from qa.ingest.corpus import load_document, read_sidecar
 from qa.ingest.folders import SkippedFileWarning
+from qa.ingest.listing import SIDECAR_SUFFIX, SUPPORTED_SUFFIXES, CorpusFile, sidecar_path
 from qa.records import Document
 from qa.web.corpus_files import (
     checksum,
