@@ -29,7 +29,7 @@ from qa.embed.encoder import normalize
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.index.embeddings import EmbeddingCache
 from qa.index.lexical import LexicalIndex, tokenize
-from qa.index.local import LocalIndex, embedding_text, lexical_text
+from qa.index.local import LocalIndex
 from qa.index.lock import LOCK_NAME, recorded_generations
 from qa.index.manifest import (
     FORMAT_VERSION,
@@ -42,6 +42,7 @@ from qa.index.manifest import (
     read_manifest,
 )
 from qa.index.store import Candidates, PassageStore, SearchFilter, StoreSummary
+from qa.index.texts import embedding_text, lexical_text
 from qa.index.vectors import build_vector_index
 from qa.ingest.split import split_passages
 from qa.records import Document, Passage

@@ -22,11 +22,11 @@ from qa.embed.encoder import normalize
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.index.build import MIN_WORDS, SPLIT_VERSION, index_corpus, open_store
 from qa.index.lexical import LexicalIndex
-from qa.index.local import embedding_text, lexical_text
 from qa.index.manifest import IndexSettings
 from qa.index.prepare import prepare_documents
 from qa.index.spec import StoreSpec, parse_store
 from qa.index.store import PassageStore, SearchFilter
+from qa.index.texts import embedding_text, lexical_text
 from qa.ingest.corpus import find_corpus_files
 from qa.ingest.split import approximate_token_count, split_sentences
 from qa.records import Passage

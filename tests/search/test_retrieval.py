@@ -15,9 +15,10 @@ from conftest import WORDS, FakeEncoder, RefusingEncoder
 from qa.embed.encoder import normalize
 from qa.errors import QAError
 from qa.index.lexical import LexicalIndex, top_rows
-from qa.index.local import LocalIndex, embedding_text, lexical_text
+from qa.index.local import LocalIndex
 from qa.index.manifest import IndexSettings
 from qa.index.store import Candidates, SearchFilter
+from qa.index.texts import embedding_text, lexical_text
 from qa.ingest.split import split_passages, split_sentences
 from qa.records import Document, Hit, Passage
 from qa.search.ask import ask

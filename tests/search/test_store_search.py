@@ -12,9 +12,10 @@ from conftest import FakeEncoder, make_documents
 from qa.embed.encoder import normalize
 from qa.errors import IndexMismatchError, QAError
 from qa.index.lexical import LexicalIndex
-from qa.index.local import LocalIndex, embedding_text, lexical_text
+from qa.index.local import LocalIndex
 from qa.index.manifest import IndexSettings
 from qa.index.store import SearchFilter
+from qa.index.texts import embedding_text, lexical_text
 from qa.ingest.split import split_passages
 from qa.records import Document, Hit
 from qa.search.duplicates import fold_duplicates

@@ -30,7 +30,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import overload
 
 import numpy as np
 
@@ -67,23 +66,10 @@ from qa.index.passages import PassageTable
 from qa.index.scratch import ScratchRows, ScratchRowsByKey
 from qa.index.sentences import PassageSentences, SentenceVectors, passage_text_hash
 from qa.index.store import Candidates, SearchFilter, StoreSummary, check_model
+from qa.index.texts import LexicalTexts, TextKey, embedding_text, keys_of, source_rows
 from qa.index.vectors import VectorIndex, read_faiss, valid_slots
 from qa.memory import release_free_memory
 from qa.records import Document, Passage
-
-
-def embedding_text(passage: Passage, settings: IndexSettings) -> str:
-    """The text the encoder sees: the headline gives a paragraph the context it lacks alone."""
-    return _with_title(passage, settings.title_in_dense)
-
-
-def lexical_text(passage: Passage, settings: IndexSettings) -> str:
-    """The text BM25 sees."""
-    return _with_title(passage, settings.title_in_bm25)
-
-
-def _with_title(passage: Passage, title: bool) -> str:
-    return f"{passage.title}\n{passage.text}" if title and passage.title else passage.text
 
 
 class LocalIndex:
@@ -228,8 +214,8 @@ class LocalIndex:
         old = self._keys()
         text_hashes = [passage_text_hash(p.text) for p in passages]  # once, for every use below
         titles = [p.title for p in passages]
-        lexical_sources = _sources(old.lexical, _keys_of(text_hashes, titles, with_title=settings.title_in_bm25))
-        keys = _keys_of(text_hashes, titles, with_title=settings.title_in_dense)
+        lexical_sources = source_rows(old.lexical, keys_of(text_hashes, titles, with_title=settings.title_in_bm25))
+        keys = keys_of(text_hashes, titles, with_title=settings.title_in_dense)
         del titles
         slots = self._reusable_slots(old.embedded, keys)
         fresh = np.flatnonzero(slots < 0)
@@ -256,7 +242,7 @@ class LocalIndex:
             )
             del known, text_hashes
             release_free_memory()
-            lexical_texts = _LexicalTexts(passages, np.flatnonzero(lexical_sources < 0), settings)
+            lexical_texts = LexicalTexts(passages, np.flatnonzero(lexical_sources < 0), settings)
             lexical = self._lexical.updated(lexical_sources, lexical_texts)
             del lexical_texts
             release_free_memory()
@@ -288,8 +274,8 @@ class LocalIndex:
         passages: Sequence[Passage],
         fresh: np.ndarray,
         *,
-        old_keys: list[_TextKey],
-        keys: list[_TextKey],
+        old_keys: list[TextKey],
+        keys: list[TextKey],
         encoder: Encoder,
         settings: IndexSettings,
         cache: EmbeddingCache | None,
@@ -337,16 +323,16 @@ class LocalIndex:
         hashes = [bytes(row) for row in np.asarray(self._sentences.text_hashes)]
         titles = self.passages.titles()
         return _PassageKeys(
-            _keys_of(hashes, titles, with_title=settings.title_in_dense),
-            _keys_of(hashes, titles, with_title=settings.title_in_bm25),
+            keys_of(hashes, titles, with_title=settings.title_in_dense),
+            keys_of(hashes, titles, with_title=settings.title_in_bm25),
         )
 
-    def _reusable_slots(self, old_keys: list[_TextKey], keys: list[_TextKey]) -> np.ndarray:
+    def _reusable_slots(self, old_keys: list[TextKey], keys: list[TextKey]) -> np.ndarray:
         """For each new passage, the slot of an old passage with the same embedded text, else -1.
 
         Each old slot goes to one new passage at most, so every passage keeps a vector of its own.
         """
-        free: dict[_TextKey, list[int]] = {}
+        free: dict[TextKey, list[int]] = {}
         for slot, old_key in zip(self._vectors.slots.tolist(), old_keys, strict=True):
             free.setdefault(old_key, []).append(slot)
         slots = np.full(len(keys), -1, dtype=np.int64)
@@ -355,7 +341,7 @@ class LocalIndex:
                 slots[row] = free[key].pop()
         return slots
 
-    def _stored_vectors(self, old_keys: list[_TextKey], wanted: dict[_TextKey, str]) -> dict[str, np.ndarray]:
+    def _stored_vectors(self, old_keys: list[TextKey], wanted: dict[TextKey, str]) -> dict[str, np.ndarray]:
         """Vectors this index holds for the ``wanted`` texts, by their embedding-cache hash.
 
         A repeated text needs a second slot: its vector is copied, not embedded again.
@@ -476,45 +462,5 @@ class LocalIndex:
 class _PassageKeys:
     """Keys of each stored passage's texts, row by row: the embedded text and the BM25 text."""
 
-    embedded: list[_TextKey]
-    lexical: list[_TextKey]
-
-
-# A text by its passage text's hash and the title put before it ("" when none is).
-_TextKey = tuple[bytes, str]
-
-
-def _keys_of(text_hashes: list[bytes], titles: list[str], *, with_title: bool) -> list[_TextKey]:
-    """Each text's key: two passages have one key exactly when ``_with_title`` gives them one text."""
-    if not with_title:
-        return [(text, "") for text in text_hashes]
-    return list(zip(text_hashes, titles, strict=True))
-
-
-def _sources(old_keys: list[_TextKey], keys: list[_TextKey]) -> np.ndarray:
-    """For each new text, a row of an old one with the same key (rows may serve several), else -1."""
-    row_of = {key: row for row, key in enumerate(old_keys)}
-    return np.fromiter((row_of.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
-
-
-class _LexicalTexts(Sequence[str]):
-    """The BM25 texts of some passages (``lexical_text``), made as they are read: BM25 reads a chunk at a time."""
-
-    def __init__(self, passages: Sequence[Passage], rows: np.ndarray, settings: IndexSettings) -> None:
-        self._passages = passages
-        self._rows = rows
-        self._settings = settings
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[str]: ...
-
-    def __getitem__(self, index: int | slice) -> str | list[str]:
-        if isinstance(index, slice):
-            return [lexical_text(self._passages[row], self._settings) for row in self._rows[index].tolist()]
-        return lexical_text(self._passages[int(self._rows[index])], self._settings)
+    embedded: list[TextKey]
+    lexical: list[TextKey]

@@ -33,7 +33,7 @@ import numpy as np
 from qa.embed.encoder import Encoder
 from qa.errors import IndexCorruptError, IndexMismatchError, QAError
 from qa.index.embeddings import CACHE_NAME, EmbeddingCache, embed_texts
-from qa.index.local import LocalIndex, embedding_text, lexical_text
+from qa.index.local import LocalIndex
 from qa.index.lock import index_lock
 from qa.index.manifest import IndexSettings
 from qa.index.milvus import MilvusStore
@@ -62,6 +62,7 @@ from qa.index.prepare import (
 )
 from qa.index.sentences import SentenceVectors
 from qa.index.spec import StoreSpec
+from qa.index.texts import embedding_text, lexical_text
 from qa.ingest.listing import corpus_fingerprint, find_corpus_files
 from qa.ingest.split import approximate_token_count
 from qa.records import Document, Passage
