@@ -333,7 +333,7 @@ def corpus_scan_seconds(texts: list[str], folder: Path) -> dict[str, Any]:
     this is the whole of an unchanged `qa index`.
     """
     from qa.index.manifest import check_files, read_manifest
-    from qa.ingest.corpus import corpus_fingerprint, find_corpus_files
+    from qa.ingest.listing import corpus_fingerprint, find_corpus_files
 
     for start in range(0, len(texts), 10):
         path = folder / "corpus" / f"{start // 10000:03d}" / f"article{start // 10}.txt"
