@@ -34,7 +34,7 @@ def main() -> None:
     from qa.index.build import open_index
     from qa.search.duplicates import fold_duplicates
     from qa.search.query import embed_query
-    from qa.search.retrieval import CANDIDATE_DEPTH, bm25_meanwhile, first_stage, ranked_hits
+    from qa.search.retrieval import CANDIDATE_DEPTH, at_once, bm25_meanwhile, first_stage, ranked_hits
 
     index_dir = Path(sys.argv[1])
     index = open_index(index_dir)
@@ -42,6 +42,9 @@ def main() -> None:
     questions = bench.scifact_questions()[:100]
     vectors = {q: embed_query(encoder, q) for q in questions}  # also the warm-up
     lexical = {q: index.bm25_candidates(q, depth=CANDIDATE_DEPTH, where=None) for q in questions}
+
+    def bm25(question: str) -> object:
+        return index.bm25_candidates(question, depth=CANDIDATE_DEPTH, where=None)
 
     def nearest(question: str) -> object:
         return index.dense_candidates(embed_query(encoder, question), depth=CANDIDATE_DEPTH, where=None)
@@ -55,6 +58,9 @@ def main() -> None:
             index.bm25_candidates(q, depth=CANDIDATE_DEPTH, where=None),
         ),
         "bm25_beside_encode_vectors": lambda q: bm25_meanwhile(index, q, where=None, work=lambda: nearest(q)),
+        # The two placements bm25_meanwhile chooses between by the index's size (BM25_ON_CALLER_ABOVE).
+        "bm25_in_thread_encode_vectors_here": lambda q: at_once(here=lambda: nearest(q), beside=lambda: bm25(q)),
+        "bm25_here_encode_vectors_in_thread": lambda q: at_once(here=lambda: bm25(q), beside=lambda: nearest(q)),
         "candidates_scored_fetched_folded": lambda q: fold_duplicates(
             ranked_hits(index, vectors[q], q, mode="hybrid", where=None, lexical=lexical[q]), limit=5
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import threading
 from collections.abc import Iterable, Sequence
@@ -17,7 +18,7 @@ from qa.errors import QAError
 from qa.index.lexical import LexicalIndex, top_rows
 from qa.index.local import LocalIndex
 from qa.index.manifest import IndexSettings
-from qa.index.store import Candidates, SearchFilter
+from qa.index.store import Candidates, SearchFilter, StoreSummary
 from qa.index.texts import embedding_text, lexical_text
 from qa.ingest.split import split_passages, split_sentences
 from qa.records import Document, Hit, Passage
@@ -26,6 +27,7 @@ from qa.search.duplicates import fold_duplicates
 from qa.search.modes import Mode
 from qa.search.query import embed_query, lexical_query
 from qa.search.retrieval import (
+    BM25_ON_CALLER_ABOVE,
     CANDIDATE_DEPTH,
     PASSAGES_AT_A_TIME,
     bm25_meanwhile,
@@ -527,6 +529,53 @@ def test_an_error_in_the_bm25_thread_reaches_the_caller_after_the_work_is_done()
     assert done == [True]
     with pytest.raises(QAError, match="unreadable"):
         retrieve(store, "army border", encoder=encoder)  # type: ignore[arg-type]
+
+
+class SizedStore(CountingStore):
+    """Reports ``passages`` passages in its summary, and records the thread BM25 and the other work ran on."""
+
+    def __init__(self, index: LocalIndex, passages: int) -> None:
+        super().__init__(index)
+        self.passages = passages
+        self.threads: dict[str, bool] = {}
+
+    def summary(self) -> StoreSummary:
+        return dataclasses.replace(self.index.summary(), passages=self.passages)
+
+    def bm25_candidates(self, text: str, *, depth: int, where: SearchFilter | None) -> Candidates:
+        self.threads["bm25"] = threading.current_thread() is threading.main_thread()
+        return self.index.bm25_candidates(text, depth=depth, where=where)
+
+
+@pytest.mark.parametrize("passages", [BM25_ON_CALLER_ABOVE, BM25_ON_CALLER_ABOVE + 1])
+def test_the_longer_of_bm25_and_the_question_vector_runs_on_the_calling_thread(passages: int) -> None:
+    encoder = FakeEncoder()
+    store = SizedStore(build(random_documents(12), encoder), passages)
+
+    def work() -> np.ndarray:
+        store.threads["work"] = threading.current_thread() is threading.main_thread()
+        return embed_query(encoder, "army")
+
+    lexical, vector = bm25_meanwhile(store, "army border", where=FILTERS[1], work=work)  # type: ignore[arg-type]
+    bm25_here = passages > BM25_ON_CALLER_ABOVE
+    assert store.threads == {"bm25": bm25_here, "work": not bm25_here}
+    direct = store.index.bm25_candidates("army border", depth=CANDIDATE_DEPTH, where=FILTERS[1])
+    assert lexical.ids == direct.ids
+    np.testing.assert_array_equal(lexical.scores, direct.scores)
+    np.testing.assert_array_equal(vector, embed_query(encoder, "army"))
+
+
+@pytest.mark.parametrize("passages", [10, BM25_ON_CALLER_ABOVE + 1])
+def test_an_error_in_the_work_beside_bm25_reaches_the_caller_after_bm25_is_done(passages: int) -> None:
+    encoder = FakeEncoder()
+    store = SizedStore(build(random_documents(13, count=10), encoder), passages)
+
+    def broken() -> None:
+        raise QAError("the model cannot be read")
+
+    with pytest.raises(QAError, match="cannot be read"):
+        bm25_meanwhile(store, "army", where=None, work=broken)  # type: ignore[arg-type]
+    assert "bm25" in store.threads
 
 
 class OverlapStore(CountingStore):

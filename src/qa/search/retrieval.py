@@ -35,6 +35,13 @@ CANDIDATE_DEPTH = 100
 # Passages fetched from the store at a time as ranked hits are drawn: folding for re-ranking
 # looks at 2 * RERANK_DEPTH of them, so one fetch usually does.
 PASSAGES_AT_A_TIME = 50
+# Above this many passages BM25 (MaxScore) takes longer than embedding the question and
+# searching its vectors, and the longer task does best on the calling thread, started at
+# once and never waiting to be handed back. On bench.py's indexes, BM25 here and the rest
+# in a second thread against the other way round: 9.0 against 10.6 ms at a million
+# passages; 6.7 against 6.2 ms at 100,000 and 4.1 against 3.8 at SciFact's 5,183, where
+# BM25 is the shorter (benchmarks/search_parts.py). Sizes in between were not measured.
+BM25_ON_CALLER_ABOVE = 300_000
 
 
 def retrieve(
@@ -163,30 +170,48 @@ def nearest(store: PassageStore, query_vector: np.ndarray, *, where: SearchFilte
 def bm25_meanwhile(
     store: PassageStore, query_text: str, *, where: SearchFilter | None, work: Callable[[], _Result]
 ) -> tuple[Candidates, _Result]:
-    """The store's BM25 candidates for ``query_text``, found in a second thread while ``work()`` runs here.
+    """The store's BM25 candidates for ``query_text`` and ``work()``'s result, the two run at once.
 
-    Embedding the question waits on the model's own threads with the interpreter
-    released, so BM25 (a few milliseconds at a million passages) costs no extra time.
-    An error in either is raised here, after both are done.
+    Embedding the question and searching its vectors wait on the model's and FAISS's
+    own code with the interpreter released, so BM25 costs little extra time beside
+    them. The longer of the two runs on this thread, the other in a second one: BM25
+    when the store holds more than ``BM25_ON_CALLER_ABOVE`` passages. An error in
+    either is raised here, after both are done.
     """
-    found: list[Candidates] = []
+
+    def lexical() -> Candidates:
+        return store.bm25_candidates(query_text, depth=CANDIDATE_DEPTH, where=where)
+
+    if store.summary().passages > BM25_ON_CALLER_ABOVE:
+        return at_once(here=lexical, beside=work)
+    result, found = at_once(here=work, beside=lexical)
+    return found, result
+
+
+_Here = TypeVar("_Here")
+_Beside = TypeVar("_Beside")
+
+
+def at_once(*, here: Callable[[], _Here], beside: Callable[[], _Beside]) -> tuple[_Here, _Beside]:
+    """``here()`` on this thread while ``beside()`` runs in a second one; an error of either is raised after both."""
+    found: list[_Beside] = []
     failed: list[BaseException] = []
 
-    def lexical() -> None:
+    def run_beside() -> None:
         try:
-            found.append(store.bm25_candidates(query_text, depth=CANDIDATE_DEPTH, where=where))
+            found.append(beside())
         except BaseException as error:  # handed to the caller's thread below
             failed.append(error)
 
-    thread = threading.Thread(target=lexical, name="qa-bm25", daemon=True)
+    thread = threading.Thread(target=run_beside, name="qa-beside", daemon=True)
     thread.start()
     try:
-        result = work()
+        result = here()
     finally:
         thread.join()
     if failed:
         raise failed[0]
-    return found[0], result
+    return result, found[0]
 
 
 def candidate_hits(
