@@ -35,13 +35,13 @@ CANDIDATE_DEPTH = 100
 # Passages fetched from the store at a time as ranked hits are drawn: folding for re-ranking
 # looks at 2 * RERANK_DEPTH of them, so one fetch usually does.
 PASSAGES_AT_A_TIME = 50
-# Above this many passages BM25 (MaxScore) takes longer than embedding the question and
-# searching its vectors, and the longer task does best on the calling thread, started at
-# once and never waiting to be handed back. On bench.py's indexes, BM25 here and the rest
-# in a second thread against the other way round: 9.0 against 10.6 ms at a million
-# passages; 6.7 against 6.2 ms at 100,000 and 4.1 against 3.8 at SciFact's 5,183, where
-# BM25 is the shorter (benchmarks/search_parts.py). Sizes in between were not measured.
-BM25_ON_CALLER_ABOVE = 300_000
+# Above this many passages BM25 (MaxScore) takes about as long as embedding the question and
+# searching its vectors, or longer, and the longer task does best on the calling thread,
+# started at once and never waiting to be handed back. On bench.py's indexes, the two at once
+# with BM25 here against BM25 in a second thread (benchmarks/search_parts.py, two runs each):
+# 1M 8.5-9.2 against 10.3-11.0 ms; 600k 7.7-8.6 against 8.6-8.8; 300k 7.4-8.6 against
+# 6.8-7.2; 100k 6.6 against 5.9; SciFact's 5,183 4.2 against 3.8.
+BM25_ON_CALLER_ABOVE = 450_000
 
 
 def retrieve(
