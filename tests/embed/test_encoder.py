@@ -28,7 +28,14 @@ from qa.embed.encoder import (
     SentenceTransformerEncoder,
 )
 from qa.embed.models import DEFAULT_MODEL, MODEL_CACHE_ENV_VAR, export_dir, resolve_model_location
-from qa.embed.openvino import OPENVINO_XML, STREAM_BATCH, ExportedModel, StreamedRunner
+from qa.embed.openvino import (
+    OPENVINO_XML,
+    QUESTION_MAX_WIDTH,
+    QUESTION_WIDTH_STEP,
+    STREAM_BATCH,
+    ExportedModel,
+    StreamedRunner,
+)
 from qa.errors import QAError
 from qa.index.local import LocalIndex
 
@@ -341,16 +348,29 @@ def test_streamed_runner_compiles_each_fixed_shape_once(exported: Path) -> None:
     assert runner.width(STREAM_BATCH, 70) == 128  # a full batch: the next multiple of 64 tokens
     assert runner.width(STREAM_BATCH, 256) == 256
     assert runner.width(STREAM_BATCH - 1, 70) == 70  # a partial batch: the dynamic model, no padding
+    assert runner.width(1, 21) == 2 * QUESTION_WIDTH_STEP  # a text alone: the next multiple of 16 tokens
+    assert runner.width(1, QUESTION_MAX_WIDTH + 1) == QUESTION_MAX_WIDTH + 1  # a long one: the dynamic model
     first = model.encode(VARIED)
     shapes = runner.fixed_shapes
     assert shapes and all(rows == STREAM_BATCH for rows, _ in shapes)
     assert np.array_equal(model.encode(VARIED), first)  # the same shapes again: nothing compiled, same vectors
     assert runner.fixed_shapes == shapes
+    question = "Why do defectors return to North Korea?"
+    alone = model.encode([question])
+    assert runner.fixed_shapes == sorted([*shapes, (1, QUESTION_WIDTH_STEP)])
+    assert np.allclose(
+        alone, ExportedModel(exported, None, runner=dynamic_runner(exported)).encode([question]), atol=2e-3
+    )
 
-    dynamic = StreamedRunner(exported / OPENVINO_XML, precision="bf16", threads=2, fixed_shapes=False)
+    dynamic = dynamic_runner(exported)
     assert dynamic.width(STREAM_BATCH, 70) == 70
+    assert dynamic.width(1, 21) == 21
     assert np.allclose(ExportedModel(exported, None, runner=dynamic).encode(VARIED), first, atol=2e-3)
     assert dynamic.fixed_shapes == []
+
+
+def dynamic_runner(exported: Path) -> StreamedRunner:
+    return StreamedRunner(exported / OPENVINO_XML, precision="bf16", threads=2, fixed_shapes=False)
 
 
 @pytest.mark.slow
