@@ -10,20 +10,30 @@ import dataclasses
 import re
 from collections.abc import Iterable
 
+import numpy as np
+
 from qa.records import Hit
 
 # Passages whose word 5-gram sets overlap this much are copies of one another.
 DUPLICATE_JACCARD = 0.8
+# An odd 64-bit multiplier (the golden ratio's) for combining five word hashes into one.
+_GRAM_BASE = np.int64(-7046029254386353131)
 _WORD = re.compile(r"\w+")
 
 
-def _shingles(text: str) -> frozenset[int]:
-    # Hashes of the word 5-grams: set operations on ints are several times faster than on tuples,
-    # and zip makes the 5-grams without a slice each.
+def _shingles(text: str) -> np.ndarray:
+    """Hashes of the text's distinct word 5-grams, sorted (one hash of all its words if it has fewer than 5)."""
     words = _WORD.findall(text.lower())
     if len(words) < 5:
-        return frozenset([hash(tuple(words))])
-    return frozenset(map(hash, zip(words, words[1:], words[2:], words[3:], words[4:], strict=False)))
+        return np.array([hash(tuple(words))], dtype=np.int64)
+    hashes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words))
+    # A polynomial of the five word hashes, wrapping at 64 bits: one array expression instead of
+    # hashing a tuple per 5-gram. Two different 5-grams collide with odds of about 2**-64.
+    grams = hashes[:-4].copy()
+    for offset in range(1, 5):
+        grams *= _GRAM_BASE
+        grams += hashes[offset : len(hashes) - 4 + offset]
+    return np.unique(grams)
 
 
 def fold_duplicates(hits: Iterable[Hit], *, limit: int | None = None) -> list[Hit]:
@@ -33,35 +43,33 @@ def fold_duplicates(hits: Iterable[Hit], *, limit: int | None = None) -> list[Hi
     least twice that many were looked at, so the cost does not grow with the
     candidate list.
     """
-    kept: list[tuple[Hit, int, list[str]]] = []  # a hit, its number of shingles, its sources
-    holders: dict[int, list[int]] = {}  # a shingle: the kept hits holding it, by position in ``kept``
+    kept: list[tuple[Hit, np.ndarray, list[str]]] = []  # a hit, its shingles, its sources
     for scanned, hit in enumerate(hits):
         if limit is not None and len(kept) >= limit and scanned >= 2 * limit:
             break
         signature = _shingles(hit.passage.text)
-        copy_of = _first_copy(signature, holders, [size for _, size, _ in kept])
+        copy_of = _first_copy(signature, [shingles for _, shingles, _ in kept])
         if copy_of is not None:
             if hit.passage.source not in kept[copy_of][2]:
                 kept[copy_of][2].append(hit.passage.source)
         elif limit is None or len(kept) < limit:
-            for shingle in signature:
-                holders.setdefault(shingle, []).append(len(kept))
-            kept.append((hit, len(signature), [hit.passage.source]))
+            kept.append((hit, signature, [hit.passage.source]))
     return [_with_sources(hit, sources[1:], rank) for rank, (hit, _, sources) in enumerate(kept, start=1)]
 
 
-def _first_copy(signature: frozenset[int], holders: dict[int, list[int]], sizes: list[int]) -> int | None:
-    """The first kept hit whose shingles' Jaccard similarity with ``signature`` reaches ``DUPLICATE_JACCARD``.
+def _first_copy(signature: np.ndarray, kept: list[np.ndarray]) -> int | None:
+    """The first of ``kept`` whose shingles' Jaccard similarity with ``signature`` reaches ``DUPLICATE_JACCARD``.
 
-    Shared shingles are counted through ``holders``: one look-up per shingle, rather
-    than a set intersection with every kept hit.
+    Jaccard similarity J of sets A and B needs min(|A|, |B|) >= J * max(|A|, |B|), so
+    most pairs are ruled out by their sizes before any shingle is compared.
     """
-    shared = [0] * len(sizes)
-    for shingle in signature:
-        for position in holders.get(shingle, ()):
-            shared[position] += 1
-    for position, (common, size) in enumerate(zip(shared, sizes, strict=True)):
-        if common and common / (len(signature) + size - common) >= DUPLICATE_JACCARD:
+    for position, shingles in enumerate(kept):
+        smaller, larger = sorted((len(signature), len(shingles)))
+        if smaller < DUPLICATE_JACCARD * larger:
+            continue
+        found = np.minimum(np.searchsorted(shingles, signature), len(shingles) - 1)
+        common = int(np.count_nonzero(shingles[found] == signature))
+        if common and common / (len(signature) + len(shingles) - common) >= DUPLICATE_JACCARD:
             return position
     return None
 
