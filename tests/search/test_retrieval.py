@@ -531,6 +531,41 @@ def test_an_error_in_the_bm25_thread_reaches_the_caller_after_the_work_is_done()
         retrieve(store, "army border", encoder=encoder)  # type: ignore[arg-type]
 
 
+class ScoreCountingStore(CountingStore):
+    """Records the ids each retriever was asked to score."""
+
+    def __init__(self, index: LocalIndex) -> None:
+        super().__init__(index)
+        self.scored: dict[str, list[str]] = {"dense": [], "bm25": []}
+
+    def dense_scores(self, vector: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        self.scored["dense"].extend(ids)
+        return self.index.dense_scores(vector, ids)
+
+    def bm25_scores(self, text: str, ids: Sequence[str]) -> np.ndarray:
+        self.scored["bm25"].extend(ids)
+        return self.index.bm25_scores(text, ids)
+
+
+def test_each_retriever_scores_again_only_what_the_other_alone_proposed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("qa.search.retrieval.CANDIDATE_DEPTH", 15)  # of 120 passages: the lists part overlap
+    encoder = FakeEncoder()
+    store = ScoreCountingStore(build(random_documents(14, count=120), encoder))
+    question = "Why did the defector cross the river bridge?"
+    vector, text = embed_query(encoder, question), lexical_query(question)
+    dense = store.dense_candidates(vector, depth=15, where=None)
+    lexical = store.bm25_candidates(text, depth=15, where=None)
+    assert set(dense.ids) - set(lexical.ids) and set(lexical.ids) - set(dense.ids)
+    hits = list(ranked_hits(store, vector, text, mode="hybrid", where=None))  # type: ignore[arg-type]
+    assert sorted(store.scored["dense"]) == sorted(set(lexical.ids) - set(dense.ids))
+    assert sorted(store.scored["bm25"]) == sorted(set(dense.ids) - set(lexical.ids))
+    ids = [hit.passage.passage_id for hit in hits]
+    assert sorted(ids) == sorted(set(dense.ids) | set(lexical.ids))
+    # The scores are those of scoring every candidate again.
+    np.testing.assert_allclose([hit.dense_score for hit in hits], store.index.dense_scores(vector, ids), atol=1e-6)
+    np.testing.assert_array_equal([hit.bm25_score for hit in hits], store.index.bm25_scores(text, ids))
+
+
 class SizedStore(CountingStore):
     """Reports ``passages`` passages in its summary, and records the thread BM25 and the other work ran on."""
 

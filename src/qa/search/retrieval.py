@@ -253,8 +253,13 @@ def ranked_hits(
     ids = list(dict.fromkeys(passage_id for found in (dense, lexical) if found for passage_id in found.ids))
     if not ids:
         return
-    dense_scores = store.dense_scores(query_vector, ids) if query_vector is not None else None
-    bm25_scores = store.bm25_scores(query_text, ids) if mode != "dense" else None
+    dense_scores = None
+    if query_vector is not None:
+        vector = query_vector
+        dense_scores = _scores_of(ids, proposed=dense, score=lambda rest: store.dense_scores(vector, rest))
+    bm25_scores = None
+    if mode != "dense":
+        bm25_scores = _scores_of(ids, proposed=lexical, score=lambda rest: store.bm25_scores(query_text, rest))
     fused = _ranked_by(mode, dense_scores, bm25_scores)
     order = sorted(range(len(ids)), key=lambda i: (-fused[i], i))
     dense_ranks, bm25_ranks = _ranks(dense), _ranks(lexical)
@@ -271,6 +276,18 @@ def ranked_hits(
                 bm25_rank=bm25_ranks.get(ids[i]),
                 bm25_score=_score_at(bm25_scores, i),
             )
+
+
+def _scores_of(ids: list[str], *, proposed: Candidates | None, score: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """Each id's score by one retriever: its own where it proposed the passage, ``score(rest)`` for the rest.
+
+    The store scores a passage alike either way (its contract), so only the passages
+    the other retriever alone proposed are scored again.
+    """
+    known = dict(zip(proposed.ids, proposed.scores.tolist(), strict=True)) if proposed is not None else {}
+    rest = [passage_id for passage_id in ids if passage_id not in known]
+    rest_scores = iter(score(rest).tolist() if rest else ())
+    return np.array([known[i] if i in known else next(rest_scores) for i in ids], dtype=np.float32)
 
 
 def _ranked_by(mode: Mode, dense: np.ndarray | None, bm25: np.ndarray | None) -> np.ndarray:
