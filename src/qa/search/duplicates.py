@@ -33,7 +33,8 @@ def _shingles(text: str) -> np.ndarray:
     for offset in range(1, 5):
         grams *= _GRAM_BASE
         grams += hashes[offset : len(hashes) - 4 + offset]
-    return np.unique(grams)
+    grams.sort()  # then drop repeats: faster than np.unique's hashing for a few hundred values
+    return grams[np.concatenate(([True], grams[1:] != grams[:-1]))]
 
 
 def fold_duplicates(hits: Iterable[Hit], *, limit: int | None = None) -> list[Hit]:
