@@ -183,8 +183,6 @@ def _run(args: argparse.Namespace) -> int:
         problem = llm.unreachable()
         if problem:
             _tell(f"qa: warning: {problem}; answers come from the articles alone until it answers")
-    # The model loads while the server starts, so the first question does not wait for it.
-    threading.Thread(target=service.warm_up, daemon=True).start()
     from qa.web.ui import launch
 
     try:
@@ -204,6 +202,10 @@ def _run(args: argparse.Namespace) -> int:
         # so another program took it while the index loaded.
         _tell(f"qa: error: {port_error(args.host, args.port, error)}")
         return 1
+    # The model loads once the page is served (while the user reads it and types), so the first
+    # question does not wait for it. Loading it beside Gradio's import instead slowed the start
+    # by 0.3 s on 2 cores (2.55 against 2.22 s to HTTP 200, four starts each).
+    threading.Thread(target=service.warm_up, daemon=True).start()
     print(f"Serving on {_url(args.host, args.port)} (Ctrl+C stops it).", flush=True)
     return _serve_until_interrupted(served)
 
