@@ -53,6 +53,9 @@ def test_a_saved_table_gives_back_every_passage_by_row_and_by_id(tmp_path: Path)
     assert table.by_ids(ids) == [passages[i] for i in (17, 3, 3, 39)]
     assert table.rows_of(ids).tolist() == [17, 3, 3, 39]
     assert table.ids_at([39, 0, 17]) == [passages[i].passage_id for i in (39, 0, 17)]
+    # Ids just given as rows are fetched by row; with one never given, by id: the same passages.
+    for rows in ((17, 39, 0, 17), (17, 5, 39)):
+        assert table.by_ids([passages[i].passage_id for i in rows]) == [passages[i] for i in rows]
     assert table.counts_by_document() == {f"doc{d}.txt": 3 for d in range(13)} | {"doc13.txt": 1}
     with pytest.raises(KeyError):
         table.by_ids(["no such id"])

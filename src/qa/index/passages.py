@@ -185,6 +185,11 @@ class PassageTable(Sequence[Passage]):
         Raises:
             KeyError: An id is not in the table.
         """
+        with self._lock:
+            rows = [self._row_of.get(passage_id) for passage_id in ids]
+        if None not in rows:  # a question's candidates, just given as rows: one look-up each, not two
+            by_row = {row: passage for row, passage in self._rows_where("row", rows)}
+            return [by_row[row] for row in rows]  # type: ignore[index]  # no None among them
         found = {passage.passage_id: passage for _, passage in self._rows_where("passage_id", list(ids))}
         return [found[passage_id] for passage_id in ids]
 

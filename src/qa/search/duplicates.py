@@ -34,7 +34,8 @@ def _shingles(text: str) -> np.ndarray:
         grams *= _GRAM_BASE
         grams += hashes[offset : len(hashes) - 4 + offset]
     grams.sort()  # then drop repeats: faster than np.unique's hashing for a few hundred values
-    return grams[np.concatenate(([True], grams[1:] != grams[:-1]))]
+    distinct: np.ndarray = grams[np.concatenate(([True], grams[1:] != grams[:-1]))]
+    return distinct
 
 
 def fold_duplicates(hits: Iterable[Hit], *, limit: int | None = None) -> list[Hit]:
