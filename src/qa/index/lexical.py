@@ -33,13 +33,14 @@ import functools
 import itertools
 import json
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from qa.index.maxscore import QueryTerms
+from qa.index.maxscore import QueryTerms, best_rows, warm
 from qa.index.postings import (
     Postings,
     assemble,
@@ -254,8 +255,6 @@ class LexicalIndex:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         if self.size <= EXHAUSTIVE_ROWS:
             return top_rows(self.scores(query), depth, allowed)
-        from qa.index.maxscore import best_rows  # numba: imported (and its kernel loaded) only for a large index
-
         found = best_rows(
             self._query_terms(query),
             postings=self._rows,
@@ -366,6 +365,8 @@ class LexicalIndex:
             for name in ARRAY_FILES
         }
         check_saved(header, vocabulary, arrays)
+        if header["rows"] > EXHAUSTIVE_ROWS:  # the kernel loads in 0.2 s from numba's cache, compiles in 4-5 s
+            threading.Thread(target=warm, args=(arrays["frequencies"].dtype,), daemon=True).start()
         return cls(
             vocabulary,
             arrays["offsets"],

@@ -85,7 +85,7 @@ def best_rows(
         number of rows the kernel scored in full.
     """
     restricted = allowed is not None
-    mask = _read_only(np.asarray(allowed, dtype=np.bool_)) if restricted else np.zeros(0, dtype=np.bool_)
+    mask = _read_only(np.asarray(allowed, dtype=np.bool_) if restricted else np.zeros(0, dtype=np.bool_))
     if len(terms.starts) == 0:
         return TopRows(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), 0)
     rows, scores, fully_scored = _maxscore_top(
