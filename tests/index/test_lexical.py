@@ -438,7 +438,7 @@ def test_a_small_index_scores_every_row_and_finds_what_pruning_finds(monkeypatch
     queries = [str(rng.choice(sentences)) for _ in range(10)]
     pruned = [index.top(query, depth=50, allowed=None) for query in queries]
     monkeypatch.setattr("qa.index.lexical.EXHAUSTIVE_ROWS", 2000)
-    monkeypatch.setattr(LexicalIndex, "_candidates", None)  # the small-index path never prunes
+    monkeypatch.setattr("qa.index.lexical.best_rows", None)  # the small-index path never prunes
     for query, (rows, scores) in zip(queries, pruned, strict=True):
         found_rows, found_scores = index.top(query, depth=50, allowed=None)
         assert np.array_equal(found_rows, rows) and np.array_equal(found_scores, scores)

@@ -33,12 +33,14 @@ import functools
 import itertools
 import json
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from qa.index.maxscore import QueryTerms, best_rows, warm
 from qa.index.postings import (
     Postings,
     assemble,
@@ -69,11 +71,6 @@ SLACK = 1e-6
 # Up to this many rows every row is scored and the best picked: one pass over the query's postings
 # and one partition of the scores cost less than MaxScore's bookkeeping (benchmarks/bm25_topk.py).
 EXHAUSTIVE_ROWS = 200_000
-# Postings of the rarest query words summed to find rows good enough to set the first threshold.
-SEED_POSTINGS = 20_000
-# Of those rows, this many times the depth asked for are scored exactly: a threshold nearer the
-# final one (0.97 of it rather than 0.75, at the median SciFact query on 1M rows) for little more.
-SEED_FACTOR = 3
 
 
 def _stemmer() -> object:
@@ -251,27 +248,39 @@ class LexicalIndex:
 
         Exactly the rows ``top_rows(self.scores(query), depth, allowed)`` gives (which is how
         an index of up to ``EXHAUSTIVE_ROWS`` finds them), ties going to the earlier row; a
-        larger index scores only rows that may reach the top (MaxScore):
-        a few promising rows give a score ``depth`` rows reach, and the query's commonest
-        tokens, whose bounds together stay below it, only ever add to rows found through
-        the others.
+        larger index scores only rows that may reach the top (MaxScore, ``qa.index.maxscore``).
         """
-        terms = self._terms(query)
         depth = min(depth, self.size if allowed is None else int(np.count_nonzero(allowed)))
         if depth <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         if self.size <= EXHAUSTIVE_ROWS:
             return top_rows(self.scores(query), depth, allowed)
-        candidates = self._candidates(terms, self._threshold(terms, depth, allowed), allowed, depth)
-        scores = self._scores_at(terms, candidates)
-        best, best_scores = top_rows(scores, depth)
-        rows = candidates[best]
-        if len(rows) < depth:  # fewer rows hold a query word than were asked for: the first others, scoring 0
-            unscored = np.ones(self.size, dtype=bool) if allowed is None else np.array(allowed, dtype=bool)
-            unscored[rows] = False
-            rows = np.concatenate([rows, np.flatnonzero(unscored)[: depth - len(rows)]])
-            best_scores = np.concatenate([best_scores, np.zeros(depth - len(best_scores), dtype=np.float32)])
-        return rows, best_scores
+        found = best_rows(
+            self._query_terms(query),
+            postings=self._rows,
+            frequencies=self._frequencies,
+            norms=self._norms,
+            depth=depth,
+            allowed=allowed,
+            slack=SLACK,
+        )
+        if len(found.rows) == depth:
+            return found.rows, found.scores
+        # Fewer rows hold a query word than were asked for: the first others follow, scoring 0.
+        unscored = np.ones(self.size, dtype=bool) if allowed is None else np.array(allowed, dtype=bool)
+        unscored[found.rows] = False
+        rows = np.concatenate([found.rows, np.flatnonzero(unscored)[: depth - len(found.rows)]])
+        return rows, np.concatenate([found.scores, np.zeros(len(rows) - len(found.rows), dtype=np.float32)])
+
+    def _query_terms(self, query: str) -> QueryTerms:
+        """The query's terms as the MaxScore kernel takes them: arrays in query order."""
+        terms = self._terms(query)
+        return QueryTerms(
+            starts=np.array([term.start for term in terms], dtype=np.int64),
+            ends=np.array([term.end for term in terms], dtype=np.int64),
+            weights=np.array([term.weight for term in terms], dtype=np.float64),
+            bounds=np.array([term.bound for term in terms], dtype=np.float64),
+        )
 
     def _terms(self, query: str) -> list[_Term]:
         """The query's known tokens, each once with its weight, in the order the query first names them."""
@@ -312,70 +321,6 @@ class LexicalIndex:
         frequencies = self._frequencies[term.start + positions[found]]
         values[found] = impacts(term.weight, frequencies, self._norms[rows[found]])
         return values
-
-    def _threshold(self, terms: list[_Term], depth: int, allowed: np.ndarray | None) -> float:
-        """A score at least ``depth`` allowed rows reach, or 0 if fewer rows hold a query word.
-
-        The rows holding the rarest query words (those of highest bound, up to about
-        ``SEED_POSTINGS`` postings) are summed over those words; the ``depth`` best by that
-        sum are scored exactly, and the ``depth``-th best of those scores is the threshold.
-        """
-        by_bound = sorted(terms, key=lambda term: -term.bound)
-        postings = np.cumsum([term.end - term.start for term in by_bound])
-        enough = np.flatnonzero((postings >= depth) & (postings > SEED_POSTINGS))
-        seeds = by_bound[: int(enough[0]) + 1 if len(enough) else len(by_bound)]
-        rows, sums = self._essential_sums(seeds, -math.inf, allowed)
-        if len(rows) < depth and len(seeds) < len(terms):  # the rare words share their rows: ask every word
-            rows, sums = self._essential_sums(terms, -math.inf, allowed)
-        if len(rows) < depth:
-            return 0.0
-        best = min(len(rows), SEED_FACTOR * depth)
-        return _kth_best(self._scores_at(terms, rows[np.argpartition(-sums, best - 1)[:best]]), depth)
-
-    def _candidates(self, terms: list[_Term], threshold: float, allowed: np.ndarray | None, depth: int) -> np.ndarray:
-        """Every allowed row holding a query word whose score may reach the ``depth``-th best, ascending.
-
-        Tokens of lowest bound are left out while their bounds add up to less than
-        ``threshold``: a row holding only those cannot reach it. The rows of the other
-        (essential) tokens get their sums over those tokens; the best of them give a
-        better threshold; then the left-out tokens are looked up, highest bound first,
-        dropping at each step the rows that can no longer reach it.
-        """
-        floor = threshold * (1 - SLACK)
-        optional: list[_Term] = []
-        essential: list[_Term] = []
-        for term in sorted(terms, key=lambda term: term.bound):
-            if not essential and sum(t.bound for t in optional) + term.bound < floor:
-                optional.append(term)
-            else:
-                essential.append(term)
-        rows, partial = self._essential_sums(essential, floor - sum(t.bound for t in optional), allowed)
-        if len(rows) > depth:
-            best = np.argpartition(-partial, depth - 1)[:depth]
-            floor = max(floor, _kth_best(self._scores_at(terms, rows[best]), depth) * (1 - SLACK))
-        while True:
-            keep = partial + sum(term.bound for term in optional) >= floor
-            rows, partial = rows[keep], partial[keep]
-            if not optional:
-                return rows
-            partial = partial + self._contributions_at(optional.pop(), rows)
-
-    def _essential_sums(
-        self, essential: list[_Term], floor: float, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The allowed rows holding an essential term, ascending, and each one's sum over those terms.
-
-        A posting adding too little to reach ``floor`` even with every other term's bound
-        is left out: its row cannot reach it.
-        """
-        budget = sum(term.bound for term in essential)
-        all_rows, all_values = [], []
-        for term in essential:
-            rows, values = self._contributions(term, allowed)
-            keep = values + (budget - term.bound) >= floor
-            all_rows.append(rows[keep])
-            all_values.append(values[keep])
-        return _sums_by_row(concatenated(all_rows, np.int64), concatenated(all_values, np.float64))
 
     # ------------------------------------------------------------------ contents
 
@@ -420,6 +365,8 @@ class LexicalIndex:
             for name in ARRAY_FILES
         }
         check_saved(header, vocabulary, arrays)
+        if header["rows"] > EXHAUSTIVE_ROWS:  # the kernel loads in 0.2 s from numba's cache, compiles in 4-5 s
+            threading.Thread(target=warm, args=(arrays["frequencies"].dtype,), daemon=True).start()
         return cls(
             vocabulary,
             arrays["offsets"],
@@ -504,21 +451,6 @@ def largest_impacts(offsets: np.ndarray, rows: np.ndarray, frequencies: np.ndarr
         largest[first:last] = np.maximum.reduceat(values, np.asarray(offsets[first:last]) - start)
         first = last
     return largest
-
-
-def _kth_best(scores: np.ndarray, k: int) -> float:
-    return float(np.partition(scores, len(scores) - k)[len(scores) - k])
-
-
-def _sums_by_row(rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows, ascending, and the sum of the values of each."""
-    if len(rows) == 0:
-        return rows, values
-    # Sorting (row, position) keys packed in one int64 is several times faster than an argsort.
-    keys = np.sort((rows.astype(np.int64) << 32) | np.arange(len(rows), dtype=np.int64))
-    rows, values = keys >> 32, values[keys & 0xFFFFFFFF]
-    starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
-    return rows[starts], np.add.reduceat(values, starts)
 
 
 # ---------------------------------------------------------------- building
