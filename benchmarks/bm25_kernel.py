@@ -1,6 +1,6 @@
 """BM25 top-100 on a built index: the NumPy MaxScore of a git revision against the numba kernel, side by side.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bm25_kernel.py /work/scratch/idx1m [--old main]
+    PYTHONPATH=src .venv/bin/python benchmarks/bm25_kernel.py INDEX_DIR [--old REVISION]
 
 The old ``LexicalIndex`` is that revision's ``src/qa/index/lexical.py`` (``git show``), given
 the same memory-mapped arrays. For each of 100 SciFact questions old and new run one after
@@ -29,6 +29,8 @@ import bench
 
 REPO = Path(__file__).resolve().parent.parent
 ROUNDS = 3
+# The last commit whose lexical.py ran MaxScore in NumPy.
+BEFORE_KERNEL = "ddb3dbc"
 FIRST_CALL = """
 import sys, time
 from pathlib import Path
@@ -84,7 +86,7 @@ def main() -> None:
     from qa.index.lexical import LexicalIndex, query_tokens
 
     index_dir = Path(sys.argv[1])
-    revision = sys.argv[sys.argv.index("--old") + 1] if "--old" in sys.argv else "main"
+    revision = sys.argv[sys.argv.index("--old") + 1] if "--old" in sys.argv else BEFORE_KERNEL
     [bm25_dir] = index_dir.glob("bm25-*")
     new = LexicalIndex.load(bm25_dir)
     arrays = (new._vocabulary, new.offsets_of, new._rows, new._frequencies, new._lengths)

@@ -84,18 +84,23 @@ def best_rows(
         The rows with a positive score among the best ``depth``, their scores and the
         number of rows the kernel scored in full.
     """
-    restricted = allowed is not None
-    mask = _read_only(np.asarray(allowed, dtype=np.bool_) if restricted else np.zeros(0, dtype=np.bool_))
     if len(terms.starts) == 0:
         return TopRows(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), 0)
+    starts = np.asarray(terms.starts, dtype=np.int64)
+    ends = np.asarray(terms.ends, dtype=np.int64)
+    if allowed is not None:
+        # The allowed postings first, in one pass: the walk then meets only rows it may keep, and
+        # its first rows give a threshold near the final one. Walking every posting and passing
+        # over the rows the filter refuses was slower than NumPy at a 3% filter (4.6 against 3.1 ms).
+        postings, frequencies, starts, ends = _allowed_postings(
+            _read_only(postings), _read_only(frequencies), np.asarray(allowed, dtype=np.bool_), starts, ends
+        )
     rows, scores, fully_scored = _maxscore_top(
         _read_only(postings),
         _read_only(frequencies),
         _read_only(norms),
-        allowed=mask,
-        restricted=restricted,
-        starts=_read_only(np.asarray(terms.starts, dtype=np.int64)),
-        ends=_read_only(np.asarray(terms.ends, dtype=np.int64)),
+        starts=_read_only(starts),
+        ends=_read_only(ends),
         weights=_read_only(np.asarray(terms.weights, dtype=np.float64)),
         bounds=_read_only(np.asarray(terms.bounds, dtype=np.float64)),
         depth=depth,
@@ -103,6 +108,29 @@ def best_rows(
     )
     positive = scores > 0  # a float32 score of 0 ties every row without a query token: the caller fills those
     return TopRows(rows[positive], scores[positive], int(fully_scored))
+
+
+@numba.njit(cache=True, nogil=True)
+def _allowed_postings(
+    postings: np.ndarray, frequencies: np.ndarray, allowed: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The terms' postings (and frequencies) at allowed rows, in new arrays, and where each term now starts and ends."""
+    total = 0
+    for term in range(len(starts)):
+        total += ends[term] - starts[term]
+    kept_rows = np.empty(total, dtype=postings.dtype)
+    kept_frequencies = np.empty(total, dtype=frequencies.dtype)
+    kept_starts, kept_ends = np.empty_like(starts), np.empty_like(ends)
+    size = 0
+    for term in range(len(starts)):
+        kept_starts[term] = size
+        for position in range(starts[term], ends[term]):
+            if allowed[postings[position]]:
+                kept_rows[size] = postings[position]
+                kept_frequencies[size] = frequencies[position]
+                size += 1
+        kept_ends[term] = size
+    return kept_rows[:size], kept_frequencies[:size], kept_starts, kept_ends
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -117,17 +145,18 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 def warm(frequency_dtype: np.dtype[np.unsignedinteger]) -> None:
-    """Compile (or load from numba's disk cache) the kernel for postings of ``frequency_dtype``."""
+    """Compile (or load from numba's disk cache) the kernels for postings of ``frequency_dtype``, filtered or not."""
     terms = QueryTerms(np.array([0]), np.array([1]), np.array([1.0]), np.array([0.5]))
-    best_rows(
-        terms,
-        postings=np.zeros(1, dtype=np.int32),
-        frequencies=np.ones(1, dtype=frequency_dtype),
-        norms=np.ones(1),
-        depth=1,
-        allowed=None,
-        slack=1e-6,
-    )
+    for allowed in (None, np.ones(1, dtype=np.bool_)):
+        best_rows(
+            terms,
+            postings=np.zeros(1, dtype=np.int32),
+            frequencies=np.ones(1, dtype=frequency_dtype),
+            norms=np.ones(1),
+            depth=1,
+            allowed=allowed,
+            slack=1e-6,
+        )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -136,8 +165,6 @@ def _maxscore_top(
     frequencies: np.ndarray,
     norms: np.ndarray,
     *,
-    allowed: np.ndarray,
-    restricted: bool,
     starts: np.ndarray,
     ends: np.ndarray,
     weights: np.ndarray,
@@ -157,8 +184,6 @@ def _maxscore_top(
         postings,
         frequencies,
         norms,
-        allowed,
-        restricted,
         order,
         ends[order],
         weights[order],
@@ -188,8 +213,6 @@ _Walk = namedtuple(
         "postings",
         "frequencies",
         "norms",
-        "allowed",
-        "restricted",
         "order",
         "end",
         "weight",
@@ -226,7 +249,7 @@ def _walk_rows(walk: Any, cursor: np.ndarray, size: int, essential: int, skip_fr
             row = min(row, current[i])
         if row == _EXHAUSTED:
             break
-        passed = walk.restricted and not walk.allowed[row]
+        passed = False
         partial = 0.0
         for i in range(essential, count):
             if current[i] == row:

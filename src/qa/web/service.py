@@ -265,8 +265,9 @@ class AnswerService:
         return next((d for d in self.index.documents if d.doc_id == doc_id), None)
 
     def warm_up(self) -> None:
-        """Load the models now, so the first question does not wait for them."""
+        """Load the models and BM25's tokenizer now, so the first question does not wait for them."""
         self.encoder.encode(["warm up"])
+        self.index.bm25_candidates("warm up", depth=1, where=None)  # imports bm25s, which imports numba: 0.3 s
         if self.reader is not None:
             self.reader.read("warm up", ["warm up"])
 
