@@ -41,7 +41,14 @@ def made_up_passages(count: int) -> list[Passage]:
     return passages
 
 
-def test_a_saved_table_gives_back_every_passage_by_row_and_by_id(tmp_path: Path) -> None:
+@pytest.fixture(params=["ids in memory", "ids looked up"])
+def ids_kept(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Either way of turning rows into ids: a small table's ids all in memory, or looked up in SQLite."""
+    monkeypatch.setattr("qa.index.passages._IDS_IN_MEMORY_UP_TO", 10**9 if request.param == "ids in memory" else 0)
+    return str(request.param)
+
+
+def test_a_saved_table_gives_back_every_passage_by_row_and_by_id(tmp_path: Path, ids_kept: str) -> None:
     passages = made_up_passages(40)
     PassageTable.build(passages).save(tmp_path / "passages.sqlite")
     table = PassageTable.open(tmp_path / "passages.sqlite")
@@ -59,6 +66,9 @@ def test_a_saved_table_gives_back_every_passage_by_row_and_by_id(tmp_path: Path)
     assert table.counts_by_document() == {f"doc{d}.txt": 3 for d in range(13)} | {"doc13.txt": 1}
     with pytest.raises(KeyError):
         table.by_ids(["no such id"])
+    for row in (40, -1):
+        with pytest.raises(KeyError):
+            table.ids_at([3, row])
     with pytest.raises(IndexError):
         table[40]
 
@@ -132,7 +142,7 @@ def test_threads_share_one_table(tmp_path: Path) -> None:
 
 
 def test_rows_looked_up_by_id_agree_with_the_table_before_and_after_its_memory_is_cleared(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, ids_kept: str
 ) -> None:
     import qa.index.passages as passages_module
 
