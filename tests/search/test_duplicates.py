@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import WORDS as BASE_WORDS
 from qa.records import Hit, Passage
-from qa.search.duplicates import fold_duplicates
+from qa.search.duplicates import fold_duplicates, words_of
 
 WORDS = [
     *BASE_WORDS,
@@ -213,3 +213,8 @@ def test_folding_agrees_with_exact_jaccard_of_the_word_five_grams(layout: list[t
         if not any(reference_jaccard(texts[n], texts[m]) >= 0.8 for m in kept):
             kept.append(n)
     assert [hit.passage.source for hit in fold_duplicates(hits)] == [f"s{n}.txt" for n in kept]
+
+
+@given(st.text() | st.text(alphabet=st.characters(max_codepoint=127)))
+def test_words_are_the_runs_of_word_characters_lower_cased(text: str) -> None:
+    assert words_of(text) == re.findall(r"\w+", text.lower())

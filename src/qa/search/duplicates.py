@@ -19,11 +19,21 @@ DUPLICATE_JACCARD = 0.8
 # An odd 64-bit multiplier (the golden ratio's) for combining five word hashes into one.
 _GRAM_BASE = np.int64(-7046029254386353131)
 _WORD = re.compile(r"\w+")
+# Each ASCII byte that ``\w`` matches kept, every other one made a space.
+_ASCII_WORD_CHARACTERS = bytes(c if chr(c).isalnum() or chr(c) == "_" else ord(" ") for c in range(128)) + b" " * 128
+
+
+def words_of(text: str) -> list[str]:
+    """The text's words (runs of word characters), lower-cased."""
+    lowered = text.lower()
+    if lowered.isascii():  # the same words as the pattern finds, about twice as fast
+        return lowered.encode("ascii").translate(_ASCII_WORD_CHARACTERS).decode("ascii").split()
+    return _WORD.findall(lowered)
 
 
 def _shingles(text: str) -> np.ndarray:
     """Hashes of the text's distinct word 5-grams, sorted (one hash of all its words if it has fewer than 5)."""
-    words = _WORD.findall(text.lower())
+    words = words_of(text)
     if len(words) < 5:
         return np.array([hash(tuple(words))], dtype=np.int64)
     hashes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words))
