@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from qa.index.maxscore import QueryTerms, best_rows, warm
+from qa.index.maxscore import QueryTerms, best_rows, scores_at, warm
 from qa.index.postings import (
     Postings,
     assemble,
@@ -241,7 +241,9 @@ class LexicalIndex:
         is found by bisection; contributions are added token by token in the same
         order as ``scores`` adds them, so the scores are the same to the bit.
         """
-        return self._scores_at(self._terms(query), np.asarray(rows, dtype=np.int64))
+        return scores_at(
+            self._query_terms(query), postings=self._rows, frequencies=self._frequencies, norms=self._norms, rows=rows
+        )
 
     def top(self, query: str, *, depth: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The ``depth`` best rows for ``query`` (among ``allowed`` ones) and their scores, best first.
@@ -304,23 +306,6 @@ class LexicalIndex:
             keep = allowed[rows]
             rows, frequencies = rows[keep], frequencies[keep]
         return rows, impacts(term.weight, frequencies, self._norms[rows])
-
-    def _scores_at(self, terms: list[_Term], rows: np.ndarray) -> np.ndarray:
-        """Scores of ``rows`` (any order, repeats allowed), added term by term as ``scores`` adds them."""
-        totals = np.zeros(len(rows), dtype=np.float64)
-        for term in terms:
-            totals += self._contributions_at(term, rows)  # adding 0.0 where a row lacks it changes nothing
-        return totals.astype(np.float32)
-
-    def _contributions_at(self, term: _Term, rows: np.ndarray) -> np.ndarray:
-        """What ``term`` adds to each of ``rows`` (0 where absent), each row found in its postings by bisection."""
-        postings = self._rows[term.start : term.end]
-        positions = np.minimum(np.searchsorted(postings, rows), len(postings) - 1)
-        found = postings[positions] == rows
-        values = np.zeros(len(rows), dtype=np.float64)
-        frequencies = self._frequencies[term.start + positions[found]]
-        values[found] = impacts(term.weight, frequencies, self._norms[rows[found]])
-        return values
 
     # ------------------------------------------------------------------ contents
 

@@ -1,4 +1,4 @@
-"""Exact BM25 top-k by document-at-a-time MaxScore, compiled with numba.
+"""Exact BM25 top-k by document-at-a-time MaxScore, and BM25 scores of given rows, compiled with numba.
 
 The kernel walks the postings of a query's terms row by row (ascending), keeping the
 ``depth`` best rows in a heap. Terms are ordered by their upper bound (``weight`` times
@@ -110,6 +110,48 @@ def best_rows(
     return TopRows(rows[positive], scores[positive], int(fully_scored))
 
 
+def scores_at(
+    terms: QueryTerms, *, postings: np.ndarray, frequencies: np.ndarray, norms: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """The float32 BM25 scores of ``rows`` (any order, repeats allowed), to the bit those of a full scoring.
+
+    Each term's contribution is added in query order in float64 and the sum rounded once,
+    as ``LexicalIndex.scores`` adds them. The rows are looked up in ascending order, each
+    term's search galloping on from where the last one stopped.
+    """
+    return _scores_at(
+        _read_only(postings),
+        _read_only(frequencies),
+        _read_only(norms),
+        starts=_read_only(np.asarray(terms.starts, dtype=np.int64)),
+        ends=_read_only(np.asarray(terms.ends, dtype=np.int64)),
+        weights=_read_only(np.asarray(terms.weights, dtype=np.float64)),
+        rows=_read_only(np.asarray(rows, dtype=np.int64)),
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _scores_at(
+    postings: np.ndarray,
+    frequencies: np.ndarray,
+    norms: np.ndarray,
+    *,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    weights: np.ndarray,
+    rows: np.ndarray,
+) -> np.ndarray:
+    totals = np.zeros(len(rows), dtype=np.float64)
+    ascending = np.argsort(rows, kind="mergesort")
+    for term in range(len(starts)):
+        position = starts[term]  # rows in ascending order: each search goes on from the last one
+        for i in ascending:
+            position = _first_at_or_after(postings, position, ends[term], rows[i])
+            if position < ends[term] and postings[position] == rows[i]:
+                totals[i] += _impact(weights[term], frequencies[position], norms[rows[i]])
+    return totals.astype(np.float32)
+
+
 @numba.njit(cache=True, nogil=True)
 def _allowed_postings(
     postings: np.ndarray, frequencies: np.ndarray, allowed: np.ndarray, starts: np.ndarray, ends: np.ndarray
@@ -147,6 +189,13 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 def warm(frequency_dtype: np.dtype[np.unsignedinteger]) -> None:
     """Compile (or load from numba's disk cache) the kernels for postings of ``frequency_dtype``, filtered or not."""
     terms = QueryTerms(np.array([0]), np.array([1]), np.array([1.0]), np.array([0.5]))
+    scores_at(
+        terms,
+        postings=np.zeros(1, dtype=np.int32),
+        frequencies=np.ones(1, dtype=frequency_dtype),
+        norms=np.ones(1),
+        rows=np.zeros(1, dtype=np.int64),
+    )
     for allowed in (None, np.ones(1, dtype=np.bool_)):
         best_rows(
             terms,
