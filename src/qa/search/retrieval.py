@@ -35,12 +35,13 @@ CANDIDATE_DEPTH = 100
 # Passages fetched from the store at a time as ranked hits are drawn: folding for re-ranking
 # looks at 2 * RERANK_DEPTH of them, so one fetch usually does.
 PASSAGES_AT_A_TIME = 50
-# Above this many passages BM25 (MaxScore) takes about as long as embedding the question and
-# searching its vectors, or longer, and the longer task does best on the calling thread,
-# started at once and never waiting to be handed back. On bench.py's indexes, the two at once
-# with BM25 here against BM25 in a second thread (benchmarks/search_parts.py, two runs each):
-# 1M 8.5-9.2 against 10.3-11.0 ms; 600k 7.7-8.6 against 8.6-8.8; 300k 7.4-8.6 against
-# 6.8-7.2; 100k 6.6 against 5.9; SciFact's 5,183 4.2 against 3.8.
+# Above this many passages BM25 runs on the calling thread and the question's embedding and
+# vector search in a second one; below, the other way round. Measured with BM25 in NumPy, the
+# longer task did best on the calling thread, started at once and never waiting to be handed
+# back (benchmarks/search_parts.py, two runs each): 1M 8.5-9.2 against 10.3-11.0 ms; 600k
+# 7.7-8.6 against 8.6-8.8; 300k 7.4-8.6 against 6.8-7.2; 100k 6.6 against 5.9; SciFact 4.2
+# against 3.8. With the compiled MaxScore (qa.index.maxscore), which releases the interpreter,
+# the first stage and folding at 1M took 8.5-8.8 ms p50 this way against 8.7-9.3 the other.
 BM25_ON_CALLER_ABOVE = 450_000
 
 
