@@ -31,7 +31,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The first run takes a few minutes (about 1 GB of packages); each step says what it does.
-$(STAMP): pyproject.toml
+# The BM25 kernels are C, compiled when qa is installed: a change to them installs again.
+$(STAMP): pyproject.toml src/qa/index/bm25_kernels.c
 	@echo "qa: setting up $(VENV)/ (first run, or pyproject.toml changed; a few minutes) ..."
 	@test -x $(BIN)/python || { echo "qa: creating the virtual environment $(VENV)/ ..." && $(PYTHON) -m venv $(VENV); }
 	@echo "qa: installing torch $(TORCH_VERSION) (CPU build, the largest download) ..."

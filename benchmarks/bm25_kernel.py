@@ -1,4 +1,4 @@
-"""BM25 top-100 on a built index: the NumPy MaxScore of a git revision against the numba kernel, side by side.
+"""BM25 top-100 on a built index: the NumPy MaxScore of a git revision against the compiled kernel, side by side.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bm25_kernel.py INDEX_DIR [--old REVISION]
 
@@ -6,18 +6,14 @@ The old ``LexicalIndex`` is that revision's ``src/qa/index/lexical.py`` (``git s
 the same memory-mapped arrays. For each of 100 SciFact questions old and new run one after
 the other (three rounds, the median kept), so a load on the machine hits both alike; each
 answer is checked to be the same rows and scores. Then the same with a filter allowing 3% of
-the rows. Prints p50 and p95 in ms as JSON; then the time of a first ``top`` in a fresh process
-with numba's disk cache of the kernel, and with an empty cache (``NUMBA_CACHE_DIR`` pointed
-at a new folder, so the kernel compiles).
+the rows. Prints p50 and p95 in ms as JSON.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 import types
 from pathlib import Path
@@ -31,16 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 ROUNDS = 3
 # The last commit whose lexical.py ran MaxScore in NumPy.
 BEFORE_KERNEL = "ddb3dbc"
-FIRST_CALL = """
-import sys, time
-from pathlib import Path
-from qa.index.lexical import LexicalIndex, query_tokens
-index = LexicalIndex.load(Path(sys.argv[1]))
-query_tokens("cancer cells")
-started = time.perf_counter()
-index.top("cancer cells", depth=100, allowed=None)
-print(time.perf_counter() - started)
-"""
 
 
 def old_lexical(revision: str) -> types.ModuleType:
@@ -72,16 +58,6 @@ def side_by_side(old: object, new: object, questions: list[str], allowed: np.nda
     return result
 
 
-def first_call_s(bm25_dir: Path, cache_dir: str | None) -> float:
-    environment = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    if cache_dir is not None:
-        environment["NUMBA_CACHE_DIR"] = cache_dir
-    run = subprocess.run(
-        [sys.executable, "-c", FIRST_CALL, str(bm25_dir)], env=environment, capture_output=True, text=True, check=True
-    )
-    return round(float(run.stdout.strip().splitlines()[-1]), 3)
-
-
 def main() -> None:
     from qa.index.lexical import LexicalIndex, query_tokens
 
@@ -94,14 +70,9 @@ def main() -> None:
     questions = bench.scifact_questions()[:100]
     for question in questions:
         query_tokens(question)  # tokenized beforehand, as a hybrid search has them
-    new.top(questions[0], depth=100, allowed=None)  # the kernel loaded (or compiled) before timing
     few = np.random.default_rng(0).random(new.size) < 0.03
     print(json.dumps({"rows": new.size, "unfiltered": side_by_side(old, new, questions, None)}))
     print(json.dumps({"filter_3pct": side_by_side(old, new, questions, few)}))
-    cached = first_call_s(bm25_dir, None)
-    with tempfile.TemporaryDirectory() as empty:
-        cold = first_call_s(bm25_dir, empty)
-    print(json.dumps({"first_top_s_cached_kernel": cached, "first_top_s_compiling": cold}))
 
 
 if __name__ == "__main__":

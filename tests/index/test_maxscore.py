@@ -1,4 +1,4 @@
-"""The numba MaxScore kernel against brute force: the same rows and float32 scores as ``top_rows(scores(...))``."""
+"""The compiled MaxScore kernel against brute force: the same rows and float32 scores as ``top_rows(scores(...))``."""
 
 from __future__ import annotations
 

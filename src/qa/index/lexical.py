@@ -33,14 +33,13 @@ import functools
 import itertools
 import json
 import math
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from qa.index.maxscore import QueryTerms, best_rows, scores_at, warm
+from qa.index.maxscore import QueryTerms, best_rows, scores_at
 from qa.index.postings import (
     Postings,
     assemble,
@@ -350,8 +349,6 @@ class LexicalIndex:
             for name in ARRAY_FILES
         }
         check_saved(header, vocabulary, arrays)
-        if header["rows"] > EXHAUSTIVE_ROWS:  # the kernel loads in 0.2 s from numba's cache, compiles in 4-5 s
-            threading.Thread(target=warm, args=(arrays["frequencies"].dtype,), daemon=True).start()
         return cls(
             vocabulary,
             arrays["offsets"],
