@@ -6,7 +6,6 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import bm25s
@@ -17,18 +16,8 @@ from bm25s.stopwords import STOPWORDS_EN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import qa.index.lexical
 from conftest import CORPUS
 from qa.index.lexical import DEFAULT_B, DEFAULT_K1, LexicalIndex, tokenize, top_rows
-
-
-@pytest.fixture(autouse=True, scope="module")
-def pruned() -> Iterator[None]:
-    """Every index here finds its top rows by MaxScore, as a large one does; the small-index path is tested alone."""
-    exhaustive, qa.index.lexical.EXHAUSTIVE_ROWS = qa.index.lexical.EXHAUSTIVE_ROWS, 0
-    yield
-    qa.index.lexical.EXHAUSTIVE_ROWS = exhaustive
-
 
 # Content words (some inflected, so stemming merges them), stop words, and words no text uses.
 CONTENT_WORDS = [
@@ -429,19 +418,6 @@ def test_top_prunes_exactly_on_a_corpus_large_enough_to_prune() -> None:
                 rows, scores = index.top(query, depth=depth, allowed=allowed)
                 assert np.array_equal(rows, top_rows(full, depth, allowed)[0]), (query, depth)
                 assert np.array_equal(scores, full[rows])
-
-
-def test_a_small_index_scores_every_row_and_finds_what_pruning_finds(monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(3)
-    sentences = [s for p in corpus_paragraphs() for s in re.split(r"(?<=[.!?])\s+", p) if s]
-    index = LexicalIndex.build([" ".join(rng.choice(sentences, size=3)) for _ in range(2000)])
-    queries = [str(rng.choice(sentences)) for _ in range(10)]
-    pruned = [index.top(query, depth=50, allowed=None) for query in queries]
-    monkeypatch.setattr("qa.index.lexical.EXHAUSTIVE_ROWS", 2000)
-    monkeypatch.setattr("qa.index.lexical.best_rows", None)  # the small-index path never prunes
-    for query, (rows, scores) in zip(queries, pruned, strict=True):
-        found_rows, found_scores = index.top(query, depth=50, allowed=None)
-        assert np.array_equal(found_rows, rows) and np.array_equal(found_scores, scores)
 
 
 # ---------------------------------------------------------------- bm25s as the reference

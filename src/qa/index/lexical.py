@@ -67,9 +67,6 @@ IMPACT_BLOCK = 4_000_000
 # Pruning keeps every row whose upper bound comes within this fraction of the threshold,
 # far more than float32 rounding of the final scores (6e-8) and float64 error in the bounds.
 SLACK = 1e-6
-# Up to this many rows every row is scored and the best picked: one pass over the query's postings
-# and one partition of the scores cost less than MaxScore's bookkeeping (benchmarks/bm25_topk.py).
-EXHAUSTIVE_ROWS = 200_000
 
 
 def _stemmer() -> object:
@@ -247,15 +244,15 @@ class LexicalIndex:
     def top(self, query: str, *, depth: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The ``depth`` best rows for ``query`` (among ``allowed`` ones) and their scores, best first.
 
-        Exactly the rows ``top_rows(self.scores(query), depth, allowed)`` gives (which is how
-        an index of up to ``EXHAUSTIVE_ROWS`` finds them), ties going to the earlier row; a
-        larger index scores only rows that may reach the top (MaxScore, ``qa.index.maxscore``).
+        Exactly the rows ``top_rows(self.scores(query), depth, allowed)`` gives, ties going to
+        the earlier row, scoring only rows that may reach the top (MaxScore, ``qa.index.maxscore``).
+        At every size: the compiled kernel matched scoring every row at SciFact's 5,183 (0.19 ms)
+        and beat it at 100,000 (0.63 against 0.89 ms), and it releases the interpreter while the
+        question is embedded beside it (a SciFact search 5.48-5.61 ms against 5.64-6.09).
         """
         depth = min(depth, self.size if allowed is None else int(np.count_nonzero(allowed)))
         if depth <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if self.size <= EXHAUSTIVE_ROWS:
-            return top_rows(self.scores(query), depth, allowed)
         found = best_rows(
             self._query_terms(query),
             postings=self._rows,
