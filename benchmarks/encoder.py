@@ -56,11 +56,11 @@ from qa.embed.openvino import (  # noqa: E402
     OPENVINO_XML,
     ExportedModel,
     ExportManifest,
-    StreamedRunner,
     export_is_current,
     export_openvino,
     source_fingerprint,
 )
+from qa.embed.streams import StreamedRunner  # noqa: E402
 from qa.evaluation.beir import BeirDataset, load_beir  # noqa: E402
 from qa.evaluation.metrics import evaluate, mean_metrics  # noqa: E402
 from qa.index.embeddings import EMBED_BATCH_SIZE  # noqa: E402

@@ -28,14 +28,8 @@ from qa.embed.encoder import (
     SentenceTransformerEncoder,
 )
 from qa.embed.models import DEFAULT_MODEL, MODEL_CACHE_ENV_VAR, export_dir, resolve_model_location
-from qa.embed.openvino import (
-    OPENVINO_XML,
-    QUESTION_MAX_WIDTH,
-    QUESTION_WIDTH_STEP,
-    STREAM_BATCH,
-    ExportedModel,
-    StreamedRunner,
-)
+from qa.embed.openvino import OPENVINO_XML, ExportedModel
+from qa.embed.streams import QUESTION_MAX_WIDTH, QUESTION_WIDTH_STEP, STREAM_BATCH, StreamedRunner
 from qa.errors import QAError
 from qa.index.local import LocalIndex
 

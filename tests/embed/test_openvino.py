@@ -71,7 +71,7 @@ def test_failed_export_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest
 
 def test_importing_openvino_sends_no_usage_telemetry() -> None:
     script = (
-        "import sys; from qa.embed.openvino import import_openvino; import_openvino(); "
+        "import sys; from qa.embed.runtime import import_openvino; import_openvino(); "
         "sys.exit('openvino_telemetry' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 0

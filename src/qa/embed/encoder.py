@@ -7,7 +7,7 @@ real one; tests pass small deterministic fakes.
 Backends (``SentenceTransformerEncoder(backend=...)`` or ``$QA_BACKEND``):
 
 - ``openvino-bf16-streams`` (the default): the ``openvino-bf16`` model and precision, run for
-  throughput (``qa.embed.openvino.StreamedRunner``): a call's texts, sorted by length, go in
+  throughput (``qa.embed.streams.StreamedRunner``): a call's texts, sorted by length, go in
   batches of 8 to two streams at once (one thread each), and full batches are padded to a
   multiple of 64 tokens and run by a model compiled for that fixed shape. Same vectors as
   ``openvino-bf16``; more passages/s (``benchmarks/encoder.py``), each new fixed shape costs

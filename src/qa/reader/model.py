@@ -20,7 +20,8 @@ import numpy as np
 
 from qa.cpus import usable_cpus
 from qa.embed.models import DEFAULT_MODEL, local_model_folder, model_cache_root, resolve_model_location
-from qa.embed.openvino import build_once, compile_for_cpu, import_openvino, openvino_core, source_fingerprint
+from qa.embed.openvino import build_once, source_fingerprint
+from qa.embed.runtime import compile_for_cpu, import_openvino, openvino_core
 from qa.errors import QAError
 from qa.reader.choice import READER_CHOICES, READER_ENV_VAR
 from qa.reader.spans import best_span
