@@ -6,23 +6,15 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa.index.lexical import SLACK, LexicalIndex, top_rows
-from qa.index.maxscore import TopRows, best_rows
+from qa.index.lexical import LexicalIndex, top_rows
+from qa.index.maxscore import TopRows
 
 # Few distinct words and short texts: many rows with the very same score (float32 ties).
 WORDS = ["river", "army", "border", "school", "money", "court", "bridge", "the"]
 
 
 def kernel_top(index: LexicalIndex, query: str, depth: int, allowed: np.ndarray | None) -> TopRows:
-    return best_rows(
-        index._query_terms(query),
-        postings=index._rows,
-        frequencies=index._frequencies,
-        norms=index._norms,
-        depth=depth,
-        allowed=allowed,
-        slack=SLACK,
-    )
+    return index._best_rows(query, depth=depth, allowed=allowed)
 
 
 def assert_exact(index: LexicalIndex, query: str, depth: int, allowed: np.ndarray | None) -> TopRows:

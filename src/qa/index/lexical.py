@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from qa.index.maxscore import QueryTerms, best_rows, scores_at
+from qa.index.maxscore import QueryTerms, TopRows, best_rows, scores_at
 from qa.index.postings import (
     Postings,
     assemble,
@@ -253,7 +253,18 @@ class LexicalIndex:
         depth = min(depth, self.size if allowed is None else int(np.count_nonzero(allowed)))
         if depth <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        found = best_rows(
+        found = self._best_rows(query, depth=depth, allowed=allowed)
+        if len(found.rows) == depth:
+            return found.rows, found.scores
+        # Fewer rows hold a query word than were asked for: the first others follow, scoring 0.
+        unscored = np.ones(self.size, dtype=bool) if allowed is None else np.array(allowed, dtype=bool)
+        unscored[found.rows] = False
+        rows = np.concatenate([found.rows, np.flatnonzero(unscored)[: depth - len(found.rows)]])
+        return rows, np.concatenate([found.scores, np.zeros(len(rows) - len(found.rows), dtype=np.float32)])
+
+    def _best_rows(self, query: str, *, depth: int, allowed: np.ndarray | None) -> TopRows:
+        """The MaxScore kernel's answer: the best rows of positive score, without the zero-score ones."""
+        return best_rows(
             self._query_terms(query),
             postings=self._rows,
             frequencies=self._frequencies,
@@ -262,13 +273,6 @@ class LexicalIndex:
             allowed=allowed,
             slack=SLACK,
         )
-        if len(found.rows) == depth:
-            return found.rows, found.scores
-        # Fewer rows hold a query word than were asked for: the first others follow, scoring 0.
-        unscored = np.ones(self.size, dtype=bool) if allowed is None else np.array(allowed, dtype=bool)
-        unscored[found.rows] = False
-        rows = np.concatenate([found.rows, np.flatnonzero(unscored)[: depth - len(found.rows)]])
-        return rows, np.concatenate([found.scores, np.zeros(len(rows) - len(found.rows), dtype=np.float32)])
 
     def _query_terms(self, query: str) -> QueryTerms:
         """The query's terms as the MaxScore kernel takes them: arrays in query order."""

@@ -179,7 +179,7 @@ def _allowed_postings(
     kept_frequencies = np.empty(total, dtype=source.frequencies.dtype)
     kept_starts, kept_ends = np.empty_like(starts), np.empty_like(ends)
     size = getattr(_library(), f"qa_allowed_postings_{suffix}")(
-        *source.pointers()[:2],
+        *source.pointers(),
         _pointer(mask),
         _pointer(starts),
         _pointer(ends),
@@ -193,7 +193,7 @@ def _allowed_postings(
 
 
 class _Arrays:
-    """An index's postings, frequencies and norms as contiguous arrays of the types the C code reads."""
+    """An index's postings, frequencies and (if given) norms as contiguous arrays of the types the C code reads."""
 
     def __init__(self, postings: np.ndarray, frequencies: np.ndarray, norms: np.ndarray | None) -> None:
         self.postings = np.ascontiguousarray(postings, dtype=np.int32)

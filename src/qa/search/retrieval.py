@@ -40,8 +40,9 @@ PASSAGES_AT_A_TIME = 50
 # longer task did best on the calling thread, started at once and never waiting to be handed
 # back (benchmarks/search_parts.py, two runs each): 1M 8.5-9.2 against 10.3-11.0 ms; 600k
 # 7.7-8.6 against 8.6-8.8; 300k 7.4-8.6 against 6.8-7.2; 100k 6.6 against 5.9; SciFact 4.2
-# against 3.8. With the compiled MaxScore (qa.index.maxscore), which releases the interpreter,
-# the first stage and folding at 1M took 8.5-8.8 ms p50 this way against 8.7-9.3 the other.
+# against 3.8. With BM25's MaxScore compiled (qa.index.maxscore; measured with the Numba build of
+# the same walk, which releases the interpreter as the C one does), the first stage and folding
+# at 1M took 8.5-8.8 ms p50 this way against 8.7-9.3 the other.
 BM25_ON_CALLER_ABOVE = 450_000
 
 

@@ -267,7 +267,7 @@ class AnswerService:
     def warm_up(self) -> None:
         """Load the models and BM25's tokenizer now, so the first question does not wait for them."""
         self.encoder.encode(["warm up"])
-        self.index.bm25_candidates("warm up", depth=1, where=None)  # imports bm25s, which imports numba: 0.3 s
+        self.index.bm25_candidates("warm up", depth=1, where=None)  # imports bm25s, the tokenizer: 0.3 s
         if self.reader is not None:
             self.reader.read("warm up", ["warm up"])
 
