@@ -183,9 +183,9 @@ def test_malformed_search_calls_say_what_was_wrong(served: Served, data: list[ob
     assert len(str(answer["error"])) < 200  # a huge value is not echoed whole
 
 
-# What the page sends with a question: history and earlier sources (kept on the server), chat, question, k,
-# mode, reader, filters.
-RESPOND = [None, None, [], "Why return?", 3, "hybrid", False, [], [], "", ""]
+# What the page sends with a question: history, earlier sources and which conversation (kept on the
+# server), chat, question, k, mode, reader, filters.
+RESPOND = [None, None, None, [], "Why return?", 3, "hybrid", False, [], [], "", ""]
 
 
 @pytest.mark.parametrize(
@@ -194,10 +194,10 @@ RESPOND = [None, None, [], "Why return?", 3, "hybrid", False, [], [], "", ""]
         ("search", [], "search takes 3 values (question, k, mode), got 0"),
         ("search", ["Why return?"], "search takes 3 values (question, k, mode), got 1"),
         ("article", [], "article takes 1 value (choice), got 0"),
-        ("respond", RESPOND[:3], "respond takes 11 values, got 3"),
-        ("respond", [*RESPOND[:4], "abc", *RESPOND[5:]], "Could not preprocess input component at index 4 (a `slider`"),
-        ("respond", [*RESPOND[:2], "not a list", *RESPOND[3:]], "respond got an input value it cannot take: value"),
-        ("respond", [*RESPOND[:2], [{"role": "user"}], *RESPOND[3:]], "respond got an input value it cannot take: 0."),
+        ("respond", RESPOND[:3], "respond takes 12 values, got 3"),
+        ("respond", [*RESPOND[:5], "abc", *RESPOND[6:]], "Could not preprocess input component at index 5 (a `slider`"),
+        ("respond", [*RESPOND[:3], "not a list", *RESPOND[4:]], "respond got an input value it cannot take: value"),
+        ("respond", [*RESPOND[:3], [{"role": "user"}], *RESPOND[4:]], "respond got an input value it cannot take: 0."),
     ],
 )
 def test_malformed_calls_of_the_pages_actions_say_what_was_wrong(
@@ -480,7 +480,7 @@ def test_each_answer_links_its_citations_to_its_own_sources(served: Served) -> N
 
 
 def test_the_chats_clear_button_forgets_the_conversation_like_new_conversation(served: Served) -> None:
-    from qa.web.chat import start_afresh
+    from qa.web.chat import Conversation, start_afresh
     from qa.web.ui import build_app
 
     app = build_app(served.service)
@@ -495,6 +495,12 @@ def test_the_chats_clear_button_forgets_the_conversation_like_new_conversation(s
     # questions and sources (so a follow-up starts afresh), the sources panel, the article view.
     assert set(resets) == {("qa-chat", "clear"), ("qa-new", "click")}
     assert resets[("qa-chat", "clear")] == resets[("qa-new", "click")]
-    cleared = dict(zip(resets[("qa-chat", "clear")], start_afresh(), strict=False))
+    cleared = dict(zip(resets[("qa-chat", "clear")], start_afresh(Conversation()), strict=False))
     assert cleared["qa-chat"] == [] and cleared["qa-sources"] == "" and cleared["State"] == []
     assert [name for name in resets[("qa-chat", "clear")] if name == "State"] == ["State", "State"]
+    # Both end the session's conversation that every way of asking reads, so an answer being
+    # written stops (tests/web/test_conversation.py); it is not one of the states cleared.
+    ended = {block for fn in app.fns.values() if fn.fn is start_afresh for block in fn.inputs}
+    asking = [fn for fn in app.fns.values() if any(ids.get(block_id) == "qa-ask" for block_id, _ in fn.targets)]
+    assert len(ended) == 1 and isinstance(next(iter(ended)).value, Conversation)
+    assert ended <= set(asking[0].inputs) and not ended & {b for fn in app.fns.values() for b in fn.outputs}

@@ -11,17 +11,31 @@ import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import gradio as gr
 import pytest
 
 from conftest import CORPUS, FakeModelEncoder
 from llm_server import UNSUPPORTED
 from qa.llm.client import ChatModel, LLMConfig
 from qa.reader.model import Reading
-from qa.web.chat import _responder
+from qa.web.chat import Conversation, _responder
 from qa.web.present import UNSUPPORTED_MARK, as_markdown_text
 from qa.web.service import AnswerService
 
-FIELDS = ("question", "chat", "history", "turns", "k", "mode", "reader", "documents", "outlets", "from", "to")
+FIELDS = (
+    "question",
+    "chat",
+    "history",
+    "turns",
+    "conversation",
+    "k",
+    "mode",
+    "reader",
+    "documents",
+    "outlets",
+    "from",
+    "to",
+)
 QUESTION = "Why do defectors return?"
 
 
@@ -59,8 +73,19 @@ def _with_model(
 
 def _ask(service: AnswerService, question: str = QUESTION) -> Any:
     respond = _responder(service, {name: name for name in FIELDS})
-    values = {"question": question, "chat": [], "history": ["What happened?"], "k": 3, "mode": "hybrid", "reader": True}
-    return list(respond({name: values.get(name) for name in FIELDS}))
+    values = {
+        "question": question,
+        "chat": [],
+        "history": ["What happened?"],
+        "conversation": Conversation(),
+        "k": 3,
+        "mode": "hybrid",
+        "reader": True,
+    }
+    updates = list(respond({name: values.get(name) for name in FIELDS}))
+    # The last changes nothing: Gradio ends a run by sending every output's last value again.
+    assert updates[-1] == (gr.skip(),) * len(updates[0])
+    return updates[:-1]
 
 
 def test_the_extractive_answer_comes_first_then_the_written_one_streams_and_is_checked(

@@ -7,8 +7,10 @@ copying as plain text) in ``qa.web.ui``.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import gradio as gr
@@ -49,6 +51,9 @@ EXAMPLES = [
 # box, the examples and the Settings bar, so all of them show at 1280x800.
 ARTICLE_PROMPT = '<p class="qa-article-empty">Choose a source above to read its whole article here.</p>'
 CHAT_HEIGHT = "max(300px, calc(100vh - 400px))"
+# Seconds "New conversation" waits for an update of the old one already on its way to the browser
+# (Gradio sends it, then asks the answer for the next: milliseconds); a bound, should a session go.
+SENDING_WAIT = 2.0
 # The article view scrolls itself to the highlighted paragraph, not the page (which
 # would carry the chat out of sight); on a phone, where the panel does not scroll, the page.
 SCROLL_TO_HIGHLIGHT = """() => { setTimeout(() => {
@@ -63,10 +68,70 @@ SCROLL_TO_HIGHLIGHT = """() => { setTimeout(() => {
 }, 50); }"""
 
 
+class Conversation:
+    """Which conversation a browser session's chat shows, so that an answer written into an older one stops.
+
+    Gradio hands every handler of a session the one object in the session's ``gr.State``, and
+    "New conversation" runs beside an answer still being written. Without this the answer's next
+    update, already on its way, would write the old conversation back over the cleared chat:
+    Gradio's own cancelling reaches the answer only after the chat has been cleared.
+    """
+
+    def __init__(self) -> None:
+        self.number = 0
+        self._sending = 0
+        self._changed = threading.Condition()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Conversation:
+        return Conversation()  # Gradio copies a State's first value into each new session
+
+    def may_send(self, number: int) -> bool:
+        """Whether an update to conversation ``number`` may go to the browser; if it may, call ``sent`` after."""
+        with self._changed:
+            if number != self.number:
+                return False
+            self._sending += 1
+            return True
+
+    def sent(self) -> None:
+        """An update allowed by ``may_send`` has gone to the browser (or never will)."""
+        with self._changed:
+            self._sending -= 1
+            self._changed.notify_all()
+
+    def start_afresh(self, wait: float = SENDING_WAIT) -> None:
+        """Ends the conversation; returns once no update to it is on its way (or after ``wait`` seconds)."""
+        with self._changed:
+            self.number += 1
+            self._changed.wait_for(lambda: self._sending == 0, timeout=wait)
+
+    def updates(self, answer: Generator[tuple[Any, ...]]) -> Generator[tuple[Any, ...]]:
+        """``answer``'s updates while this conversation is the one shown, then one that changes nothing.
+
+        ``answer`` is closed when a new conversation starts. Gradio asks for the next update
+        only once it has sent the last, so ``sent`` is called when this resumes (or is closed
+        by Gradio's cancelling). The update that changes nothing comes last because Gradio ends
+        a run by sending each output's last value once more: that would be the old conversation.
+        """
+        number, outputs = self.number, 0
+        with contextlib.closing(answer):
+            for update in answer:
+                outputs = len(update)
+                if not self.may_send(number):
+                    break
+                try:
+                    yield update
+                finally:
+                    self.sent()
+        if outputs:
+            yield (gr.skip(),) * outputs
+
+
 def chat_tab(service: AnswerService) -> dict[str, Any]:
     """The Ask tab: the chat, its settings, the sources and the article view; returns the filter widgets."""
     history = gr.State([])  # the questions asked so far, for follow-ups
     turns = gr.State([])  # (turn, sources HTML) of each answer, so older citations find their sources
+    conversation = gr.State(Conversation())  # which one the chat shows, so that "New conversation" stops answers
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, elem_id="qa-conversation"):
             chips = gr.HTML(elem_id="qa-chips")
@@ -100,7 +165,14 @@ def chat_tab(service: AnswerService) -> dict[str, Any]:
                     article = gr.HTML(
                         '<p class="qa-article-empty">Open a source\'s article above.</p>', elem_id="qa-article"
                     )
-    fields = {"question": question, "chat": chat, "history": history, "turns": turns, **settings}
+    fields = {
+        "question": question,
+        "chat": chat,
+        "history": history,
+        "turns": turns,
+        "conversation": conversation,
+        **settings,
+    }
     outputs = [chat, history, turns, sources, article_choice, article, question, side, chips]
     respond = _responder(service, fields)
     inputs = set(fields.values())
@@ -123,8 +195,8 @@ def chat_tab(service: AnswerService) -> dict[str, Any]:
     # "New conversation" and the chat's own clear (trash) button forget the same things; a
     # written answer still streaming stops, rather than write the old conversation back.
     stops = asking if service.llm is not None else None
-    new.click(start_afresh, None, outputs[:6], api_visibility="private", cancels=stops)
-    chat.clear(start_afresh, None, outputs[:6], api_visibility="private", cancels=stops)
+    new.click(start_afresh, conversation, outputs[:6], api_visibility="private", cancels=stops)
+    chat.clear(start_afresh, conversation, outputs[:6], api_visibility="private", cancels=stops)
     filters = [settings["documents"], settings["outlets"], settings["from"], settings["to"]]
     for widget in filters:
         widget.change(_chips_shower(service), filters, chips, api_visibility="private")
@@ -134,8 +206,9 @@ def chat_tab(service: AnswerService) -> dict[str, Any]:
     return {"documents": settings["documents"], "outlets": settings["outlets"]}
 
 
-def start_afresh() -> tuple[Any, ...]:
+def start_afresh(conversation: Conversation) -> tuple[Any, ...]:
     """A new conversation: no messages, no earlier questions, no sources, no article."""
+    conversation.start_afresh()
     return [], [], [], "", gr.update(choices=[], value=None), ARTICLE_PROMPT
 
 
@@ -211,13 +284,17 @@ def _responder(service: AnswerService, fields: dict[str, Any]) -> Any:
     def respond(values: dict[Any, Any]) -> tuple[Any, ...]:
         return _answer(service, fields, values)[0]
 
-    def respond_and_write(values: dict[Any, Any]) -> Iterator[tuple[Any, ...]]:
+    def answer_and_write(values: dict[Any, Any]) -> Generator[tuple[Any, ...]]:
         outputs, asked = _answer(service, fields, values)
         yield outputs
         if asked is not None:
             result, history, number = asked
             for chat in _writer(service, outputs[0], result, history, number):
                 yield chat, *[gr.skip()] * (len(outputs) - 1)
+
+    def respond_and_write(values: dict[Any, Any]) -> Iterator[tuple[Any, ...]]:
+        conversation: Conversation = values[fields["conversation"]]
+        yield from conversation.updates(answer_and_write(values))
 
     return respond if service.llm is None else respond_and_write
 
