@@ -345,7 +345,7 @@ def test_an_unexpected_error_in_one_file_leaves_the_others_indexed(
 
 BENCHMARK_SETTINGS = IndexSettings(max_tokens=128, min_words=1)
 # The damages a build notices before it would answer "unchanged": a manifest rewritten
-# consistently, checksum included, is only caught on loading (see test_cli).
+# consistently, checksum included, is only caught on loading (see tests/cli/test_commands.py).
 FOUND_BY_A_BUILD = [damage for damage in DAMAGES if damage != "manifest and checksum edited"]
 
 

@@ -821,7 +821,7 @@ def test_a_mistyped_option_exits_2_with_the_usage_from_the_process(tmp_path: Pat
 
 
 def test_a_list_answer_keeps_one_point_a_line_and_a_suggestion_is_shown_first() -> None:
-    from qa.cli_format import format_result
+    from qa.cli.output import format_result
     from qa.records import Hit, Passage, SearchResult
 
     passage = Passage("a.txt#p1-0", "a.txt", "a.txt", 1, 0, 5, "Text.")
@@ -841,7 +841,7 @@ def test_a_list_answer_keeps_one_point_a_line_and_a_suggestion_is_shown_first() 
 
 
 def test_emphasized_bolds_a_span_even_where_wrapping_broke_it() -> None:
-    from qa.cli_format import BOLD, PLAIN, emphasized
+    from qa.cli.output import BOLD, PLAIN, emphasized
 
     text = "Answer: June 10 [1]\n\nthe order came on the morning of June\n   10, the source said."
     marked = emphasized(text, "June 10")

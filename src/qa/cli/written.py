@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from qa.cli_format import format_answer, say, tell
+from qa.cli.output import format_answer, say, tell
 from qa.llm.client import ChatModel, llm_config
 from qa.records import SearchResult
 from qa.safe_text import terminal_text
