@@ -333,6 +333,32 @@ def test_scores_of_rows_on_the_real_corpus() -> None:
     assert_scores_of_match(index, queries, np.random.default_rng(0))
 
 
+def test_a_query_is_tokenized_once_for_its_best_rows_and_the_scores_of_other_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qa.index import lexical
+
+    index = LexicalIndex.build(corpus_paragraphs())
+    asked: Counter[str] = Counter()
+    tokens = lexical.query_tokens
+    monkeypatch.setattr(lexical, "query_tokens", lambda query: asked.update([query]) or tokens(query))
+    query = "Why do defectors return?"
+    index.top(query, depth=10, allowed=None)
+    index.scores_of(query, np.arange(index.size))
+    assert asked[query] == 1
+
+
+def test_more_queries_than_an_index_keeps_the_terms_of_still_score_exactly() -> None:
+    from qa.index.lexical import RECENT_QUERIES
+
+    index = LexicalIndex.build(corpus_paragraphs())
+    rows = np.arange(index.size)
+    words = ["defectors", "return", "Pyongyang", "families", "money", "China", "broker", "prison"]
+    queries = [f"{words[i % 8]} {words[(i * 3 + 1) % 8]} {i}" for i in range(3 * RECENT_QUERIES)]
+    for query in [*queries, *reversed(queries)]:  # kept, forgotten and worked out again
+        assert np.array_equal(index.scores_of(query, rows), index.scores(query)), query
+
+
 @pytest.mark.parametrize("mmap", [False, True])
 def test_scores_of_rows_of_a_loaded_index_are_those_of_the_built_one(tmp_path: Path, mmap: bool) -> None:
     texts = random_texts(21, count=40)

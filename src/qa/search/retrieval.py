@@ -263,7 +263,7 @@ def ranked_hits(
     if mode != "dense":
         bm25_scores = _scores_of(ids, proposed=lexical, score=lambda rest: store.bm25_scores(query_text, rest))
     fused = _ranked_by(mode, dense_scores, bm25_scores)
-    order = sorted(range(len(ids)), key=lambda i: (-fused[i], i))
+    order = np.argsort(-fused, kind="stable").tolist()  # best first, ties in the order found
     dense_ranks, bm25_ranks = _ranks(dense), _ranks(lexical)
     for first in range(0, len(order), PASSAGES_AT_A_TIME):
         chunk = order[first : first + PASSAGES_AT_A_TIME]
