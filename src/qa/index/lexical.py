@@ -285,15 +285,14 @@ class LexicalIndex:
         if found is not None:
             return found
         terms = self._terms(query)
-        arrays = [
-            np.array([term.start for term in terms], dtype=np.int64),
-            np.array([term.end for term in terms], dtype=np.int64),
-            np.array([term.weight for term in terms], dtype=np.float64),
-            np.array([term.bound for term in terms], dtype=np.float64),
-        ]
-        for array in arrays:
+        found = QueryTerms(
+            starts=np.array([term.start for term in terms], dtype=np.int64),
+            ends=np.array([term.end for term in terms], dtype=np.int64),
+            weights=np.array([term.weight for term in terms], dtype=np.float64),
+            bounds=np.array([term.bound for term in terms], dtype=np.float64),
+        )
+        for array in (found.starts, found.ends, found.weights, found.bounds):
             array.flags.writeable = False  # shared by the searches that ask the same query
-        found = QueryTerms(*arrays)
         if len(self._recent_terms) >= RECENT_QUERIES:
             self._recent_terms.clear()
         self._recent_terms[query] = found

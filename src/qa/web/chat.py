@@ -86,16 +86,16 @@ class Conversation:
     def __deepcopy__(self, memo: dict[int, Any]) -> Conversation:
         return Conversation()  # Gradio copies a State's first value into each new session
 
-    def may_send(self, number: int) -> bool:
-        """Whether an update to conversation ``number`` may go to the browser; if it may, call ``sent`` after."""
+    def _may_send(self, number: int) -> bool:
+        """Whether an update to conversation ``number`` may go to the browser; if it may, call ``_sent`` after."""
         with self._changed:
             if number != self.number:
                 return False
             self._sending += 1
             return True
 
-    def sent(self) -> None:
-        """An update allowed by ``may_send`` has gone to the browser (or never will)."""
+    def _sent(self) -> None:
+        """An update allowed by ``_may_send`` has gone to the browser (or never will)."""
         with self._changed:
             self._sending -= 1
             self._changed.notify_all()
@@ -110,7 +110,7 @@ class Conversation:
         """``answer``'s updates while this conversation is the one shown, then one that changes nothing.
 
         ``answer`` is closed when a new conversation starts. Gradio asks for the next update
-        only once it has sent the last, so ``sent`` is called when this resumes (or is closed
+        only once it has sent the last, so ``_sent`` is called when this resumes (or is closed
         by Gradio's cancelling). The update that changes nothing comes last because Gradio ends
         a run by sending each output's last value once more: that would be the old conversation.
         """
@@ -118,12 +118,12 @@ class Conversation:
         with contextlib.closing(answer):
             for update in answer:
                 outputs = len(update)
-                if not self.may_send(number):
+                if not self._may_send(number):
                     break
                 try:
                     yield update
                 finally:
-                    self.sent()
+                    self._sent()
         if outputs:
             yield (gr.skip(),) * outputs
 
