@@ -94,12 +94,18 @@ def test_the_written_answer_streams_below_the_extractive_one_then_is_checked(pag
 
 
 def test_a_new_conversation_stops_a_written_answer_on_its_way(page: Any) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.locator("#qa-question textarea").fill(QUESTION)
     page.locator("#qa-ask").click()
     streaming = f"(document.querySelectorAll('{BOT}')[1]?.innerText || '').includes('checked when it ends')"
     page.wait_for_function(f"() => {streaming}", timeout=ANSWER_MS)
     page.locator("#qa-new").click()
     empty = "document.querySelectorAll('#qa-chat .message-row').length === 0"
-    page.wait_for_function(f"() => {empty}", timeout=ANSWER_MS)  # a loaded machine takes a while to clear
+    try:
+        page.wait_for_function(f"() => {empty}", timeout=ANSWER_MS)  # a loaded machine takes a while to clear
+    except PlaywrightTimeout:
+        rows = page.evaluate("() => [...document.querySelectorAll('#qa-chat .message-row')].map(r => r.innerText)")
+        pytest.fail(f"the chat was not cleared; it shows {rows!r}")
     page.wait_for_timeout(2_500)  # the model writes on meanwhile, a word every 0.1 s: nothing may come back
     assert page.locator(BOT).count() == 0 and page.locator("#qa-chat .message-row").count() == 0
