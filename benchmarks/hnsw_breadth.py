@@ -35,7 +35,7 @@ def main() -> None:
     _, truth = exact.search(queries, 10)
     del exact, vectors
     results = {}
-    for breadth in (512, 768, 1024):
+    for breadth in (384, 512, 768):
         index._vectors._index.hnsw.efSearch = breadth
         recalls, seconds = [], []
         for query, expected in zip(queries, truth, strict=True):

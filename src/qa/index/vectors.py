@@ -24,14 +24,20 @@ if TYPE_CHECKING:
 
 # Exact search up to this many passages, HNSW above: see benchmarks/bench.py.
 EXACT_SEARCH_LIMIT = 50_000
-# The graph: float16 codes, 32 links a node, 160 candidates while linking. At a million
-# synthetic passages (benchmarks/bench.py) recall@10 against exact search at efSearch 256 / 512 is
-# 0.980 / 0.993 on one build and 512 / 768 / 1024 gave 0.982 / 0.989 / 0.992 on another (graphs
-# built in parallel differ): 768 keeps it above 0.98 with room. 8-bit codes with 80 candidates
-# while linking, at 0.4 GB less, reached only 0.92 / 0.94: the 8-bit codes alone cap it at 0.97.
+# The graph: float16 codes, 32 links a node. At a million synthetic passages (benchmarks/bench.py)
+# recall@10 against exact search, with each search's p50 on one thread, 200 questions, one run
+# (benchmarks/hnsw_linking.py: graphs built both ways from the same vectors):
+#   linked with 160 candidates: efSearch 384 / 512 / 768 gave 0.955 / 0.960 / 0.985 (2.42 ms at 768),
+#   linked with 320 candidates: 0.984 / 0.990 / 0.990 (1.28 / 2.04 ms at 384 / 512),
+# at 2.4 times the graph's build time (640 s against 272). Earlier graphs linked with 160 gave
+# 0.982-0.993 at 512: graphs built in parallel differ. 8-bit codes with 80 candidates while
+# linking, at 0.4 GB less, reached only 0.92 / 0.94: the 8-bit codes alone cap it at 0.97.
+# The nodes an update adds (a few thousand at a time) are linked with 160 candidates, which keeps
+# an update of 1% of a million within its 30 s; the whole graph is relinked at each rebuild.
 HNSW_NEIGHBOURS = 32
-HNSW_EF_CONSTRUCTION = 160
-HNSW_EF_SEARCH = 768
+HNSW_EF_CONSTRUCTION = 320
+HNSW_EF_CONSTRUCTION_ADDED = 160
+HNSW_EF_SEARCH = 512
 # An HNSW graph with more dead slots than this is rebuilt: tombstones cost search time and memory.
 MAX_DEAD_FRACTION = 0.2
 # Vectors added to FAISS at a time while building: bounds the float32 rows held beside the index.
@@ -230,6 +236,7 @@ class VectorIndex:
         if _extends_in_place(self._index, passages=len(slots), dead=dead, total=self._index.ntotal + len(fresh)):
             index = self._growable_copy()
             slots[fresh] = np.arange(index.ntotal, index.ntotal + len(fresh))
+            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION_ADDED
             add_blocks(index, fresh_vectors)
             _tune_for_queries(index)
             return VectorIndex(index, slots)
