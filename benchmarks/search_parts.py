@@ -1,7 +1,8 @@
 """Where a hybrid search's time goes, part by part, on a built index (p50 over 100 SciFact questions).
 
-Encoding the question, BM25's top 100, the vector index's top 100, BM25 in its own thread
-beside the other two (as `first_stage` runs them), and what follows (scoring, fetching and
+Encoding the question, BM25's top 100, the vector index's top 100, the question embedded and
+then BM25 beside the vector search (as `first_stage` runs them), BM25 beside both (as it ran
+before), and what follows (scoring, fetching and
 folding the candidates), then the whole first stage. Build the index first, for instance
 with `bench.py --build 1000000-copies --index DIR`.
 
@@ -34,7 +35,7 @@ def main() -> None:
     from qa.index.build import open_index
     from qa.search.duplicates import fold_duplicates
     from qa.search.query import embed_query
-    from qa.search.retrieval import CANDIDATE_DEPTH, at_once, bm25_meanwhile, first_stage, ranked_hits
+    from qa.search.retrieval import CANDIDATE_DEPTH, at_once, both_candidates, first_stage, ranked_hits
 
     index_dir = Path(sys.argv[1])
     index = open_index(index_dir)
@@ -57,8 +58,9 @@ def main() -> None:
             nearest(q),
             index.bm25_candidates(q, depth=CANDIDATE_DEPTH, where=None),
         ),
-        "bm25_beside_encode_vectors": lambda q: bm25_meanwhile(index, q, where=None, work=lambda: nearest(q)),
-        # The two placements bm25_meanwhile chooses between by the index's size (BM25_ON_CALLER_ABOVE).
+        # As first_stage runs them: the question embedded alone, then BM25 here and the vectors beside.
+        "encode_then_bm25_beside_vectors": lambda q: both_candidates(index, q, embed_query(encoder, q), where=None),
+        # The way before: BM25 beside the question's embedding and vector search, on either thread.
         "bm25_in_thread_encode_vectors_here": lambda q: at_once(here=lambda: nearest(q), beside=lambda: bm25(q)),
         "bm25_here_encode_vectors_in_thread": lambda q: at_once(here=lambda: bm25(q), beside=lambda: nearest(q)),
         "candidates_scored_fetched_folded": lambda q: fold_duplicates(

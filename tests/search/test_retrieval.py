@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import threading
 from collections.abc import Iterable, Sequence
@@ -18,7 +17,7 @@ from qa.errors import QAError
 from qa.index.lexical import LexicalIndex, top_rows
 from qa.index.local import LocalIndex
 from qa.index.manifest import IndexSettings
-from qa.index.store import Candidates, SearchFilter, StoreSummary
+from qa.index.store import Candidates, SearchFilter
 from qa.index.texts import embedding_text, lexical_text
 from qa.ingest.split import split_passages, split_sentences
 from qa.records import Document, Hit, Passage
@@ -27,10 +26,9 @@ from qa.search.duplicates import fold_duplicates
 from qa.search.modes import Mode
 from qa.search.query import embed_query, lexical_query
 from qa.search.retrieval import (
-    BM25_ON_CALLER_ABOVE,
     CANDIDATE_DEPTH,
     PASSAGES_AT_A_TIME,
-    bm25_meanwhile,
+    both_candidates,
     candidate_hits,
     ranked_hits,
     retrieve,
@@ -501,34 +499,67 @@ def test_ranked_hits_fetch_passages_only_as_far_as_they_are_drawn() -> None:
     assert store.fetched == [hit.passage.passage_id for hit in every]
 
 
-def test_bm25_found_in_a_second_thread_is_the_stores_own_answer() -> None:
+def test_both_candidates_are_the_stores_own_answers() -> None:
     encoder = FakeEncoder()
     index = build(random_documents(12), encoder)
     where = FILTERS[1]
-    lexical, vector = bm25_meanwhile(index, "army border", where=where, work=lambda: embed_query(encoder, "army"))
+    vector = embed_query(encoder, "army border")
+    lexical, dense = both_candidates(index, "army border", vector, where=where)
     direct = index.bm25_candidates("army border", depth=CANDIDATE_DEPTH, where=where)
     assert lexical.ids == direct.ids
     np.testing.assert_array_equal(lexical.scores, direct.scores)
-    np.testing.assert_array_equal(vector, embed_query(encoder, "army"))
+    nearest = index.dense_candidates(vector, depth=CANDIDATE_DEPTH, where=where)
+    assert dense.ids == nearest.ids
+    np.testing.assert_array_equal(dense.scores, nearest.scores)
     assert retrieve(index, "army border", encoder=encoder, where=where) == retrieve(
-        index, "army border", encoder=encoder, where=where, query_vector=embed_query(encoder, "army border")
+        index, "army border", encoder=encoder, where=where, query_vector=vector
     )
 
 
-class BrokenBM25Store(CountingStore):
+class ThreadRecordingStore(CountingStore):
+    """Records the thread each retriever ran on, and whether the question was embedded before either."""
+
+    def __init__(self, index: LocalIndex, encoder: FakeEncoder) -> None:
+        super().__init__(index)
+        self.encoder = encoder
+        self.embedded_before: dict[str, bool] = {}
+        self.on_caller: dict[str, bool] = {}
+        self.failing = ""
+
+    def _record(self, retriever: str) -> None:
+        self.on_caller[retriever] = threading.current_thread() is threading.main_thread()
+        self.embedded_before[retriever] = bool(self.encoder.calls)
+        if retriever == self.failing:
+            raise QAError(f"the {retriever} files are unreadable")
+
     def bm25_candidates(self, text: str, *, depth: int, where: SearchFilter | None) -> Candidates:
-        raise QAError("the BM25 files are unreadable")
+        self._record("bm25")
+        return self.index.bm25_candidates(text, depth=depth, where=where)
+
+    def dense_candidates(self, vector: np.ndarray, *, depth: int, where: SearchFilter | None) -> Candidates:
+        self._record("dense")
+        return self.index.dense_candidates(vector, depth=depth, where=where)
 
 
-def test_an_error_in_the_bm25_thread_reaches_the_caller_after_the_work_is_done() -> None:
+def test_the_question_is_embedded_first_then_bm25_runs_here_and_the_vectors_in_a_second_thread() -> None:
     encoder = FakeEncoder()
-    store = BrokenBM25Store(build(random_documents(13, count=10), encoder))
-    done: list[bool] = []
-    with pytest.raises(QAError, match="unreadable"):
-        bm25_meanwhile(store, "army", where=None, work=lambda: done.append(True))  # type: ignore[arg-type]
-    assert done == [True]
-    with pytest.raises(QAError, match="unreadable"):
+    index = build(random_documents(12), encoder)
+    encoder.calls.clear()
+    store = ThreadRecordingStore(index, encoder)
+    hits = retrieve(store, "army border", encoder=encoder, where=FILTERS[1])  # type: ignore[arg-type]
+    assert store.embedded_before == {"bm25": True, "dense": True}
+    assert store.on_caller == {"bm25": True, "dense": False}
+    assert hits == retrieve(index, "army border", encoder=encoder, where=FILTERS[1])
+
+
+@pytest.mark.parametrize("failing", ["bm25", "dense"])
+def test_an_error_in_either_retriever_reaches_the_caller_after_both_ran(failing: str) -> None:
+    encoder = FakeEncoder()
+    store = ThreadRecordingStore(build(random_documents(13, count=10), encoder), encoder)
+    store.failing = failing
+    with pytest.raises(QAError, match=f"the {failing} files are unreadable"):
         retrieve(store, "army border", encoder=encoder)  # type: ignore[arg-type]
+    assert set(store.on_caller) == {"bm25", "dense"}
 
 
 class ScoreCountingStore(CountingStore):
@@ -564,53 +595,6 @@ def test_each_retriever_scores_again_only_what_the_other_alone_proposed(monkeypa
     # The scores are those of scoring every candidate again.
     np.testing.assert_allclose([hit.dense_score for hit in hits], store.index.dense_scores(vector, ids), atol=1e-6)
     np.testing.assert_array_equal([hit.bm25_score for hit in hits], store.index.bm25_scores(text, ids))
-
-
-class SizedStore(CountingStore):
-    """Reports ``passages`` passages in its summary, and records the thread BM25 and the other work ran on."""
-
-    def __init__(self, index: LocalIndex, passages: int) -> None:
-        super().__init__(index)
-        self.passages = passages
-        self.threads: dict[str, bool] = {}
-
-    def summary(self) -> StoreSummary:
-        return dataclasses.replace(self.index.summary(), passages=self.passages)
-
-    def bm25_candidates(self, text: str, *, depth: int, where: SearchFilter | None) -> Candidates:
-        self.threads["bm25"] = threading.current_thread() is threading.main_thread()
-        return self.index.bm25_candidates(text, depth=depth, where=where)
-
-
-@pytest.mark.parametrize("passages", [BM25_ON_CALLER_ABOVE, BM25_ON_CALLER_ABOVE + 1])
-def test_the_longer_of_bm25_and_the_question_vector_runs_on_the_calling_thread(passages: int) -> None:
-    encoder = FakeEncoder()
-    store = SizedStore(build(random_documents(12), encoder), passages)
-
-    def work() -> np.ndarray:
-        store.threads["work"] = threading.current_thread() is threading.main_thread()
-        return embed_query(encoder, "army")
-
-    lexical, vector = bm25_meanwhile(store, "army border", where=FILTERS[1], work=work)  # type: ignore[arg-type]
-    bm25_here = passages > BM25_ON_CALLER_ABOVE
-    assert store.threads == {"bm25": bm25_here, "work": not bm25_here}
-    direct = store.index.bm25_candidates("army border", depth=CANDIDATE_DEPTH, where=FILTERS[1])
-    assert lexical.ids == direct.ids
-    np.testing.assert_array_equal(lexical.scores, direct.scores)
-    np.testing.assert_array_equal(vector, embed_query(encoder, "army"))
-
-
-@pytest.mark.parametrize("passages", [10, BM25_ON_CALLER_ABOVE + 1])
-def test_an_error_in_the_work_beside_bm25_reaches_the_caller_after_bm25_is_done(passages: int) -> None:
-    encoder = FakeEncoder()
-    store = SizedStore(build(random_documents(13, count=10), encoder), passages)
-
-    def broken() -> None:
-        raise QAError("the model cannot be read")
-
-    with pytest.raises(QAError, match="cannot be read"):
-        bm25_meanwhile(store, "army", where=None, work=broken)  # type: ignore[arg-type]
-    assert "bm25" in store.threads
 
 
 class OverlapStore(CountingStore):

@@ -121,6 +121,13 @@ def add_blocks(index: faiss.Index, vectors: Rows) -> None:
             index.add(np.ascontiguousarray(vectors[start : start + ADD_BLOCK], dtype=np.float32))
 
 
+def _link_added_nodes_quickly(index: faiss.Index) -> None:
+    import faiss
+
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION_ADDED
+
+
 def _tune_for_queries(index: faiss.Index) -> None:
     import faiss
 
@@ -236,7 +243,7 @@ class VectorIndex:
         if _extends_in_place(self._index, passages=len(slots), dead=dead, total=self._index.ntotal + len(fresh)):
             index = self._growable_copy()
             slots[fresh] = np.arange(index.ntotal, index.ntotal + len(fresh))
-            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION_ADDED
+            _link_added_nodes_quickly(index)
             add_blocks(index, fresh_vectors)
             _tune_for_queries(index)
             return VectorIndex(index, slots)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-import numpy as np
-
 from qa.embed.encoder import Encoder
-from qa.index.store import Candidates, PassageStore, SearchFilter, check_model
+from qa.index.store import PassageStore, SearchFilter, check_model
 from qa.reader.model import PassageReader
 from qa.records import SearchResult
 from qa.search.abstention import (
@@ -27,7 +25,7 @@ from qa.search.query import embed_turns, lexical_query
 from qa.search.question import EmptyQuestionError, normalize_question
 from qa.search.reading import READ_DEPTH, best_answer
 from qa.search.rerank import FOLLOW_UP_DEPTH, FOLLOW_UP_WEIGHT, rerank_follow_up
-from qa.search.retrieval import bm25_meanwhile, nearest, retrieve
+from qa.search.retrieval import both_candidates, retrieve
 from qa.search.spelling import dictionary, question_corrections, suggested_question
 
 
@@ -75,18 +73,10 @@ def ask(
     # the vectors: the question is asked in the corpus's spelling, and the reply says so.
     corrected = question_corrections(store, asked, is_word=dictionary(encoder))
     question = suggested_question(asked, corrected) if corrected else asked
+    query_vector, turn_vectors = embed_turns(encoder, question, history)
     lexical = dense = None
     if mode == "hybrid":
-
-        def embedded_and_nearest() -> tuple[tuple[np.ndarray, np.ndarray], Candidates]:
-            turns = embed_turns(encoder, question, history)
-            return turns, nearest(store, turns[0], where=where)
-
-        lexical, ((query_vector, turn_vectors), dense) = bm25_meanwhile(
-            store, lexical_query(question, history), where=where, work=embedded_and_nearest
-        )
-    else:
-        query_vector, turn_vectors = embed_turns(encoder, question, history)
+        lexical, dense = both_candidates(store, lexical_query(question, history), query_vector, where=where)
     follow_up = bool(history) and mode == "hybrid" and FOLLOW_UP_WEIGHT > 0
     hits = retrieve(
         store,

@@ -35,15 +35,6 @@ CANDIDATE_DEPTH = 100
 # Passages fetched from the store at a time as ranked hits are drawn: folding for re-ranking
 # looks at 2 * RERANK_DEPTH of them, so one fetch usually does.
 PASSAGES_AT_A_TIME = 50
-# Above this many passages BM25 runs on the calling thread and the question's embedding and
-# vector search in a second one; below, the other way round. Measured with BM25 in NumPy, the
-# longer task did best on the calling thread, started at once and never waiting to be handed
-# back (benchmarks/search_parts.py, two runs each): 1M 8.5-9.2 against 10.3-11.0 ms; 600k
-# 7.7-8.6 against 8.6-8.8; 300k 7.4-8.6 against 6.8-7.2; 100k 6.6 against 5.9; SciFact 4.2
-# against 3.8. With BM25's MaxScore compiled (qa.index.maxscore; measured with the Numba build of
-# the same walk, which releases the interpreter as the C one does), the first stage and folding
-# at 1M took 8.5-8.8 ms p50 this way against 8.7-9.3 the other.
-BM25_ON_CALLER_ABOVE = 450_000
 
 
 def retrieve(
@@ -83,7 +74,7 @@ def retrieve(
             score (``qa.search.reading``); ``None`` leaves the order to fusion and evidence.
         read_depth: How many of the best candidates the reader reads.
         lexical: The BM25 candidates for ``lexical_query(question, history)`` under
-            ``where``, if the caller found them already (``bm25_meanwhile``).
+            ``where``, if the caller found them already (``both_candidates``).
         dense: The nearest passages to ``query_vector`` under ``where``, if the caller
             found them already (``nearest``).
 
@@ -145,21 +136,16 @@ def first_stage(
 ) -> tuple[Iterator[Hit], np.ndarray | None]:
     """The question's ranked candidates (``ranked_hits``), and its vector (``None`` in BM25 mode).
 
-    In hybrid mode BM25 runs while the question is embedded and its nearest vectors
-    are found (``bm25_meanwhile``). ``query_vector``, ``lexical`` and ``dense``: what
-    the caller has already found.
+    In hybrid mode the question is embedded, then BM25 and the vector search run at
+    once (``both_candidates``). ``query_vector``, ``lexical`` and ``dense``: what the
+    caller has already found.
     """
     query_text = lexical_query(question, history)
-    if mode == "hybrid" and query_vector is None and lexical is None:
-
-        def embedded_and_nearest() -> tuple[np.ndarray, Candidates]:
-            vector = embed_query(encoder, question, history)
-            return vector, nearest(store, vector, where=where)
-
-        lexical, (vector, dense) = bm25_meanwhile(store, query_text, where=where, work=embedded_and_nearest)
-        query_vector = vector
-    elif mode != "bm25" and query_vector is None:
+    if mode != "bm25" and query_vector is None:
         query_vector = embed_query(encoder, question, history)
+    if mode == "hybrid" and lexical is None and dense is None:
+        assert query_vector is not None
+        lexical, dense = both_candidates(store, query_text, query_vector, where=where)
     ranked = ranked_hits(store, query_vector, query_text, mode=mode, where=where, dense=dense, lexical=lexical)
     return ranked, query_vector
 
@@ -169,25 +155,25 @@ def nearest(store: PassageStore, query_vector: np.ndarray, *, where: SearchFilte
     return store.dense_candidates(query_vector, depth=CANDIDATE_DEPTH, where=where)
 
 
-def bm25_meanwhile(
-    store: PassageStore, query_text: str, *, where: SearchFilter | None, work: Callable[[], _Result]
-) -> tuple[Candidates, _Result]:
-    """The store's BM25 candidates for ``query_text`` and ``work()``'s result, the two run at once.
+def both_candidates(
+    store: PassageStore, query_text: str, query_vector: np.ndarray, *, where: SearchFilter | None
+) -> tuple[Candidates, Candidates]:
+    """BM25's candidates for ``query_text`` and the passages nearest to ``query_vector``, searched at once.
 
-    Embedding the question and searching its vectors wait on the model's and FAISS's
-    own code with the interpreter released, so BM25 costs little extra time beside
-    them. The longer of the two runs on this thread, the other in a second one: BM25
-    when the store holds more than ``BM25_ON_CALLER_ABOVE`` passages. An error in
-    either is raised here, after both are done.
+    BM25 runs on this thread and the vector search in a second one, both with the
+    interpreter released in their compiled code. The question is embedded before,
+    alone: beside BM25's walk through its postings its embedding took half as long
+    again (the two share the caches and the memory bus), and searching the vectors
+    after it left one core idle. Paired question by question against embedding and
+    searching the vectors beside BM25, first stage and folding: 11.6 / 13.3 / 14.3
+    against 12.9 / 15.0 / 15.6 ms p50 at a million passages (three runs), 6.7 / 7.3
+    against 7.3 / 7.9 at SciFact (two runs), on a busy machine. An error in either is
+    raised here, after both are done.
     """
-
-    def lexical() -> Candidates:
-        return store.bm25_candidates(query_text, depth=CANDIDATE_DEPTH, where=where)
-
-    if store.summary().passages > BM25_ON_CALLER_ABOVE:
-        return at_once(here=lexical, beside=work)
-    result, found = at_once(here=work, beside=lexical)
-    return found, result
+    return at_once(
+        here=lambda: store.bm25_candidates(query_text, depth=CANDIDATE_DEPTH, where=where),
+        beside=lambda: nearest(store, query_vector, where=where),
+    )
 
 
 _Here = TypeVar("_Here")
