@@ -73,9 +73,10 @@ class StreamedRunner:
         # One thread for the last, partial batch of a call: it runs beside a full one.
         self._latency = {**self._config, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": 1}
         # Every thread for a text alone: a question is embedded before anything else of its search
-        # runs (qa.search.retrieval.both_candidates). Paired question by question against one
-        # thread, first stage and folding: 6.3 / 8.7 against 7.4 / 10.1 ms p50 at SciFact, 10.2 /
-        # 11.3 against 11.2 / 12.5 at a million passages (two runs each, a busy machine).
+        # runs (qa.search.retrieval.both_candidates). Against one thread, question by question
+        # (benchmarks/search_schedule.py INDEX threads), first stage and folding: 6.3 / 8.7 / 6.7
+        # against 7.4 / 10.1 / 7.8 ms p50 at SciFact, 10.2 / 11.3 against 11.2 / 12.5 at a million
+        # passages (runs on a busy machine).
         self._question = {**self._latency, "INFERENCE_NUM_THREADS": threads}
         self._model = core.read_model(str(model_file))
         self._compiled: dict[_Shape | None, Any] = {None: core.compile_model(self._model, "CPU", self._latency)}

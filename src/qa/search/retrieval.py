@@ -29,7 +29,6 @@ from qa.search.query import embed_query, lexical_query
 from qa.search.reading import READ_DEPTH, read_hits, rerank_by_reader
 from qa.search.rerank import RERANK_DEPTH, rerank_by_evidence
 
-_Result = TypeVar("_Result")
 # How many candidates each retriever proposes before fusion.
 CANDIDATE_DEPTH = 100
 # Passages fetched from the store at a time as ranked hits are drawn: folding for re-ranking
@@ -164,11 +163,11 @@ def both_candidates(
     interpreter released in their compiled code. The question is embedded before,
     alone: beside BM25's walk through its postings its embedding took half as long
     again (the two share the caches and the memory bus), and searching the vectors
-    after it left one core idle. Paired question by question against embedding and
-    searching the vectors beside BM25, first stage and folding: 11.6 / 13.3 / 14.3
-    against 12.9 / 15.0 / 15.6 ms p50 at a million passages (three runs), 6.7 / 7.3
-    against 7.3 / 7.9 at SciFact (two runs), on a busy machine. An error in either is
-    raised here, after both are done.
+    after it left one core idle. Against embedding and searching the vectors beside
+    BM25, question by question (``benchmarks/search_schedule.py INDEX schedule``), first
+    stage and folding: 11.6 / 13.3 / 14.3 against 12.9 / 15.0 / 15.6 ms p50 at a million
+    passages, 6.7 / 7.3 / 7.4 against 7.3 / 7.9 / 7.7 at SciFact, on a busy machine. An
+    error in either is raised here, after both are done.
     """
     return at_once(
         here=lambda: store.bm25_candidates(query_text, depth=CANDIDATE_DEPTH, where=where),
