@@ -2,9 +2,10 @@
 
 Each round starts every checkout's app once, one after another (as `bench.py`'s `app_ready_s`
 times one), so that a machine whose speed drifts slows them alike. The index must be built and
-up to date with the corpus, so that no start rebuilds it:
+up to date with the corpus (the seed corpus unless ``--corpus`` names another), so that no start
+rebuilds it:
 
-    .venv/bin/python benchmarks/app_start_in_turns.py INDEX_DIR OLD_CHECKOUT NEW_CHECKOUT [--rounds 5]
+    .venv/bin/python benchmarks/app_start_in_turns.py INDEX_DIR OLD_CHECKOUT NEW_CHECKOUT [--rounds 5] [--corpus DIR]
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def ready_seconds(checkout: Path, index_dir: Path) -> float:
+def ready_seconds(checkout: Path, index_dir: Path, corpus: Path) -> float:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, str(checkout / "app.py"), "--corpus", str(REPO / "corpus"), "--index", str(index_dir)]
+    command = [sys.executable, str(checkout / "app.py"), "--corpus", str(corpus), "--index", str(index_dir)]
     environment = {**os.environ, "PYTHONPATH": str(checkout / "src")}
     started = time.perf_counter()
     app = subprocess.Popen(
@@ -50,11 +51,14 @@ def main() -> None:
     parser.add_argument("index", type=Path)
     parser.add_argument("checkouts", type=Path, nargs="+")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--corpus", type=Path, default=REPO / "corpus")
     args = parser.parse_args()
     seconds: dict[str, list[float]] = {str(checkout): [] for checkout in args.checkouts}
     for _ in range(args.rounds):
         for checkout in args.checkouts:
-            seconds[str(checkout)].append(ready_seconds(checkout.resolve(), args.index.resolve()))
+            seconds[str(checkout)].append(
+                ready_seconds(checkout.resolve(), args.index.resolve(), args.corpus.resolve())
+            )
     print(json.dumps({checkout: sorted(times) for checkout, times in seconds.items()}))
 
 

@@ -43,7 +43,7 @@ from qa.index.manifest import (
 )
 from qa.index.store import Candidates, PassageStore, SearchFilter, StoreSummary
 from qa.index.texts import embedding_text, lexical_text
-from qa.index.vectors import build_vector_index
+from qa.index.vectors import build_vector_index, valid_slots
 from qa.ingest.split import split_passages
 from qa.records import Document, Passage
 
@@ -751,6 +751,20 @@ def test_damaged_vector_ids_name_the_fix(tmp_path: Path, encoder: FakeEncoder, d
     np.save(path, slots)
     with pytest.raises(IndexCorruptError, match="qa index --rebuild"):
         LocalIndex.load(tmp_path)
+
+
+def test_vector_ids_are_valid_exactly_when_they_are_distinct_existing_ids() -> None:
+    rng = np.random.default_rng(0)
+    cases = [np.array([], dtype=np.int64), np.array([0.0, 1.0]), np.array([[0, 1]]), np.array([-1, 0])]
+    for _ in range(300):
+        total = int(rng.integers(1, 30))
+        cases.append(rng.integers(-2, total + 2, size=int(rng.integers(0, total + 3))).astype(np.int64))
+        cases.append(rng.permutation(total)[: int(rng.integers(0, total + 1))].astype(np.int32))
+    for slots in cases:
+        total = max(len(slots), 5)
+        in_range = slots.dtype.kind == "i" and slots.min() >= 0 and slots.max() < total if len(slots) else True
+        expected = slots.ndim == 1 and in_range and len(np.unique(slots)) == len(slots)
+        assert valid_slots(slots, total) == expected, (slots, total)
 
 
 def test_each_searching_thread_uses_one_openmp_thread(encoder: FakeEncoder) -> None:

@@ -63,6 +63,9 @@ def test_a_saved_table_gives_back_every_passage_by_row_and_by_id(tmp_path: Path,
     # Ids just given as rows are fetched by row; with one never given, by id: the same passages.
     for rows in ((17, 39, 0, 17), (17, 5, 39)):
         assert table.by_ids([passages[i].passage_id for i in rows]) == [passages[i] for i in rows]
+    counts = table.counts_by_document()
+    assert counts == {f"doc{d}.txt": 3 for d in range(13)} | {"doc13.txt": 1}
+    counts["doc0.txt"] = 99  # the caller's own copy: the next answer is the table's
     assert table.counts_by_document() == {f"doc{d}.txt": 3 for d in range(13)} | {"doc13.txt": 1}
     with pytest.raises(KeyError):
         table.by_ids(["no such id"])
