@@ -282,6 +282,28 @@ def _random(text: str) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=384).astype(np.float32)
 
 
+def synthetic_documents(texts: list[str], prefix: str) -> list[Any]:
+    """The articles of ``synthetic_passages``: ten passages each, with the metadata an article has.
+
+    An index of a real corpus holds its documents' text too (some 700 MB for a million passages):
+    the synthetic scales measure loading and serving with it.
+    """
+    from qa.records import Document
+
+    return [
+        Document(
+            f"{prefix}{number}",
+            f"{prefix}{number}.txt",
+            tuple(texts[start : start + 10]),
+            title=f"Synthetic article {number}",
+            outlet=("Science Daily", "Lab Notes", "")[number % 3],
+            date=f"20{10 + number % 15}-{number % 12 + 1:02d}-{number % 28 + 1:02d}",
+            checksum=f"{number:064x}",
+        )
+        for number, start in enumerate(range(0, len(texts), 10))
+    ]
+
+
 def synthetic_passages(texts: list[str], prefix: str) -> list[Any]:
     from qa.records import Passage
 
@@ -409,6 +431,7 @@ def build_synthetic(scale: str, index_dir: Path) -> dict[str, Any]:
     known = scifact_sentence_vectors()
     known.update(zip(texts, vectors, strict=True))
     passages = synthetic_passages(texts, "s")
+    documents = synthetic_documents(texts, "s")  # their paragraphs are the passages' own strings
     del texts, vectors
     gc.collect()
     corpus_memory = resident_memory_mb()
@@ -416,7 +439,7 @@ def build_synthetic(scale: str, index_dir: Path) -> dict[str, Any]:
     encoder = StoredVectors(DEFAULT_NAME, known)
     settings = IndexSettings(254, 12, title_in_bm25=False)
     started = time.perf_counter()
-    index = LocalIndex.empty(DEFAULT_NAME, settings).update([], passages, encoder=encoder, settings=settings)
+    index = LocalIndex.empty(DEFAULT_NAME, settings).update(documents, passages, encoder=encoder, settings=settings)
     built = time.perf_counter() - started
     index.save(index_dir)
     return {
@@ -451,8 +474,9 @@ def update_seconds(index: Any, size: int) -> dict[str, Any]:
     known.update(zip(texts, vectors, strict=True))
     encoder = StoredVectors(index.manifest.model, known)
     passages = index.passages[changed:] + added
+    documents = index.documents_with_text[changed // 10 :] + synthetic_documents(texts, "n")
     started = time.perf_counter()
-    updated = index.update([], passages, encoder=encoder, settings=index.manifest.settings)
+    updated = index.update(documents, passages, encoder=encoder, settings=index.manifest.settings)
     return {
         "update_1pct_seconds": round(time.perf_counter() - started, 1),
         "update_grew_in_place": bool(updated._vectors.total > len(updated.passages)),

@@ -39,6 +39,21 @@ class Document:
         """The article's paragraphs joined by a blank line."""
         return PARAGRAPH_SEPARATOR.join(self.paragraphs)
 
+    @property
+    def metadata(self) -> DocumentMetadata:
+        """Everything about the article but its text."""
+        return DocumentMetadata(
+            self.doc_id,
+            self.source,
+            title=self.title,
+            outlet=self.outlet,
+            author=self.author,
+            date=self.date,
+            url=self.url,
+            checksum=self.checksum,
+            encoding=self.encoding,
+        )
+
     def paragraph_spans(self) -> list[tuple[int, int]]:
         """Return ``(start, end)`` offsets of each paragraph in ``text``."""
         spans = []
@@ -50,6 +65,40 @@ class Document:
 
 
 PARAGRAPH_SEPARATOR = "\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentMetadata:
+    """A ``Document`` without its text: what an index keeps in memory of each article.
+
+    A corpus of a hundred thousand articles holds some 700 MB of text; lists, filters and
+    build reports need only these fields.
+    """
+
+    doc_id: str
+    source: str
+    title: str = ""
+    outlet: str = ""
+    author: str = ""
+    date: str = ""
+    url: str = ""
+    checksum: str = ""
+    encoding: str = "utf-8"
+
+    def with_paragraphs(self, paragraphs: tuple[str, ...]) -> Document:
+        """The whole document: this metadata and its text."""
+        return Document(
+            self.doc_id,
+            self.source,
+            paragraphs,
+            title=self.title,
+            outlet=self.outlet,
+            author=self.author,
+            date=self.date,
+            url=self.url,
+            checksum=self.checksum,
+            encoding=self.encoding,
+        )
 
 
 @dataclass(frozen=True, slots=True)

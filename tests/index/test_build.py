@@ -84,7 +84,7 @@ def test_passages_hold_every_article_paragraph_and_no_boilerplate(
             for piece in passage.text.split(PARAGRAPH_SEPARATOR)
         ]
         assert pieces == gold["paragraphs"]
-    document_texts = {d.doc_id: d.text for d in index.documents}
+    document_texts = {d.doc_id: d.text for d in index.documents_with_text}
     for passage in index.passages:
         assert document_texts[passage.doc_id][passage.start : passage.end] == passage.text
 
@@ -213,7 +213,7 @@ LEFT_BY_KILL = {
     "vectors-before-rename": ".vectors-*.tmp",
     "bm25-before-rename": ".bm25-*.tmp",
     "manifest-before-rename": ".manifest.json.*.tmp",
-    "manifest-after-rename": "documents-*.jsonl",  # the previous generation, not yet removed
+    "manifest-after-rename": "documents-*.sqlite",  # the previous generation, not yet removed
 }
 
 
@@ -305,7 +305,7 @@ def test_bad_files_are_skipped_or_decoded_and_the_rest_is_indexed(
     for name, reason in [("empty.txt", "empty"), ("scan.txt", "binary"), ("menu.txt", "no article text")]:
         assert any(m.startswith(f"skipped {name}:") and reason in m for m in messages), name
     assert any("deep.html as plain text" in m for m in messages)
-    korean = next(d for d in index.documents if d.source == "korean.txt")
+    korean = next(d for d in index.documents_with_text if d.source == "korean.txt")
     assert korean.paragraphs == tuple(KOREAN_ARTICLE.strip().split("\n\n")[1:]) and korean.encoding == "cp949"
     assert any(DEEP_PROSE in p.text for p in index.passages)
 
@@ -377,7 +377,7 @@ def test_index_documents_builds_an_index_of_those_passages(tmp_path: Path, encod
     report = index_benchmark(tmp_path / "index", encoder)
     index = open_index(tmp_path / "index")
     assert isinstance(index, LocalIndex)
-    assert (index.documents, index.passages) == (documents, passages)
+    assert (index.documents_with_text, index.passages) == (documents, passages)
     assert (report.documents, report.passages, report.added, report.skipped) == (6, len(passages), 6, 0)
     assert report.embedded == len(encoder.encoded) == len({p.text for p in passages})
     assert not report.unchanged and not report.rebuilt_reason
@@ -504,7 +504,7 @@ def test_a_document_of_an_index_with_the_old_ids_is_read_again_under_its_new_id(
     run(corpus_copy, tmp_path / "index", encoder)
     index = open_index(tmp_path / "index")
     # An index written before ids kept the suffix: same files, same settings, ids without ".txt".
-    stems = [dataclasses.replace(d, doc_id=d.doc_id.removesuffix(".txt")) for d in index.documents]
+    stems = [dataclasses.replace(d, doc_id=d.doc_id.removesuffix(".txt")) for d in index.documents_with_text]
     renamed = [dataclasses.replace(p, doc_id=p.doc_id.removesuffix(".txt")) for p in index.passages]
     index.update(stems, renamed, encoder=encoder, settings=SETTINGS, corpus_fingerprint="old").save(tmp_path / "index")
     report = run(corpus_copy, tmp_path / "index", RefusingEncoder())

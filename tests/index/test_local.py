@@ -8,6 +8,7 @@ import hashlib
 import inspect
 import json
 import pickle
+import sqlite3
 import threading
 from collections import Counter
 from pathlib import Path
@@ -36,9 +37,7 @@ from qa.index.manifest import (
     MANIFEST_NAME,
     IndexSettings,
     Manifest,
-    file_checks,
     generation_of,
-    manifest_text,
     read_manifest,
 )
 from qa.index.store import Candidates, PassageStore, SearchFilter, StoreSummary
@@ -281,24 +280,10 @@ def test_save_load_round_trip(tmp_path: Path, encoder: FakeEncoder) -> None:
     index.save(tmp_path)
     loaded = LocalIndex.load(tmp_path)
     assert loaded.passages == index.passages
-    assert loaded.documents == index.documents
+    assert loaded.documents == index.documents == [d.metadata for d in index.documents_with_text]
+    assert loaded.documents_with_text == index.documents_with_text
     assert loaded.manifest == index.manifest
     assert answers(loaded) == answers(index)
-
-
-def test_documents_saved_before_encodings_were_recorded_load_as_utf8(tmp_path: Path, encoder: FakeEncoder) -> None:
-    documents = [dataclasses.replace(d, encoding="cp949") for d in make_documents(3)]
-    build(documents, encoder).save(tmp_path)
-    [path] = tmp_path.glob("documents-*.jsonl")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert all(row.pop("encoding") == "cp949" for row in rows)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    manifest = read_manifest(tmp_path)  # as an older qa wrote it: its checks describe the file as it is
-    checks = file_checks(tmp_path, manifest.files.values())
-    (tmp_path / MANIFEST_NAME).write_text(manifest_text(dataclasses.replace(manifest, file_checks=checks)))
-
-    loaded = LocalIndex.load(tmp_path)
-    assert loaded.documents == [dataclasses.replace(d, encoding="utf-8") for d in documents]
 
 
 def test_manifest_is_readable_json_with_what_built_the_index(tmp_path: Path, encoder: FakeEncoder) -> None:
@@ -307,7 +292,7 @@ def test_manifest_is_readable_json_with_what_built_the_index(tmp_path: Path, enc
     assert manifest["model"] == "fake-encoder"
     assert manifest["dimension"] == 256
     assert manifest["normalized"] is True
-    assert manifest["format_version"] == FORMAT_VERSION == 4
+    assert manifest["format_version"] == FORMAT_VERSION == 5
     assert set(manifest["files"]) == {"documents", "passages", "vectors", "slots", "bm25", "sentences"}
     assert {"corpus_fingerprint", "built_at", "settings", "manifest_sha256"} <= set(manifest)
     checks = manifest["file_checks"]
@@ -524,12 +509,16 @@ def test_a_full_disk_leaves_the_previous_index_and_says_so(
     def full(*_: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("qa.index.local.write_jsonl", full)
+    def full_for_sqlite(*_: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
     journal = recorded(tmp_path)
-    with pytest.raises(QAError, match=r"could not write the index .*No space left.*previous index is unchanged"):
-        build(make_documents(5, seed=2), encoder).save(tmp_path)
-    assert snapshot(tmp_path) == before
-    assert recorded(tmp_path) == journal
+    for fill, said in ((full, "No space left"), (full_for_sqlite, "database or disk is full")):
+        monkeypatch.setattr("qa.index.documents._fill", fill)  # the first file a save writes
+        with pytest.raises(QAError, match=rf"could not write the index .*{said}.*previous index is unchanged"):
+            build(make_documents(5, seed=2), encoder).save(tmp_path)
+        assert snapshot(tmp_path) == before
+        assert recorded(tmp_path) == journal
 
 
 @pytest.mark.parametrize("wrong", WRONG_MANIFESTS)

@@ -352,4 +352,4 @@ def test_a_milvus_document_that_shrinks_loses_its_extra_parts(
     rows = all_rows(client, spec, documents_collection(live), "", {}, fields=["doc_key", "part"])
     assert len(rows) == 5
     expected, _, _ = prepare_documents(find_corpus_files(corpus_copy), [], [], SETTINGS, approximate_token_count)
-    assert open_store(spec).documents == expected
+    assert open_store(spec).documents_with_text == expected

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     # that finds nothing changed never needs them.
     from qa.index.local import LocalIndex
     from qa.index.store import PassageStore
-    from qa.records import Document, Passage
+    from qa.records import Document, DocumentMetadata, Passage
 
 # Paragraphs shorter than this join a neighbour: alone they carry too little context.
 MIN_WORDS = 12
@@ -107,7 +107,7 @@ def index_corpus(
             return prepare_corpus(
                 listing.files(),
                 corpus_dir,
-                previous_documents=previous.documents,
+                previous_documents=previous.documents_with_text,
                 previous_passages=previous.passages,
                 previous_settings=previous.manifest.settings,
                 settings=settings,
@@ -293,7 +293,7 @@ def _previous_index(
 
 
 def _report(
-    old_documents: list[Document],
+    old_documents: Sequence[DocumentMetadata],
     current: LocalIndex,
     files: int,
     started: float,

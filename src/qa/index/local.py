@@ -4,7 +4,7 @@ On disk (``index/``)::
 
     manifest.json                 format version, model, dimension, normalisation,
                                   corpus fingerprint, settings, build time, file names
-    documents-<generation>.jsonl  cleaned documents with their metadata
+    documents-<generation>.sqlite cleaned documents: metadata and paragraphs (qa.index.documents)
     passages-<generation>.sqlite  passages in document and paragraph order (qa.index.passages)
     vectors-<generation>.faiss    one unit vector per passage
     slots-<generation>.npy        each passage's vector id in the FAISS index (NumPy, no pickle)
@@ -35,16 +35,13 @@ import numpy as np
 
 from qa.embed.encoder import Encoder
 from qa.errors import IndexCorruptError, QAError
+from qa.index.documents import DocumentTable
 from qa.index.embeddings import EmbeddingCache, EmbedStats, embed_texts, embed_to_scratch, text_hash
 from qa.index.files import (
-    document_from_json,
-    document_to_json,
-    read_jsonl,
     remove,
     remove_stale_files,
     sync_directory,
     write_failure,
-    write_jsonl,
     written,
     written_directory,
 )
@@ -69,7 +66,7 @@ from qa.index.store import Candidates, SearchFilter, StoreSummary, check_model
 from qa.index.texts import LexicalTexts, TextKey, embedding_text, keys_of, source_rows
 from qa.index.vectors import VectorIndex, read_faiss, valid_slots
 from qa.memory import release_free_memory
-from qa.records import Document, Passage
+from qa.records import Document, DocumentMetadata, Passage
 
 
 class LocalIndex:
@@ -77,7 +74,7 @@ class LocalIndex:
 
     def __init__(
         self,
-        documents: list[Document],
+        documents: DocumentTable,
         passages: PassageTable,
         *,
         vectors: VectorIndex,
@@ -85,7 +82,7 @@ class LocalIndex:
         sentences: SentenceVectors,
         manifest: Manifest,
     ) -> None:
-        self.documents = documents
+        self.documents_with_text = documents
         self.passages = passages
         self.manifest = manifest
         self.embed_stats = EmbedStats()
@@ -100,6 +97,15 @@ class LocalIndex:
     def model(self) -> str:
         """The embedding model of the stored vectors."""
         return self.manifest.model
+
+    @property
+    def documents(self) -> list[DocumentMetadata]:
+        """Every document's metadata, in corpus order (their text stays on disk: ``document``)."""
+        return self.documents_with_text.metadata
+
+    def document(self, doc_id: str) -> Document | None:
+        """The document with this id, text and all; ``None`` if the index has none."""
+        return self.documents_with_text.by_id(doc_id)
 
     def summary(self) -> StoreSummary:
         """Model, counts and build time, from the manifest."""
@@ -185,7 +191,7 @@ class LocalIndex:
         )
         empty_vectors = VectorIndex.build(np.zeros((0, 0), dtype=np.float32))
         return cls(
-            [],
+            DocumentTable.of([]),
             PassageTable.empty(),
             vectors=empty_vectors,
             lexical=LexicalIndex.build([]),
@@ -259,7 +265,7 @@ class LocalIndex:
             built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         index = LocalIndex(
-            documents,
+            DocumentTable.of(documents),
             PassageTable.build(passages),
             vectors=vectors,
             lexical=lexical,
@@ -387,6 +393,8 @@ class LocalIndex:
                     forget_generation(index_dir, generation)
             if isinstance(error, OSError):
                 raise write_failure(index_dir, error) from error
+            if isinstance(error, sqlite3.OperationalError):  # SQLite's own "database or disk is full"
+                raise write_failure(index_dir, OSError(str(error))) from error
             raise
         manifest = dataclasses.replace(self.manifest, files=files, file_checks=checks)
         try:
@@ -401,7 +409,7 @@ class LocalIndex:
 
     def _write_generation(self, index_dir: Path, files: dict[str, str]) -> None:
         with written(index_dir / files["documents"]) as path:
-            write_jsonl(path, (document_to_json(d) for d in self.documents))
+            self.documents_with_text.save(path)
         with written(index_dir / files["passages"]) as path:
             self.passages.save(path)
         with written(index_dir / files["vectors"]) as vectors_path, written(index_dir / files["slots"]) as slots_path:
@@ -428,7 +436,7 @@ class LocalIndex:
     def _load_files(cls, index_dir: Path, manifest: Manifest) -> LocalIndex:
         check_files(index_dir, manifest)
         try:
-            documents = [document_from_json(d) for d in read_jsonl(index_dir / manifest.files["documents"])]
+            documents = DocumentTable.open(index_dir / manifest.files["documents"])
             passages = PassageTable.open(index_dir / manifest.files["passages"])
             vectors = read_faiss(index_dir / manifest.files["vectors"])
             slots = np.load(index_dir / manifest.files["slots"], allow_pickle=False)

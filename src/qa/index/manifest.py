@@ -22,7 +22,8 @@ from qa.errors import REBUILD, IndexCorruptError, IndexMismatchError, IndexNotFo
 # size and SHA-256, and its own checksum.
 # 4: passages in SQLite (passages-*.sqlite, opened, not parsed); every passage's sentence
 # vectors stored (sentences-*/); qa's own BM25 format (bm25-*/).
-FORMAT_VERSION = 4
+# 5: documents in SQLite (documents-*.sqlite): their metadata read at opening, their text when asked.
+FORMAT_VERSION = 5
 MANIFEST_NAME = "manifest.json"
 # The corpus files' stamps (qa.index.stamps): a cache beside the generations, not part of one.
 STAMPS_NAME = "corpus-stamps.json"
@@ -37,10 +38,10 @@ CHECKSUM_LIMIT = 256 * 2**20
 # of this exact shape are ever taken for files qa wrote.
 _GENERATION = r"[0-9a-f]{1,32}"
 GENERATION_FILE = re.compile(
-    rf"(?:documents|passages)-{_GENERATION}\.jsonl|passages-{_GENERATION}\.sqlite|vectors-{_GENERATION}\.faiss"
+    rf"(?:documents|passages)-{_GENERATION}\.(?:jsonl|sqlite)|vectors-{_GENERATION}\.faiss"
     rf"|slots-{_GENERATION}\.npy|bm25-{_GENERATION}|sentences-{_GENERATION}"
 )
-_DOCUMENTS_FILE = re.compile(rf"documents-({_GENERATION})\.jsonl")
+_DOCUMENTS_FILE = re.compile(rf"documents-({_GENERATION})\.sqlite")
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class Manifest:
 def generation_files(generation: str) -> dict[str, str]:
     """The names of the files of one generation, by kind (``Manifest.files``)."""
     return {
-        "documents": f"documents-{generation}.jsonl",
+        "documents": f"documents-{generation}.sqlite",
         "passages": f"passages-{generation}.sqlite",
         "vectors": f"vectors-{generation}.faiss",
         "slots": f"slots-{generation}.npy",
@@ -142,7 +143,7 @@ def generation_files(generation: str) -> dict[str, str]:
 
 def former_generation_files(generation: str) -> list[str]:
     """Names earlier formats gave files of a generation: removed with it, like its current names."""
-    return [f"passages-{generation}.jsonl"]
+    return [f"passages-{generation}.jsonl", f"documents-{generation}.jsonl"]
 
 
 def generation_of(files: object) -> str | None:

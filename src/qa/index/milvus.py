@@ -90,7 +90,8 @@ class MilvusStore:
         self.spec = spec
         self.collection = collection
         self.record = record
-        self.documents = documents
+        self.documents_with_text = documents
+        self.documents = [document.metadata for document in documents]
         self._counts = counts
         self._metadata_terms: frozenset[str] | None = None
 
@@ -123,6 +124,10 @@ class MilvusStore:
     def model(self) -> str:
         """The embedding model of the stored vectors."""
         return self.record.model
+
+    def document(self, doc_id: str) -> Document | None:
+        """The document with this id, text and all; ``None`` if the store has none."""
+        return next((document for document in self.documents_with_text if document.doc_id == doc_id), None)
 
     def summary(self) -> StoreSummary:
         """Model, counts and build time, from the record."""

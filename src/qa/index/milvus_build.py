@@ -65,7 +65,7 @@ from qa.index.spec import StoreSpec
 from qa.index.texts import embedding_text, lexical_text
 from qa.ingest.listing import corpus_fingerprint, find_corpus_files
 from qa.ingest.split import approximate_token_count
-from qa.records import Document, Passage
+from qa.records import Document, DocumentMetadata, Passage
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -189,7 +189,9 @@ def _build(
         except (IndexCorruptError, IndexMismatchError) as error:
             reason = error.problem
     if previous is not None:
-        documents, passages, fresh = prepare(previous.documents, previous.iter_passages(), previous.record.settings)
+        documents, passages, fresh = prepare(
+            previous.documents_with_text, previous.iter_passages(), previous.record.settings
+        )
     else:
         documents, passages, fresh = prepare([], [], None)
     check_unique(documents, passages)
@@ -431,8 +433,8 @@ def _aliases(client: MilvusClient) -> list[str]:
 
 
 def _report(
-    old_documents: list[Document],
-    documents: list[Document],
+    old_documents: Sequence[DocumentMetadata],
+    documents: Sequence[Document],
     files: int,
     started: float,
     *,
@@ -478,7 +480,7 @@ def index_from_local(
     local = LocalIndex.load(index_dir)
     local.check_model(encoder.name)
     return index_documents_milvus(
-        local.documents,
+        list(local.documents_with_text),
         list(local.passages),
         spec,
         index_dir,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def empty_corpus_error(corpus_dir: Path, files: list[CorpusFile]) -> EmptyCorpus
     return EmptyCorpusError(f"{problem} (the warnings above say why)", fix=fix)
 
 
-def check_removals(documents: list[Document], files: list[CorpusFile], corpus_dir: Path) -> None:
+def check_removals(documents: Sequence[Document], files: list[CorpusFile], corpus_dir: Path) -> None:
     """Refuse a build that would remove most of ``documents`` because their files are gone from ``files``.
 
     Raises:
@@ -122,7 +122,7 @@ def prepare_corpus(
     files: list[CorpusFile],
     corpus_dir: Path,
     *,
-    previous_documents: list[Document],
+    previous_documents: Sequence[Document],
     previous_passages: Iterable[Passage],
     previous_settings: IndexSettings | None,
     settings: IndexSettings,
@@ -152,7 +152,7 @@ def prepare_corpus(
 
 def prepare_documents(
     files: list[CorpusFile],
-    old_documents: list[Document],
+    old_documents: Sequence[Document],
     old_passages: Iterable[Passage],
     settings: IndexSettings,
     count_tokens: Callable[[str], int],

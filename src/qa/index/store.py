@@ -20,7 +20,7 @@ import numpy as np
 
 from qa.errors import IndexMismatchError, QAError
 from qa.index.sentences import PassageSentences
-from qa.records import Document, Passage
+from qa.records import Document, DocumentMetadata, Passage
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -118,8 +118,12 @@ class PassageStore(Protocol):
         ...
 
     @property
-    def documents(self) -> Sequence[Document]:
-        """Every indexed document, in the store's order."""
+    def documents(self) -> Sequence[DocumentMetadata]:
+        """Every indexed document's metadata, in the store's order."""
+        ...
+
+    def document(self, doc_id: str) -> Document | None:
+        """The document with this id, text and all; ``None`` if the store has none."""
         ...
 
     def summary(self) -> StoreSummary:

@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 
 from qa.errors import QAError
 from qa.index.store import PassageStore, SearchFilter, is_iso_day
-from qa.records import Document
+from qa.records import DocumentMetadata
 
 NO_ARTICLE_MATCHES = "No article matches these filters"
 # An error lists this many documents or outlets, the closest to what was typed first.
@@ -104,7 +104,7 @@ def nothing_matches(store: PassageStore, where: SearchFilter | None) -> str:
     return reply
 
 
-def describe_filter(documents: Sequence[Document], where: SearchFilter) -> str:
+def describe_filter(documents: Sequence[DocumentMetadata], where: SearchFilter) -> str:
     """``articles: T1, T2; outlets: RFA; dates: from 2020-01-01 to 2020-12-31``, for a reply or a chip."""
     titles = {document.doc_id: _shown_document(document, with_id=False) for document in documents}
     parts = []
@@ -118,7 +118,7 @@ def describe_filter(documents: Sequence[Document], where: SearchFilter) -> str:
     return "; ".join(parts)
 
 
-def date_summary(documents: Sequence[Document]) -> str:
+def date_summary(documents: Sequence[DocumentMetadata]) -> str:
     """What dates the articles have: ``the articles are dated 2020-08-02 to 2021-03-01; 4 of the 5 have no date``."""
     days = sorted(document.date[:10] for document in documents if document.date)
     if not documents:
@@ -146,7 +146,7 @@ def _outlet_key(text: str) -> str:
     return re.sub(r"^the\s+", "", _key(text))
 
 
-def _document_names(documents: Sequence[Document]) -> list[tuple[str, list[tuple[int, str]]]]:
+def _document_names(documents: Sequence[DocumentMetadata]) -> list[tuple[str, list[tuple[int, str]]]]:
     """Each document's id and the names it answers to by tier; a name of a lower tier wins over a higher one.
 
     Tier 0 is the id as it is; the others are compared as ``_key``s: the id, the
@@ -162,7 +162,7 @@ def _document_names(documents: Sequence[Document]) -> list[tuple[str, list[tuple
     return named
 
 
-def _outlet_names(documents: Sequence[Document]) -> list[tuple[str, list[tuple[int, str]]]]:
+def _outlet_names(documents: Sequence[DocumentMetadata]) -> list[tuple[str, list[tuple[int, str]]]]:
     outlets = sorted({document.outlet for document in documents if document.outlet})
     return [(outlet, [(0, outlet), (1, _outlet_key(outlet))]) for outlet in outlets]
 
@@ -193,7 +193,9 @@ def _resolve(
     return found, unknown
 
 
-def _unknown(documents: Sequence[Document], unknown_documents: list[str], unknown_outlets: list[str]) -> QAError:
+def _unknown(
+    documents: Sequence[DocumentMetadata], unknown_documents: list[str], unknown_outlets: list[str]
+) -> QAError:
     """One error for every unknown name, listing what the index holds of each kind named."""
     problems, held = [], []
     if unknown_documents:
@@ -227,7 +229,7 @@ def _listing(named: list[tuple[str, str]], typed: list[str]) -> str:
     return f"{', '.join(first)} and {len(named) - len(first):,} more"
 
 
-def _shown_document(document: Document, *, with_id: bool) -> str:
+def _shown_document(document: DocumentMetadata, *, with_id: bool) -> str:
     """A document as a list shows it: its id, and its title when it has one (clipped)."""
     title = document.title if len(document.title) <= TITLE_CHARS else document.title[: TITLE_CHARS - 3] + "..."
     if not with_id:

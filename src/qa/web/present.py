@@ -10,7 +10,7 @@ import html
 import re
 from collections.abc import Sequence
 
-from qa.records import PARAGRAPH_SEPARATOR, Document, Hit, SearchResult, WrittenAnswer
+from qa.records import PARAGRAPH_SEPARATOR, Document, DocumentMetadata, Hit, SearchResult, WrittenAnswer
 from qa.search.abstention import NOT_IN_CORPUS
 from qa.search.question import EmptyQuestionError, clipped_notice, normalize_question
 
@@ -359,7 +359,7 @@ def article_html(document: Document, place: tuple[int, int] | int = 0) -> str:
     )
 
 
-def corpus_rows(documents: Sequence[tuple[Document, int]]) -> list[list[str | int]]:
+def corpus_rows(documents: Sequence[tuple[DocumentMetadata, int]]) -> list[list[str | int]]:
     """One table row per document: title, outlet, author, date, passages, source."""
     return [[d.title, d.outlet, d.author, d.date, count, d.source] for d, count in documents]
 

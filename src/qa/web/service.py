@@ -25,7 +25,7 @@ from qa.index.spec import StoreSpec
 from qa.index.store import PassageStore, SearchFilter
 from qa.llm.client import ChatModel
 from qa.reader.model import PassageReader
-from qa.records import Document, SearchResult
+from qa.records import Document, DocumentMetadata, SearchResult
 from qa.search.ask import ask
 from qa.search.evidence import SentenceMemory
 from qa.search.modes import Mode
@@ -254,7 +254,7 @@ class AnswerService:
         """About how long a rebuild of the served index takes: every passage embedded again."""
         return self.index.summary().passages / REBUILD_PASSAGES_PER_SECOND
 
-    def documents(self) -> list[tuple[Document, int]]:
+    def documents(self) -> list[tuple[DocumentMetadata, int]]:
         """Every indexed document with its number of passages."""
         index = self.index
         counts = index.passage_counts()
@@ -262,7 +262,7 @@ class AnswerService:
 
     def document(self, doc_id: str) -> Document | None:
         """An indexed document by id; ``None`` for anything else (ids are never paths on disk)."""
-        return next((d for d in self.index.documents if d.doc_id == doc_id), None)
+        return self.index.document(doc_id)
 
     def warm_up(self) -> None:
         """Load the models and BM25's tokenizer now, so the first question does not wait for them."""
