@@ -71,6 +71,13 @@ def test_a_build_holds_the_corpus_passages_in_order(
     summary = store.summary()
     assert (summary.model, summary.documents, summary.passages) == ("fake-encoder", 5, len(expected))
     assert [d.source for d in store.documents] == sorted(d.source for d in store.documents)
+    documents, _, _ = prepare_documents(find_corpus_files(corpus_copy), [], [], SETTINGS, approximate_token_count)
+    assert sorted(store.documents, key=lambda d: d.doc_id) == sorted(
+        (d.metadata for d in documents), key=lambda d: d.doc_id
+    )
+    for document in documents:
+        assert store.document(document.doc_id) == document
+    assert store.document("no-such-article.txt") is None
     assert sum(store.passage_counts().values()) == len(expected)
     shuffled = [expected[7].passage_id, expected[0].passage_id, expected[30].passage_id]
     assert store.passages_by_id(shuffled) == [expected[7], expected[0], expected[30]]
