@@ -380,3 +380,23 @@ def test_with_a_login_only_a_logged_in_user_adds_documents(served_with_login_and
     )
     event, result = _call(url, "add", [[_file_data(path, "winter.txt")]], cookie=cookie)
     assert event == "complete" and isinstance(result, list) and "Added: winter.txt." in result[2].replace("\\", "")
+
+
+def test_a_corpus_larger_than_the_page_lists_is_listed_in_part_and_says_so(
+    service: AnswerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa.web.chat import document_choices, unlisted_hint
+    from qa.web.corpus_tab import removal_choices
+
+    assert unlisted_hint(service) is None and "lists the first" not in status_text(service)
+    monkeypatch.setattr("qa.web.service.LISTED_DOCUMENTS", 2)
+    first_two = [d.doc_id for d in service.index.documents[:2]]
+    assert [doc_id for _, doc_id in document_choices(service)] == first_two
+    assert [doc_id for _, doc_id in removal_choices(service)] == first_two
+    assert [d.doc_id for d, _ in service.listed_documents()] == first_two
+    assert unlisted_hint(service) == "2 of 5 articles listed: type a file name or title for another"
+    assert "The table lists the first 2." in status_text(service)
+    # A document left out of the Remove list is removed by its typed file name.
+    last = service.index.documents[-1].doc_id
+    asked = remove_documents(service, [last], confirmed=frozenset())
+    assert asked.pending == Pending("remove", frozenset({last}))

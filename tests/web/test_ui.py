@@ -460,6 +460,23 @@ def test_an_answer_from_filtered_articles_says_so_and_shows_the_filters_as_chips
     assert not messages[-1]["content"].startswith("Searched only") and chips == ""
 
 
+def test_an_article_the_list_leaves_out_is_searched_by_its_typed_file_name_or_title(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qa.web.service.LISTED_DOCUMENTS", 1)
+    from qa.web.chat import document_choices
+
+    last = served.service.index.documents[-1]
+    assert last.doc_id not in {doc_id for _, doc_id in document_choices(served.service)}
+    for typed in (last.source, (last.title or last.source).upper()):
+        messages, _, _, sources, *_ = chat(served.service, "Why do defectors return?", [], documents=[typed])
+        shown = as_markdown_text(f"Searched only article “{last.title or last.source}”")
+        assert messages[-1]["content"].startswith(shown), typed
+        assert sources.count("qa-source") >= 1
+    messages, *_ = chat(served.service, "Why do defectors return?", [], documents=["no such article"])
+    assert "no such article" in messages[-1]["content"] and "Searched only" not in messages[-1]["content"]
+
+
 def test_each_answer_links_its_citations_to_its_own_sources(served: Served) -> None:
     earlier = [(1, "<p>earlier sources</p>")]
     from qa.web.chat import _responder

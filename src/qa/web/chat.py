@@ -16,8 +16,8 @@ from typing import Any
 import gradio as gr
 
 from qa.errors import QAError
-from qa.index.store import SearchFilter
 from qa.records import SearchResult
+from qa.search.filters import resolve_filter
 from qa.search.modes import MODES
 from qa.web.present import (
     EMPTY_QUESTION_REPLY,
@@ -226,7 +226,12 @@ def _settings(service: AnswerService) -> dict[str, Any]:
             )
         with gr.Row():
             documents = gr.Dropdown(
-                document_choices(service), multiselect=True, label="Only these articles", elem_id="qa-documents"
+                document_choices(service),
+                multiselect=True,
+                allow_custom_value=True,  # an article the list leaves out is typed: file name or title
+                label="Only these articles",
+                info=unlisted_hint(service),
+                elem_id="qa-documents",
             )
             outlets = gr.Dropdown(
                 outlet_choices(service), multiselect=True, label="Only these outlets", elem_id="qa-outlets"
@@ -246,8 +251,14 @@ def _settings(service: AnswerService) -> dict[str, Any]:
 
 
 def document_choices(service: AnswerService) -> list[tuple[str, str]]:
-    """The documents filter's choices: (title or file name, document id)."""
-    return [(display_title(d.title, d.source), d.doc_id) for d, _ in service.documents()]
+    """The documents filter's choices: (title or file name, document id), as many as the page lists."""
+    return [(display_title(d.title, d.source), d.doc_id) for d, _ in service.listed_documents()]
+
+
+def unlisted_hint(service: AnswerService, *, instruction: str = "type a file name or title for another") -> str | None:
+    """What to do about the documents a list on the page leaves out; ``None`` when it lists them all."""
+    listed, total = len(service.listed_documents()), service.status().documents
+    return f"{listed:,} of {total:,} articles listed: {instruction}" if listed < total else None
 
 
 def outlet_choices(service: AnswerService) -> list[str]:
@@ -258,8 +269,13 @@ def outlet_choices(service: AnswerService) -> list[str]:
 def active_filters(
     service: AnswerService, documents: Sequence[str] | None, outlets: Sequence[str] | None, date_from: str, date_to: str
 ) -> list[str]:
-    """The filters' widget values in words (``qa.web.present.filter_labels``), documents by their titles."""
-    titles = {doc_id: name for name, doc_id in document_choices(service)}
+    """The filters' widget values in words (``qa.web.present.filter_labels``), documents by their titles.
+
+    A value that is no document's id (a file name or title typed for an article the list
+    leaves out) is shown as typed.
+    """
+    wanted = set(documents or ())
+    titles = {d.doc_id: display_title(d.title, d.source) for d in service.index.documents if d.doc_id in wanted}
     return filter_labels(
         documents=[titles.get(doc_id, doc_id) for doc_id in documents or ()],
         outlets=list(outlets or ()),
@@ -311,14 +327,18 @@ def _answer(
     if not text:
         return ([*chat, _assistant(EMPTY_QUESTION_REPLY)], *unchanged, "", gr.skip(), gr.skip()), None
     turn = [*chat, {"role": "user", "content": as_markdown_text(text)}]
-    labels = active_filters(service, value["documents"], value["outlets"], value["from"], value["to"])
     try:
-        where = SearchFilter.of(
-            doc_ids=value["documents"] or (),
+        # Chosen ids and typed file names or titles alike (an article the list leaves out is typed).
+        where = resolve_filter(
+            service.index,
+            documents=value["documents"] or (),
             outlets=value["outlets"] or (),
             date_from=value["from"] or "",
             date_to=value["to"] or "",
         )
+        chosen = [name for name in value["documents"] or () if name in where.doc_ids]
+        named = chosen + sorted(where.doc_ids - set(chosen))  # typed names, as the documents they name
+        labels = active_filters(service, named, value["outlets"], value["from"], value["to"])
         result = service.ask(
             text,
             history=history,

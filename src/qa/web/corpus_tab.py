@@ -21,7 +21,7 @@ from gradio.utils import get_upload_folder
 
 from qa.errors import QAError
 from qa.index.prepare import IndexReport
-from qa.web.chat import document_choices, outlet_choices
+from qa.web.chat import document_choices, outlet_choices, unlisted_hint
 from qa.web.present import CORPUS_COLUMNS, as_markdown_text, corpus_rows
 from qa.web.service import AnswerService
 from qa.web.uploads import (
@@ -85,7 +85,12 @@ def corpus_tab(service: AnswerService, ask_tab: dict[str, Any]) -> None:
             add = gr.Button("Add to corpus", variant="primary", elem_id="qa-add")
         with gr.Column(scale=1, min_width=300):
             chosen = gr.Dropdown(
-                removal_choices(service), multiselect=True, label="Remove documents", elem_id="qa-remove-choice"
+                removal_choices(service),
+                multiselect=True,
+                allow_custom_value=True,  # a document the list leaves out is typed: its file name
+                label="Remove documents",
+                info=unlisted_hint(service, instruction="type another's file name, as in the corpus folder"),
+                elem_id="qa-remove-choice",
             )
             with gr.Row():
                 remove = gr.Button("Remove from corpus", variant="stop", elem_id="qa-remove")
@@ -98,7 +103,7 @@ def corpus_tab(service: AnswerService, ask_tab: dict[str, Any]) -> None:
     # The one place progress shows: a bar here, not one over every output.
     message = gr.Markdown(start_notice(service), elem_id="qa-rebuild-message", min_height=40)
     table = gr.Dataframe(
-        value=corpus_rows(service.documents()),
+        value=corpus_rows(service.listed_documents()),
         headers=CORPUS_COLUMNS,
         interactive=False,
         wrap=True,
@@ -195,7 +200,8 @@ def _confirmer(service: AnswerService) -> Callable[..., tuple[Any, ...]]:
 
 def _lister(service: AnswerService) -> Callable[[], tuple[Any, ...]]:
     def listing() -> tuple[Any, ...]:
-        return status_text(service), corpus_rows(service.documents()), gr.update(choices=removal_choices(service))
+        rows = corpus_rows(service.listed_documents())
+        return status_text(service), rows, gr.update(choices=removal_choices(service))
 
     return listing
 
@@ -206,7 +212,7 @@ def shown(service: AnswerService, outcome: Outcome) -> tuple[Any, ...]:
     choices = removal_choices(service)
     return (
         status_text(service),
-        corpus_rows(service.documents()),
+        corpus_rows(service.listed_documents()),
         outcome.message,
         gr.update(choices=document_choices(service)),
         gr.update(choices=outlet_choices(service)),
@@ -398,7 +404,7 @@ def _duration(seconds: float) -> str:
 
 def removal_choices(service: AnswerService) -> list[tuple[str, str]]:
     """The Remove dropdown's choices: (file name, with the title when there is one; document id)."""
-    return [(f"{d.source} ({d.title})" if d.title else d.source, d.doc_id) for d, _ in service.documents()]
+    return [(f"{d.source} ({d.title})" if d.title else d.source, d.doc_id) for d, _ in service.listed_documents()]
 
 
 def start_notice(service: AnswerService) -> str:
@@ -414,11 +420,13 @@ def start_notice(service: AnswerService) -> str:
 def status_text(service: AnswerService, *, now: datetime | None = None) -> str:
     """The Corpus tab's status: documents, passages, model, when the index was built, and a running rebuild."""
     state = service.status()
+    listed = len(service.listed_documents())
     lines = [
         f"**{state.documents}** documents, **{state.passages}** passages. Model: `{state.model}`. "
         f"Index built {readable_time(state.built_at, now=now)}."
         + (f" Stored in: {as_markdown_text(state.backend)}." if state.backend else ""),
         "**Rebuilding…** questions are answered from the current index meanwhile." if state.rebuilding else "",
+        f"The table lists the first {listed:,}." if listed < state.documents else "",
     ]
     return "\n\n".join(line for line in lines if line)
 

@@ -43,6 +43,10 @@ QUESTION_PRIORITY_SECONDS = 0.1
 # REBUILD_BATCH: 84/s measured on this machine (2 cores) over the bundled corpus's passages,
 # 76/s in batches of 32. Says how long a rebuild takes (the Corpus tab asks before a long one).
 REBUILD_PASSAGES_PER_SECOND = 80.0
+# The page lists at most this many documents (the corpus table, the article filter, the Remove
+# choices); others are typed. With the 100,000 articles of a million passages listed, the page
+# was 21 MB, served in several seconds each time, and the app never came up in 120 s.
+LISTED_DOCUMENTS = 1_000
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,10 @@ class AnswerService:
         index = self.index
         counts = index.passage_counts()
         return [(document, counts.get(document.doc_id, 0)) for document in index.documents]
+
+    def listed_documents(self) -> list[tuple[DocumentMetadata, int]]:
+        """The documents the page lists: the first ``LISTED_DOCUMENTS``, with their passage counts."""
+        return self.documents()[:LISTED_DOCUMENTS]
 
     def document(self, doc_id: str) -> Document | None:
         """An indexed document by id; ``None`` for anything else (ids are never paths on disk)."""
