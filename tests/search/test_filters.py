@@ -188,6 +188,19 @@ def test_nothing_matches_is_empty_when_some_passage_passes(store: LocalIndex) ->
     assert reply == f"{NO_ARTICLE_MATCHES} (articles: story.txt; outlets: Daily NK)."  # no word about dates
 
 
+def test_nothing_matches_exactly_when_no_passage_passes(store: LocalIndex) -> None:
+    doc_ids = sorted({p.doc_id for p in store.passages})
+    outlets = sorted({p.outlet for p in store.passages if p.outlet})
+    days = ["", "2020-01-01", "2020-08-02", "2021-03-01", "2022-01-01"]
+    for picked_docs in ((), doc_ids[:1], doc_ids[1:3]):
+        for picked_outlets in ((), outlets[:1], outlets[1:]):
+            for date_from in days:
+                for date_to in days:
+                    where = SearchFilter(frozenset(picked_docs), frozenset(picked_outlets), date_from, date_to)
+                    passes = any(where.allows(p) for p in store.passages)  # the reference, passage by passage
+                    assert (nothing_matches(store, where) == "") == (passes or where.is_empty), where
+
+
 def test_ask_answers_a_filter_that_leaves_nothing_with_no_article_matches(
     store: LocalIndex, encoder: FakeEncoder
 ) -> None:

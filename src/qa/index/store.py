@@ -48,8 +48,8 @@ class SearchFilter:
     date_from: str = ""
     date_to: str = ""
 
-    def allows(self, passage: Passage) -> bool:
-        """Whether ``passage`` is inside the filter."""
+    def allows(self, passage: Passage | DocumentMetadata) -> bool:
+        """Whether ``passage`` (or every passage of a document: they carry its metadata) is inside the filter."""
         if self.doc_ids and passage.doc_id not in self.doc_ids:
             return False
         if self.outlets and passage.outlet not in self.outlets:
