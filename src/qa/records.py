@@ -8,6 +8,7 @@ the job of whoever displays it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -42,17 +43,7 @@ class Document:
     @property
     def metadata(self) -> DocumentMetadata:
         """Everything about the article but its text."""
-        return DocumentMetadata(
-            self.doc_id,
-            self.source,
-            title=self.title,
-            outlet=self.outlet,
-            author=self.author,
-            date=self.date,
-            url=self.url,
-            checksum=self.checksum,
-            encoding=self.encoding,
-        )
+        return DocumentMetadata(**{name: getattr(self, name) for name in METADATA_FIELDS})
 
     def paragraph_spans(self) -> list[tuple[int, int]]:
         """Return ``(start, end)`` offsets of each paragraph in ``text``."""
@@ -87,18 +78,11 @@ class DocumentMetadata:
 
     def with_paragraphs(self, paragraphs: tuple[str, ...]) -> Document:
         """The whole document: this metadata and its text."""
-        return Document(
-            self.doc_id,
-            self.source,
-            paragraphs,
-            title=self.title,
-            outlet=self.outlet,
-            author=self.author,
-            date=self.date,
-            url=self.url,
-            checksum=self.checksum,
-            encoding=self.encoding,
-        )
+        return Document(paragraphs=paragraphs, **{name: getattr(self, name) for name in METADATA_FIELDS})
+
+
+# Every field of a document but its paragraphs, in order.
+METADATA_FIELDS = tuple(field.name for field in dataclasses.fields(DocumentMetadata))
 
 
 @dataclass(frozen=True, slots=True)

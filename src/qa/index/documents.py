@@ -16,29 +16,28 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from qa.records import Document, DocumentMetadata
+from qa.records import METADATA_FIELDS, Document, DocumentMetadata
 
 # Bump when the table changes; a file of another version is refused as damaged.
 DOCUMENTS_FORMAT = 1
-_METADATA = ("doc_id", "source", "title", "outlet", "author", "date", "url", "checksum", "encoding")
-_COLUMNS = ", ".join(f'"{name}"' for name in _METADATA)
+_COLUMNS = ", ".join(f'"{name}"' for name in METADATA_FIELDS)
 # Documents read at a time when iterating over every one.
 _PAGE = 1_000
 
-_metadata_values: Callable[[Document], tuple[Any, ...]] = operator.attrgetter(*_METADATA)
+_metadata_values: Callable[[Document], tuple[Any, ...]] = operator.attrgetter(*METADATA_FIELDS)
 
 
 def _fill(connection: sqlite3.Connection, documents: Iterable[Document]) -> None:
     """Create the table in an empty database and write ``documents`` into it, row 0 first."""
     connection.execute("CREATE TABLE qa_format (version INTEGER NOT NULL)")
     connection.execute("INSERT INTO qa_format VALUES (?)", [DOCUMENTS_FORMAT])
-    columns = ", ".join(f'"{name}" TEXT NOT NULL' for name in _METADATA)
+    columns = ", ".join(f'"{name}" TEXT NOT NULL' for name in METADATA_FIELDS)
     connection.execute(f"CREATE TABLE documents (row INTEGER PRIMARY KEY, {columns}, paragraphs TEXT NOT NULL)")
     rows = (
         (row, *_metadata_values(document), json.dumps(document.paragraphs, ensure_ascii=False))
         for row, document in enumerate(documents)
     )
-    connection.executemany(f"INSERT INTO documents VALUES (?, {', '.join('?' * len(_METADATA))}, ?)", rows)
+    connection.executemany(f"INSERT INTO documents VALUES (?, {', '.join('?' * len(METADATA_FIELDS))}, ?)", rows)
     connection.commit()
 
 

@@ -266,7 +266,9 @@ class AnswerService:
 
     def listed_documents(self) -> list[tuple[DocumentMetadata, int]]:
         """The documents the page lists: the first ``LISTED_DOCUMENTS``, with their passage counts."""
-        return self.documents()[:LISTED_DOCUMENTS]
+        index = self.index
+        counts = index.passage_counts()
+        return [(document, counts.get(document.doc_id, 0)) for document in index.documents[:LISTED_DOCUMENTS]]
 
     def document(self, doc_id: str) -> Document | None:
         """An indexed document by id; ``None`` for anything else (ids are never paths on disk)."""
