@@ -336,7 +336,7 @@ def test_streamed_backend_gives_the_vectors_of_torch_and_bf16(exported: Path) ->
 
 
 @pytest.mark.slow
-def test_streamed_runner_compiles_each_fixed_shape_once(exported: Path) -> None:
+def test_streamed_runner_compiles_each_model_once(exported: Path) -> None:
     runner = StreamedRunner(exported / OPENVINO_XML, precision="bf16", threads=2)
     model = ExportedModel(exported, None, runner=runner)
     assert runner.width(STREAM_BATCH, 70) == 128  # a full batch: the next multiple of 64 tokens
@@ -345,22 +345,27 @@ def test_streamed_runner_compiles_each_fixed_shape_once(exported: Path) -> None:
     assert runner.width(1, 21) == 2 * QUESTION_WIDTH_STEP  # a text alone: the next multiple of 16 tokens
     assert runner.width(1, QUESTION_MAX_WIDTH + 1) == QUESTION_MAX_WIDTH + 1  # a long one: the dynamic model
     first = model.encode(VARIED)
-    shapes = runner.fixed_shapes
-    assert shapes and all(rows == STREAM_BATCH for rows, _ in shapes)
+    compiled = runner.compiled
+    batches = [name for name in compiled if name != "dynamic"]
+    assert batches and all(name.startswith(f"{STREAM_BATCH}x") for name in batches)
     assert np.array_equal(model.encode(VARIED), first)  # the same shapes again: nothing compiled, same vectors
-    assert runner.fixed_shapes == shapes
+    assert runner.compiled == compiled
     question = "Why do defectors return to North Korea?"
     alone = model.encode([question])
-    assert runner.fixed_shapes == sorted([*shapes, (1, QUESTION_WIDTH_STEP)])
-    assert np.allclose(
-        alone, ExportedModel(exported, None, runner=dynamic_runner(exported)).encode([question]), atol=2e-3
-    )
+    assert runner.compiled == sorted([*compiled, "question"])
+    # Questions of other padded widths run the same model: nothing more is compiled.
+    longer = " ".join(["Why do defectors who reached the South go back to the North"] * 4)
+    assert runner.width(1, len(model.tokenizer.encode(longer).ids)) > 2 * QUESTION_WIDTH_STEP
+    reference = ExportedModel(exported, None, runner=dynamic_runner(exported))
+    assert np.allclose(model.encode([longer]), reference.encode([longer]), atol=2e-3)
+    assert runner.compiled == sorted([*compiled, "question"])
+    assert np.allclose(alone, reference.encode([question]), atol=2e-3)
 
     dynamic = dynamic_runner(exported)
     assert dynamic.width(STREAM_BATCH, 70) == 70
     assert dynamic.width(1, 21) == 21
     assert np.allclose(ExportedModel(exported, None, runner=dynamic).encode(VARIED), first, atol=2e-3)
-    assert dynamic.fixed_shapes == []
+    assert dynamic.compiled == ["dynamic"]
 
 
 def dynamic_runner(exported: Path) -> StreamedRunner:

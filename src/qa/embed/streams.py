@@ -7,27 +7,26 @@ import queue
 import threading
 from collections.abc import Generator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from qa.cpus import usable_cpus
 from qa.embed.models import FALLBACK_MAX_TOKENS
-from qa.embed.runtime import cpu_precision, openvino_core
+from qa.embed.runtime import cpu_precision, import_openvino, openvino_core
 
 # Texts per inference of a StreamedRunner, and the step of the fixed token widths it pads to.
 STREAM_BATCH = 8
 STREAM_WIDTH_STEP = 64
-# A text alone (a question) is padded to a multiple of this many tokens, up to QUESTION_MAX_WIDTH,
-# and run by a model compiled for that one shape: embed_query took 1.93 ms p50 over 200 SciFact
-# questions (21 tokens at the median) against 2.70 ms with the dynamic model, both on one thread,
-# vectors agreeing to cosine 0.99999. Each width compiles in about 0.17 s when first asked for.
+# A text alone (a question) is padded to a multiple of this many tokens, up to QUESTION_MAX_WIDTH:
+# embed_query took 1.93 ms p50 over 200 SciFact questions (21 tokens at the median) against 2.70 ms
+# unpadded on the dynamic model, both on one thread, vectors agreeing to cosine 0.99999.
 QUESTION_WIDTH_STEP = 16
 QUESTION_MAX_WIDTH = 128
 
-
-# A fixed (texts, tokens) shape a model is compiled for.
-_Shape = tuple[int, int]
+# The models a runner compiles: one per width of a full batch, one for texts alone, and one for
+# anything else (unpadded).
+_Model = tuple[int, int] | Literal["question", "dynamic"]
 
 
 class StreamedRunner:
@@ -35,13 +34,18 @@ class StreamedRunner:
 
     On the project's 2-core machine, batches of 8 texts on two single-thread streams (two
     requests in flight) beat one batch of 32 on both threads, and a full batch padded to the
-    next multiple of ``width_step`` tokens runs a model compiled for that fixed shape (made
-    on first use, about 0.3 s each), which is faster than the dynamic one
-    (``benchmarks/encoder.py``). A text alone (above all a question) is padded likewise to a
-    multiple of ``QUESTION_WIDTH_STEP`` tokens and runs on a model compiled for that shape
-    and for latency on every thread; other batches (the last of a call) run the dynamic
-    model on one thread, beside the call's last full batch. Safe across threads: every
-    call takes idle requests of its own.
+    next multiple of ``width_step`` tokens is faster than the same batch unpadded on the
+    dynamic model (``benchmarks/encoder.py``). A text alone (above all a question) is padded
+    likewise to a multiple of ``QUESTION_WIDTH_STEP`` tokens and runs for latency on every
+    thread; other batches (the last of a call) run the dynamic model on one thread, beside
+    the call's last full batch. A full batch runs a model compiled for its (texts, tokens)
+    shape, on first use (about 0.3 s each): one model with a bounded width held 120 MB less
+    after embedding 2,000 abstracts, but embedded 3-5% fewer texts a second. Texts alone run
+    one model, its width bounded by ``QUESTION_MAX_WIDTH``: a model per width held its own
+    copy of the weights, 54 MB each, so a process that had embedded questions of eight
+    lengths held 380 MB more, and the bounded model takes 0.08 ms more a question
+    (1.57 against 1.49 ms p50 over 300 SciFact questions). Safe across threads: every call
+    takes idle requests of its own.
     """
 
     def __init__(
@@ -79,8 +83,8 @@ class StreamedRunner:
         # passages (runs on a busy machine).
         self._question = {**self._latency, "INFERENCE_NUM_THREADS": threads}
         self._model = core.read_model(str(model_file))
-        self._compiled: dict[_Shape | None, Any] = {None: core.compile_model(self._model, "CPU", self._latency)}
-        self._idle: dict[_Shape | None, queue.SimpleQueue[Any]] = {None: queue.SimpleQueue()}
+        self._compiled: dict[_Model, Any] = {"dynamic": core.compile_model(self._model, "CPU", self._latency)}
+        self._idle: dict[_Model, queue.SimpleQueue[Any]] = {"dynamic": queue.SimpleQueue()}
         self._lock = threading.Lock()
 
     def width(self, rows: int, longest: int) -> int:
@@ -89,14 +93,14 @@ class StreamedRunner:
         return next((width for width in widths if width >= longest), longest)
 
     @property
-    def fixed_shapes(self) -> list[tuple[int, int]]:
-        """The fixed (texts, tokens) shapes compiled so far."""
+    def compiled(self) -> list[str]:
+        """The models compiled so far: ``dynamic``, ``question`` and each full batch's ``texts x tokens``."""
         with self._lock:
-            return sorted(key for key in self._compiled if key is not None)
+            return sorted(key if isinstance(key, str) else f"{key[0]}x{key[1]}" for key in self._compiled)
 
     def run(self, batches: Iterable[dict[str, np.ndarray]]) -> Generator[np.ndarray, None, None]:
         """The first output of every batch, in order, with one batch in flight per stream."""
-        in_flight: collections.deque[tuple[_Shape | None, Any]] = collections.deque()
+        in_flight: collections.deque[tuple[_Model, Any]] = collections.deque()
         try:
             for feeds in batches:
                 if len(in_flight) == self.streams:
@@ -112,21 +116,19 @@ class StreamedRunner:
                 request.wait()
                 self._idle[key].put(request)
 
-    def _key(self, shape: tuple[int, ...]) -> _Shape | None:
-        """The fixed shape a batch of this shape runs on, or ``None`` for the dynamic model."""
+    def _key(self, shape: tuple[int, ...]) -> _Model:
+        """The model a batch of this shape runs on."""
         rows, width = shape
-        if (rows == self.batch_size and width in self.widths) or (rows == 1 and width in self.question_widths):
+        if rows == self.batch_size and width in self.widths:
             return rows, width
-        return None
+        if rows == 1 and width in self.question_widths:
+            return "question"
+        return "dynamic"
 
-    def _request(self, key: _Shape | None) -> Any:
+    def _request(self, key: _Model) -> Any:
         with self._lock:
             if key not in self._compiled:
-                assert key is not None  # the dynamic model is compiled up front
-                model = self._model.clone()
-                model.reshape({node.get_any_name(): list(key) for node in model.inputs})
-                config = self._config if key[0] == self.batch_size else self._question
-                self._compiled[key] = openvino_core().compile_model(model, "CPU", config)
+                self._compiled[key] = self._compile(key)
                 self._idle[key] = queue.SimpleQueue()
             compiled, idle = self._compiled[key], self._idle[key]
         try:
@@ -134,7 +136,18 @@ class StreamedRunner:
         except queue.Empty:
             return compiled.create_infer_request()
 
-    def _collect(self, key: _Shape | None, request: Any) -> np.ndarray:
+    def _compile(self, key: _Model) -> Any:
+        """The model for one shape of full batch, or for texts alone (their width bounded)."""
+        openvino = import_openvino()
+        model = self._model.clone()
+        if key == "question":
+            shape, config = openvino.PartialShape([1, openvino.Dimension(1, self.question_widths[-1])]), self._question
+        else:
+            shape, config = openvino.PartialShape(list(key)), self._config
+        model.reshape({node.get_any_name(): shape for node in model.inputs})
+        return openvino_core().compile_model(model, "CPU", config)
+
+    def _collect(self, key: _Model, request: Any) -> np.ndarray:
         try:
             request.wait()
             return np.array(request.get_output_tensor(0).data, dtype=np.float32)  # a copy: the request is reused
