@@ -23,9 +23,15 @@ STREAM_WIDTH_STEP = 64
 # unpadded on the dynamic model, both on one thread, vectors agreeing to cosine 0.99999.
 QUESTION_WIDTH_STEP = 16
 QUESTION_MAX_WIDTH = 128
+# Question widths run by a model compiled for that one width; the longer ones share one model
+# whose width is bounded by QUESTION_MAX_WIDTH. 88% of SciFact's questions and all of
+# eval/questions.jsonl pad to 16 or 32 tokens.
+QUESTION_FIXED_WIDTHS = (16, 32)
 
-# The models a runner compiles: one per width of a full batch, one for texts alone, and one for
-# anything else (unpadded).
+# A fixed (texts, tokens) shape a batch is padded to, or None for anything else (unpadded).
+_Shape = tuple[int, int] | None
+# The models a runner compiles: one per fixed shape, one for the longer texts alone, and one for
+# anything else.
 _Model = tuple[int, int] | Literal["question", "dynamic"]
 
 
@@ -40,12 +46,13 @@ class StreamedRunner:
     thread; other batches (the last of a call) run the dynamic model on one thread, beside
     the call's last full batch. A full batch runs a model compiled for its (texts, tokens)
     shape, on first use (about 0.3 s each): one model with a bounded width held 120 MB less
-    after embedding 2,000 abstracts, but embedded 3-5% fewer texts a second. Texts alone run
-    one model, its width bounded by ``QUESTION_MAX_WIDTH``: a model per width held its own
-    copy of the weights, 54 MB each, so a process that had embedded questions of eight
-    lengths held 380 MB more, and the bounded model takes 0.08 ms more a question
-    (1.57 against 1.49 ms p50 over 300 SciFact questions). Safe across threads: every call
-    takes idle requests of its own.
+    after embedding 2,000 abstracts, but embedded 3-5% fewer texts a second. A text alone
+    padded to one of ``QUESTION_FIXED_WIDTHS`` runs a model compiled for that width too; the
+    longer ones share one model with a bounded width. Each compiled model holds its own
+    copy of the weights, 54 MB, so a model per width of question held 380 MB more once
+    questions of eight lengths had come; one bounded model for every question made the
+    first stage about 1 ms slower at a million passages (``benchmarks/search_parts.py``, in
+    turns). Safe across threads: every call takes idle requests of its own.
     """
 
     def __init__(
@@ -84,7 +91,7 @@ class StreamedRunner:
         self._question = {**self._latency, "INFERENCE_NUM_THREADS": threads}
         self._model = core.read_model(str(model_file))
         self._compiled: dict[_Model, Any] = {"dynamic": core.compile_model(self._model, "CPU", self._latency)}
-        self._idle: dict[_Model, queue.SimpleQueue[Any]] = {"dynamic": queue.SimpleQueue()}
+        self._idle: dict[_Shape, queue.SimpleQueue[Any]] = {}
         self._lock = threading.Lock()
 
     def width(self, rows: int, longest: int) -> int:
@@ -94,13 +101,13 @@ class StreamedRunner:
 
     @property
     def compiled(self) -> list[str]:
-        """The models compiled so far: ``dynamic``, ``question`` and each full batch's ``texts x tokens``."""
+        """The models compiled: ``dynamic``, ``question`` (the longer texts alone), each fixed ``texts x tokens``."""
         with self._lock:
             return sorted(key if isinstance(key, str) else f"{key[0]}x{key[1]}" for key in self._compiled)
 
     def run(self, batches: Iterable[dict[str, np.ndarray]]) -> Generator[np.ndarray, None, None]:
         """The first output of every batch, in order, with one batch in flight per stream."""
-        in_flight: collections.deque[tuple[_Model, Any]] = collections.deque()
+        in_flight: collections.deque[tuple[_Shape, Any]] = collections.deque()
         try:
             for feeds in batches:
                 if len(in_flight) == self.streams:
@@ -116,38 +123,46 @@ class StreamedRunner:
                 request.wait()
                 self._idle[key].put(request)
 
-    def _key(self, shape: tuple[int, ...]) -> _Model:
-        """The model a batch of this shape runs on."""
+    def _key(self, shape: tuple[int, ...]) -> _Shape:
+        """The fixed shape a batch of this shape is, or ``None`` for the dynamic model."""
         rows, width = shape
-        if rows == self.batch_size and width in self.widths:
+        if (rows == self.batch_size and width in self.widths) or (rows == 1 and width in self.question_widths):
             return rows, width
-        if rows == 1 and width in self.question_widths:
-            return "question"
-        return "dynamic"
+        return None
 
-    def _request(self, key: _Model) -> Any:
+    def _request(self, key: _Shape) -> Any:
+        """An idle request for batches of shape ``key``, compiling its model on first use.
+
+        Texts alone of the longer widths share one model, but each width keeps requests of
+        its own: a request run at the width it ran at last does not prepare its layers again.
+        """
+        model: _Model = "dynamic" if key is None else key
+        if key is not None and key[0] != self.batch_size and key[1] not in QUESTION_FIXED_WIDTHS:
+            model = "question"
         with self._lock:
-            if key not in self._compiled:
-                self._compiled[key] = self._compile(key)
-                self._idle[key] = queue.SimpleQueue()
-            compiled, idle = self._compiled[key], self._idle[key]
+            if model not in self._compiled:
+                self._compiled[model] = self._compile(model)
+            compiled = self._compiled[model]
+            idle = self._idle.setdefault(key, queue.SimpleQueue())
         try:
             return idle.get_nowait()
         except queue.Empty:
             return compiled.create_infer_request()
 
     def _compile(self, key: _Model) -> Any:
-        """The model for one shape of full batch, or for texts alone (their width bounded)."""
+        """The model for one fixed shape, or for the longer texts alone (their width bounded)."""
         openvino = import_openvino()
         model = self._model.clone()
         if key == "question":
             shape, config = openvino.PartialShape([1, openvino.Dimension(1, self.question_widths[-1])]), self._question
         else:
-            shape, config = openvino.PartialShape(list(key)), self._config
+            assert key != "dynamic"  # compiled up front
+            shape = openvino.PartialShape(list(key))
+            config = self._config if key[0] == self.batch_size else self._question
         model.reshape({node.get_any_name(): shape for node in model.inputs})
         return openvino_core().compile_model(model, "CPU", config)
 
-    def _collect(self, key: _Model, request: Any) -> np.ndarray:
+    def _collect(self, key: _Shape, request: Any) -> np.ndarray:
         try:
             request.wait()
             return np.array(request.get_output_tensor(0).data, dtype=np.float32)  # a copy: the request is reused
