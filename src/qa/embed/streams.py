@@ -26,7 +26,7 @@ QUESTION_MAX_WIDTH = 128
 # Question widths run by a model compiled for that one width; the longer ones share one model
 # whose width is bounded by QUESTION_MAX_WIDTH. 88% of SciFact's questions and all of
 # eval/questions.jsonl pad to 16 or 32 tokens.
-QUESTION_FIXED_WIDTHS = (16, 32)
+QUESTION_FIXED_WIDTHS = (QUESTION_WIDTH_STEP, 2 * QUESTION_WIDTH_STEP)
 
 # A fixed (texts, tokens) shape a batch is padded to, or None for anything else (unpadded).
 _Shape = tuple[int, int] | None
@@ -136,9 +136,7 @@ class StreamedRunner:
         Texts alone of the longer widths share one model, but each width keeps requests of
         its own: a request run at the width it ran at last does not prepare its layers again.
         """
-        model: _Model = "dynamic" if key is None else key
-        if key is not None and key[0] != self.batch_size and key[1] not in QUESTION_FIXED_WIDTHS:
-            model = "question"
+        model = self._model_of(key)
         with self._lock:
             if model not in self._compiled:
                 self._compiled[model] = self._compile(model)
@@ -148,6 +146,15 @@ class StreamedRunner:
             return idle.get_nowait()
         except queue.Empty:
             return compiled.create_infer_request()
+
+    def _model_of(self, key: _Shape) -> _Model:
+        """The model batches of shape ``key`` run on."""
+        if key is None:
+            return "dynamic"
+        rows, width = key
+        if rows != self.batch_size and width not in QUESTION_FIXED_WIDTHS:
+            return "question"
+        return key
 
     def _compile(self, key: _Model) -> Any:
         """The model for one fixed shape, or for the longer texts alone (their width bounded)."""
